@@ -1,0 +1,234 @@
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The EC2 calls ParkingSpot makes, one small function each.
+
+Every function is wrapped by amazon.aws's error handler (botocore errors become
+``AnsibleEC2Error``) and by ``AWSRetry.jittered_backoff`` (throttling is retried
+with jitter). Launch calls deliberately do *not* retry capacity errors: the
+callers decide what an ``InsufficientInstanceCapacity`` means (fall back to
+on-demand, cancel, fail).
+
+Describe calls are paginated with ``MaxResults=1000`` and filtered by tag on the
+server side, so reading a pool of N instances costs ceil(N/1000) calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from typing import Dict
+from typing import Iterable
+from typing import List
+from typing import Optional
+
+from ansible_collections.amazon.aws.plugins.module_utils.ec2 import AnsibleEC2Error
+from ansible_collections.amazon.aws.plugins.module_utils.errors import AWSErrorHandler
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
+
+try:
+    from botocore.exceptions import ClientError
+except ImportError:
+    pass  # AnsibleAWSModule reports a missing botocore
+
+# Largest batch EC2 accepts for instance id lists and MaxResults.
+BATCH = 1000
+
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+ALL_STATES = LIVE_STATES + ["shutting-down", "terminated"]
+OPEN_REQUEST_STATES = ["open", "active", "disabled"]
+
+
+class ParkingSpotError(AnsibleEC2Error):
+    """An error ParkingSpot raises itself: bad input, a timeout, an unsafe action."""
+
+
+class SpotErrorHandler(AWSErrorHandler):
+    _CUSTOM_EXCEPTION = AnsibleEC2Error
+
+
+def error_code(exc: BaseException) -> Optional[str]:
+    """The AWS error code behind an exception raised by this layer, if any."""
+    inner = getattr(exc, "exception", None) or exc
+    if isinstance(inner, ClientError):
+        return inner.response.get("Error", {}).get("Code")
+    return None
+
+
+def chunks(items: List[Any], size: int = BATCH) -> Iterable[List[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def tag_filters(tags: Dict[str, str]) -> List[Dict[str, Any]]:
+    return [{"Name": "tag:%s" % key, "Values": [value]} for key, value in sorted(tags.items())]
+
+
+def tag_specifications(resource_types: Iterable[str], tags: Dict[str, str]) -> List[Dict[str, Any]]:
+    tag_list = [{"Key": key, "Value": str(value)} for key, value in sorted(tags.items())]
+    return [{"ResourceType": resource_type, "Tags": tag_list} for resource_type in resource_types]
+
+
+# --- reads -------------------------------------------------------------------
+
+
+@SpotErrorHandler.list_error_handler("describe instances", [])
+@AWSRetry.jittered_backoff()
+def _describe_instances(client, **params) -> List[Dict[str, Any]]:
+    paginator = client.get_paginator("describe_instances")
+    pages = paginator.paginate(**params).build_full_result()
+    return [instance for reservation in pages.get("Reservations", []) for instance in reservation["Instances"]]
+
+
+def describe_instances_by_tags(client, tags: Dict[str, str], states: Optional[List[str]] = None, filters=None):
+    """Instances carrying every tag in ``tags``, in ``states`` (default: live ones)."""
+    all_filters = tag_filters(tags) + list(filters or [])
+    all_filters.append({"Name": "instance-state-name", "Values": list(states or LIVE_STATES)})
+    return [normalize_instance(i) for i in _describe_instances(client, Filters=all_filters, MaxResults=BATCH)]
+
+
+def describe_instances_by_ids(client, instance_ids: List[str]) -> List[Dict[str, Any]]:
+    found = []
+    for batch in chunks(sorted(set(instance_ids))):
+        found.extend(_describe_instances(client, Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=BATCH))
+    return [normalize_instance(i) for i in found]
+
+
+@SpotErrorHandler.list_error_handler("describe spot instance requests", [])
+@AWSRetry.jittered_backoff()
+def _describe_spot_requests(client, **params) -> List[Dict[str, Any]]:
+    paginator = client.get_paginator("describe_spot_instance_requests")
+    return paginator.paginate(**params).build_full_result().get("SpotInstanceRequests", [])
+
+
+def describe_spot_requests(client, filters: Optional[List[Dict[str, Any]]] = None, request_ids=None):
+    params: Dict[str, Any] = {"Filters": list(filters or [])}
+    if request_ids:
+        params["Filters"].append({"Name": "spot-instance-request-id", "Values": sorted(request_ids)})
+    return [normalize_spot_request(r) for r in _describe_spot_requests(client, **params)]
+
+
+# --- writes ------------------------------------------------------------------
+
+
+@SpotErrorHandler.common_error_handler("run instances")
+@AWSRetry.jittered_backoff()
+def run_instances(client, **params) -> List[Dict[str, Any]]:
+    return [normalize_instance(i) for i in client.run_instances(**params)["Instances"]]
+
+
+@SpotErrorHandler.common_error_handler("create fleet")
+@AWSRetry.jittered_backoff()
+def create_fleet(client, **params) -> Dict[str, Any]:
+    response = client.create_fleet(**params)
+    instance_ids = [iid for group in response.get("Instances", []) for iid in group.get("InstanceIds", [])]
+    errors = [
+        {"code": e.get("ErrorCode"), "message": e.get("ErrorMessage"), "lifecycle": e.get("Lifecycle")}
+        for e in response.get("Errors", [])
+    ]
+    return {"fleet_id": response.get("FleetId"), "instance_ids": instance_ids, "errors": errors}
+
+
+@SpotErrorHandler.common_error_handler("request spot instances")
+@AWSRetry.jittered_backoff()
+def request_spot_instances(client, **params) -> List[Dict[str, Any]]:
+    return [normalize_spot_request(r) for r in client.request_spot_instances(**params)["SpotInstanceRequests"]]
+
+
+@SpotErrorHandler.common_error_handler("cancel spot instance requests")
+@AWSRetry.jittered_backoff()
+def _cancel_spot_requests(client, request_ids: List[str]) -> None:
+    client.cancel_spot_instance_requests(SpotInstanceRequestIds=request_ids)
+
+
+def cancel_spot_requests(client, request_ids: List[str]) -> int:
+    """Cancel requests in batches; returns the number of calls made."""
+    calls = 0
+    for batch in chunks(sorted(set(request_ids))):
+        _cancel_spot_requests(client, batch)
+        calls += 1
+    return calls
+
+
+@SpotErrorHandler.common_error_handler("terminate instances")
+@AWSRetry.jittered_backoff(catch_extra_error_codes=["IncorrectInstanceState"])
+def _terminate(client, instance_ids: List[str]) -> None:
+    client.terminate_instances(InstanceIds=instance_ids)
+
+
+def terminate_instances(client, instance_ids: List[str]) -> int:
+    """Terminate in batches of 1000 ids; returns the number of calls made."""
+    calls = 0
+    for batch in chunks(sorted(set(instance_ids))):
+        _terminate(client, batch)
+        calls += 1
+    return calls
+
+
+@SpotErrorHandler.common_error_handler("tag resources")
+@AWSRetry.jittered_backoff(catch_extra_error_codes=["InvalidInstanceID.NotFound"])
+def _create_tags(client, resource_ids: List[str], tags: List[Dict[str, str]]) -> None:
+    client.create_tags(Resources=resource_ids, Tags=tags)
+
+
+def create_tags(client, resource_ids: List[str], tags: Dict[str, str]) -> int:
+    """Put the same tags on many resources: one call per 1000 ids, never one per resource."""
+    tag_list = [{"Key": key, "Value": str(value)} for key, value in sorted(tags.items())]
+    calls = 0
+    for batch in chunks(sorted(set(resource_ids))):
+        _create_tags(client, batch, tag_list)
+        calls += 1
+    return calls
+
+
+# --- shapes ------------------------------------------------------------------
+
+
+def _iso(value) -> Optional[str]:
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def normalize_instance(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """The snake_case shape every ParkingSpot module returns for an instance."""
+    placement = raw.get("Placement") or {}
+    state_reason = raw.get("StateReason") or {}
+    return {
+        "instance_id": raw["InstanceId"],
+        "state": (raw.get("State") or {}).get("Name"),
+        "instance_type": raw.get("InstanceType"),
+        "image_id": raw.get("ImageId"),
+        "launch_time": _iso(raw.get("LaunchTime")),
+        "zone": placement.get("AvailabilityZone"),
+        "subnet_id": raw.get("SubnetId"),
+        "private_dns_name": raw.get("PrivateDnsName") or None,
+        "private_ip_address": raw.get("PrivateIpAddress"),
+        "market": "spot" if raw.get("InstanceLifecycle") == "spot" else "on-demand",
+        "spot_instance_request_id": raw.get("SpotInstanceRequestId"),
+        "state_reason": state_reason.get("Code"),
+        "tags": boto3_tag_list_to_ansible_dict(raw.get("Tags") or []),
+    }
+
+
+def normalize_spot_request(raw: Dict[str, Any]) -> Dict[str, Any]:
+    status = raw.get("Status") or {}
+    spec = raw.get("LaunchSpecification") or {}
+    return {
+        "spot_instance_request_id": raw["SpotInstanceRequestId"],
+        "state": raw.get("State"),
+        "status_code": status.get("Code"),
+        "status_message": status.get("Message"),
+        "type": raw.get("Type"),
+        "instance_id": raw.get("InstanceId"),
+        "instance_type": spec.get("InstanceType"),
+        "image_id": spec.get("ImageId"),
+        "zone": raw.get("LaunchedAvailabilityZone"),
+        "create_time": _iso(raw.get("CreateTime")),
+        "valid_until": _iso(raw.get("ValidUntil")),
+        "interruption_behavior": raw.get("InstanceInterruptionBehavior"),
+        "max_price": raw.get("SpotPrice"),
+        "tags": boto3_tag_list_to_ansible_dict(raw.get("Tags") or []),
+    }

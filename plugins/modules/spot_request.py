@@ -1,0 +1,348 @@
+#!/usr/bin/python
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: spot_request
+short_description: Keep an exact number of EC2 spot instances by name
+version_added: 0.1.0
+description:
+  - Spot capacity identified by O(name). Every spot request, instance and volume it creates carries the tag
+    C(parkingspot:request=<name>), so the module finds its own capacity again and a second identical run
+    changes nothing and makes no write call.
+  - Launches through RunInstances with InstanceMarketOptions for one instance type, CreateFleet C(type=instant)
+    when O(instance_types) or O(subnet_ids) diversify, and RequestSpotInstances only with
+    O(api=request_spot_instances).
+  - Changing O(count) launches or terminates only the difference; the newest instances go first.
+  - With O(wait), the module polls every 1.5 seconds. When O(wait_timeout) passes, it cancels what is still
+    unfulfilled and terminates what it launched in this run before failing, so nothing is left behind.
+author:
+  - ParkingSpot maintainers
+options:
+  name:
+    description: Identity of the request. Tag C(parkingspot:request) carries it.
+    type: str
+    required: true
+  state:
+    description: C(present) keeps O(count) live instances; C(absent) cancels the requests and terminates instances.
+    type: str
+    default: present
+    choices: [present, absent]
+  count:
+    description: Exact number of live (pending, running, stopping or stopped) instances.
+    type: int
+    default: 1
+  wait:
+    description: Wait until every instance runs (C(present)) or is terminated (C(absent)).
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait. On timeout unfulfilled requests are cancelled and this run's instances terminated.
+    type: int
+    default: 300
+  terminate_instances:
+    description: With O(state=absent), also terminate the instances of the cancelled requests.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - parkingspot.ec2.launch
+  - parkingspot.ec2.launch.SPOT
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+notes:
+  - Supports check mode (the result predicts the launch or termination without a write call) and diff mode.
+  - Tags given in O(tags) are added to existing instances when they are missing; tags are never removed.
+"""
+
+EXAMPLES = r"""
+- name: Keep two spot build runners from a launch template
+  parkingspot.ec2.spot_request:
+    name: ci-runners
+    count: 2
+    launch_template:
+      name: ci-runner
+    tags:
+      team: build
+    wait: true
+
+- name: A persistent spot instance that stops (keeping its root volume) when interrupted
+  parkingspot.ec2.spot_request:
+    name: dev-box
+    image_id: ami-0123456789abcdef0
+    instance_type: m6i.large
+    subnet_id: subnet-0123456789abcdef0
+    iam_instance_profile: dev-box
+    request_type: persistent
+    interruption_behavior: stop
+    valid_until: "2027-01-31T18:00:00Z"
+
+- name: Diversify over types and zones with CreateFleet
+  parkingspot.ec2.spot_request:
+    name: batch
+    count: 10
+    launch_template:
+      id: lt-0123456789abcdef0
+    instance_types: [c6i.xlarge, c6a.xlarge, c7i.xlarge]
+    subnet_ids: [subnet-aaaa1111, subnet-bbbb2222]
+
+- name: Cancel the requests and terminate their instances
+  parkingspot.ec2.spot_request:
+    name: ci-runners
+    state: absent
+"""
+
+RETURN = r"""
+spot_requests:
+  description: Spot requests of this name that are open, active or disabled (RunInstances creates one per instance).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    spot_instance_request_id:
+      description: Request id.
+      type: str
+    state:
+      description: open, active, disabled, closed, cancelled or failed.
+      type: str
+    status_code:
+      description: The request's status code, for example C(fulfilled).
+      type: str
+    instance_id:
+      description: The instance that fulfils the request.
+      type: str
+    valid_until:
+      description: End of a persistent request.
+      type: str
+    tags:
+      description: Tags as a dict.
+      type: dict
+instances:
+  description: Live instances of this name after the run (in check mode, the ones that would remain).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    instance_id:
+      description: Instance id.
+      type: str
+    state:
+      description: Instance state name.
+      type: str
+    instance_type:
+      description: Instance type.
+      type: str
+    zone:
+      description: Availability zone.
+      type: str
+    market:
+      description: C(spot) or C(on-demand).
+      type: str
+    launch_time:
+      description: ISO 8601 launch time.
+      type: str
+    tags:
+      description: Tags as a dict.
+      type: dict
+actions:
+  description: What the run did (or, in check mode, would do).
+  returned: always
+  type: dict
+  contains:
+    launch:
+      description: Number of instances launched.
+      type: int
+    launched:
+      description: Ids of the instances launched (empty in check mode).
+      type: list
+      elements: str
+    terminated:
+      description: Ids of the instances terminated.
+      type: list
+      elements: str
+    cancelled:
+      description: Ids of the spot requests cancelled.
+      type: list
+      elements: str
+    tagged:
+      description: Ids of existing instances that received missing tags.
+      type: list
+      elements: str
+"""
+
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REQUEST
+
+
+def read_current(client, name):
+    """Live instances and open requests carrying this request's name tag."""
+    identity = {TAG_REQUEST: name}
+    requests = _aws.describe_spot_requests(
+        client, filters=_aws.tag_filters(identity) + [{"Name": "state", "Values": _aws.OPEN_REQUEST_STATES}]
+    )
+    instances = _aws.describe_instances_by_tags(client, identity)
+    known = {i["instance_id"] for i in instances}
+    # Instances of legacy requests do not inherit the request's tags: find them through the request.
+    untagged = [r["instance_id"] for r in requests if r.get("instance_id") and r["instance_id"] not in known]
+    if untagged:
+        instances += [i for i in _aws.describe_instances_by_ids(client, untagged) if i["state"] in _aws.LIVE_STATES]
+    return instances, requests
+
+
+def _validate(params, now):
+    if params["count"] < 0:
+        raise ParkingSpotError(message="count must be 0 or more, got %d" % params["count"])
+    if params["wait_timeout"] < 1:
+        raise ParkingSpotError(message="wait_timeout must be at least 1 second")
+    if params["state"] == "present" and params["count"] > 0:
+        _launch.validate_launch(params, now)
+
+
+def _pending_requests(requests):
+    return [r for r in requests if r["state"] == "open" and not r.get("instance_id")]
+
+
+def ensure_present(module, client, params, instances, requests):
+    name = params["name"]
+    tags = dict(params["tags"], **{TAG_REQUEST: name})
+    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[])
+    pending = _pending_requests(requests)
+    have = len(instances) + len(pending)
+    missing = params["count"] - have
+
+    stale = sorted(i["instance_id"] for i in instances if any(i["tags"].get(k) != v for k, v in tags.items()))
+    if stale:
+        actions["tagged"] = stale
+        if not module.check_mode:
+            _aws.create_tags(client, stale, tags)
+
+    if missing > 0:
+        actions["launch"] = missing
+        if not module.check_mode:
+            outcome = _launch.launch(client, params, missing, tags)
+            launched_ids = sorted(i["instance_id"] for i in outcome["instances"])
+            new_requests = outcome["spot_requests"]
+            if params["wait"]:
+                new_request_ids = [r["spot_instance_request_id"] for r in new_requests]
+                fulfilled = _lifecycle.wait_fulfilled(client, new_request_ids, params["wait_timeout"])
+                if fulfilled is None:
+                    partial = _aws.describe_spot_requests(client, request_ids=new_request_ids)
+                    _lifecycle.clean_up_and_fail(
+                        client,
+                        "spot requests %s were not fulfilled within %ds" % (name, params["wait_timeout"]),
+                        new_request_ids,
+                        _launch.request_instance_ids(partial),
+                    )
+                new_requests = fulfilled
+            request_instances = _launch.request_instance_ids(new_requests)
+            if request_instances:
+                # RequestSpotInstances cannot tag instances at launch: one batched call for all of them.
+                _aws.create_tags(client, request_instances, tags)
+            launched_ids = sorted(set(launched_ids) | set(request_instances))
+            actions["launched"] = launched_ids
+            if params["wait"] and launched_ids:
+                if _lifecycle.wait_running(client, launched_ids, params["wait_timeout"]) is None:
+                    _lifecycle.clean_up_and_fail(
+                        client,
+                        "instances of %s were not running within %ds" % (name, params["wait_timeout"]),
+                        [r["spot_instance_request_id"] for r in new_requests],
+                        launched_ids,
+                    )
+    elif missing < 0:
+        surplus = -missing
+        # Unfulfilled requests go first, then the newest instances.
+        drop_requests = pending[:surplus]
+        drop_instances = _lifecycle.newest_first(instances)[: surplus - len(drop_requests)]
+        cancel = [r["spot_instance_request_id"] for r in drop_requests]
+        cancel += [i["spot_instance_request_id"] for i in drop_instances if i.get("spot_instance_request_id")]
+        actions["cancelled"] = sorted(cancel)
+        actions["terminated"] = sorted(i["instance_id"] for i in drop_instances)
+        if not module.check_mode:
+            # A persistent request would relaunch a terminated instance: cancel first.
+            if cancel:
+                _aws.cancel_spot_requests(client, cancel)
+            if actions["terminated"]:
+                _aws.terminate_instances(client, actions["terminated"])
+    changed = bool(actions["launch"] or actions["terminated"] or actions["cancelled"] or actions["tagged"])
+    return changed, actions
+
+
+def ensure_absent(module, client, params, instances, requests):
+    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[])
+    cancel = {r["spot_instance_request_id"] for r in requests}
+    cancel |= {i["spot_instance_request_id"] for i in instances if i.get("spot_instance_request_id")}
+    actions["cancelled"] = sorted(cancel)
+    if params["terminate_instances"]:
+        actions["terminated"] = sorted(i["instance_id"] for i in instances)
+    if not module.check_mode:
+        if cancel:
+            _aws.cancel_spot_requests(client, sorted(cancel))
+        if actions["terminated"]:
+            _aws.terminate_instances(client, actions["terminated"])
+            if params["wait"] and not _lifecycle.wait_terminated(client, actions["terminated"], params["wait_timeout"]):
+                raise ParkingSpotError(
+                    message="instances %s were not terminated within %ds"
+                    % (", ".join(actions["terminated"]), params["wait_timeout"])
+                )
+    return bool(actions["cancelled"] or actions["terminated"]), actions
+
+
+def _summary(instances):
+    return {"count": len(instances), "instance_ids": sorted(i["instance_id"] for i in instances)}
+
+
+def do(module):
+    params = module.params
+    _validate(params, _launch.utcnow())
+    client = module.client("ec2")
+    instances, requests = read_current(client, params["name"])
+    before = _summary(instances)
+
+    if params["state"] == "present":
+        changed, actions = ensure_present(module, client, params, instances, requests)
+    else:
+        changed, actions = ensure_absent(module, client, params, instances, requests)
+
+    if module.check_mode or not changed:
+        gone = set(actions["terminated"])
+        after_instances = [i for i in instances if i["instance_id"] not in gone]
+        after_requests = [r for r in requests if r["spot_instance_request_id"] not in set(actions["cancelled"])]
+        after = _summary(after_instances)
+        after["count"] += actions["launch"]
+    else:
+        after_instances, after_requests = read_current(client, params["name"])
+        after = _summary(after_instances)
+    module.exit_json(
+        changed=changed,
+        spot_requests=after_requests,
+        instances=after_instances,
+        actions=actions,
+        diff=dict(before=before, after=after),
+    )
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        count=dict(type="int", default=1),
+        wait=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=300),
+        terminate_instances=dict(type="bool", default=True),
+    )
+    argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
+    argument_spec.update(_launch.SPOT_ARGUMENT_SPEC)
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        do(module)
+    except AnsibleAWSError as e:
+        module.fail_json_aws_error(e)
+
+
+if __name__ == "__main__":
+    main()

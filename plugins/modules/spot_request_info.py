@@ -1,0 +1,168 @@
+#!/usr/bin/python
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: spot_request_info
+short_description: Describe spot requests and their instances
+version_added: 0.1.0
+description:
+  - The administrator's view of spot capacity. Finds spot requests by ParkingSpot name, by request state and by
+    any EC2 filter, and the instances behind them.
+  - Reads are paginated and filtered on the server side; nothing is ever written.
+author:
+  - ParkingSpot maintainers
+options:
+  names:
+    description: Only requests and instances whose C(parkingspot:request) tag is one of these names.
+    type: list
+    elements: str
+    default: []
+  states:
+    description: Only spot requests in these states.
+    type: list
+    elements: str
+    choices: [open, active, closed, cancelled, failed, disabled]
+    default: []
+  filters:
+    description:
+      - EC2 filters for DescribeSpotInstanceRequests, as a dict of filter name to value or list of values,
+        for example C({"tag:team": "build", "launch.instance-type": "c6i.large"}).
+    type: dict
+    default: {}
+  include_instances:
+    description: Also describe the instances (spot instances tagged with O(names), and those of matched requests).
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+notes:
+  - Supports check mode.
+  - Spot instances launched with RunInstances each have a spot request; with O(names) both are found through the
+    name tag, which ParkingSpot puts on requests, instances and volumes at launch.
+"""
+
+EXAMPLES = r"""
+- name: Everything the ci-runners request holds
+  parkingspot.ec2.spot_request_info:
+    names: [ci-runners]
+  register: runners
+
+- name: Open persistent requests of the build team
+  parkingspot.ec2.spot_request_info:
+    states: [open, active]
+    filters:
+      type: persistent
+      "tag:team": build
+    include_instances: false
+"""
+
+RETURN = r"""
+spot_requests:
+  description: Matching spot requests (empty list when none match).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    spot_instance_request_id:
+      description: Request id.
+      type: str
+    state:
+      description: Request state.
+      type: str
+    status_code:
+      description: Status code, for example C(fulfilled) or C(capacity-not-available).
+      type: str
+    type:
+      description: C(one-time) or C(persistent).
+      type: str
+    instance_id:
+      description: Instance fulfilling the request.
+      type: str
+    valid_until:
+      description: End of a persistent request's validity.
+      type: str
+    tags:
+      description: Tags as a dict.
+      type: dict
+instances:
+  description: Matching instances (empty list when none match or O(include_instances=false)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    instance_id:
+      description: Instance id.
+      type: str
+    state:
+      description: Instance state.
+      type: str
+    market:
+      description: C(spot) or C(on-demand).
+      type: str
+    tags:
+      description: Tags as a dict.
+      type: dict
+"""
+
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.transformation import ansible_dict_to_boto3_filter_list
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REQUEST
+
+
+def request_filters(params):
+    filters = ansible_dict_to_boto3_filter_list(params["filters"])
+    if params["names"]:
+        filters.append({"Name": "tag:%s" % TAG_REQUEST, "Values": sorted(params["names"])})
+    if params["states"]:
+        filters.append({"Name": "state", "Values": sorted(params["states"])})
+    return filters
+
+
+def find_instances(client, params, requests):
+    found = {}
+    if params["names"]:
+        tagged = _aws.describe_instances_by_tags(
+            client, {}, states=_aws.ALL_STATES, filters=[{"Name": "tag:%s" % TAG_REQUEST, "Values": params["names"]}]
+        )
+        found.update((i["instance_id"], i) for i in tagged)
+    wanted = sorted({r["instance_id"] for r in requests if r.get("instance_id")} - set(found))
+    if wanted:
+        found.update((i["instance_id"], i) for i in _aws.describe_instances_by_ids(client, wanted))
+    return [found[key] for key in sorted(found)]
+
+
+def do(module):
+    params = module.params
+    client = module.client("ec2")
+    requests = _aws.describe_spot_requests(client, filters=request_filters(params))
+    requests.sort(key=lambda r: r["spot_instance_request_id"])
+    instances = find_instances(client, params, requests) if params["include_instances"] else []
+    module.exit_json(changed=False, spot_requests=requests, instances=instances)
+
+
+def main():
+    argument_spec = dict(
+        names=dict(type="list", elements="str", default=[]),
+        states=dict(
+            type="list",
+            elements="str",
+            default=[],
+            choices=["open", "active", "closed", "cancelled", "failed", "disabled"],
+        ),
+        filters=dict(type="dict", default={}),
+        include_instances=dict(type="bool", default=True),
+    )
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        do(module)
+    except AnsibleAWSError as e:
+        module.fail_json_aws_error(e)
+
+
+if __name__ == "__main__":
+    main()

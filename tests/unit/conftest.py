@@ -1,0 +1,104 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fixtures shared by the unit tests: moto in-process, module runner, API call recorder."""
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch):
+    """Throw-away credentials so botocore never looks for real ones."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def ec2(aws_credentials):
+    """An in-process EC2 API (moto) and a client on it."""
+    boto3 = pytest.importorskip("boto3")
+    moto = pytest.importorskip("moto")
+    with moto.mock_aws():
+        yield boto3.client("ec2", region_name="us-east-1")
+
+
+@pytest.fixture
+def image_id(ec2):
+    return ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+
+class CallLog:
+    """Every AWS API call made through botocore while the fixture is active."""
+
+    WRITE_PREFIXES = (
+        "Run",
+        "Create",
+        "Terminate",
+        "Cancel",
+        "Request",
+        "Delete",
+        "Modify",
+        "Attach",
+        "Detach",
+        "Stop",
+        "Start",
+        "Copy",
+        "Put",
+        "Update",
+        "Associate",
+        "Disassociate",
+        "Register",
+        "Deregister",
+    )
+
+    def __init__(self):
+        self.calls = []
+
+    def names(self):
+        return [name for name, _ in self.calls]
+
+    def writes(self):
+        return [name for name in self.names() if name.startswith(self.WRITE_PREFIXES)]
+
+    def count(self, name):
+        return self.names().count(name)
+
+    def clear(self):
+        self.calls = []
+
+
+@pytest.fixture
+def api_calls(monkeypatch):
+    import botocore.client
+
+    log = CallLog()
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(self, operation_name, api_params):
+        log.calls.append((operation_name, api_params))
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    return log
+
+
+@pytest.fixture
+def run_module(capsys):
+    """Drive a module's main() with arguments; returns its JSON result (``failed`` set on failure)."""
+    from ansible.module_utils.testing import patch_module_args
+
+    def runner(module, args, check_mode=False, diff=True):
+        full = dict(args)
+        full.setdefault("region", "us-east-1")
+        full["_ansible_check_mode"] = check_mode
+        full["_ansible_diff"] = diff
+        with patch_module_args(full):
+            with pytest.raises(SystemExit):
+                module.main()
+        out = capsys.readouterr().out
+        return json.loads(out)
+
+    return runner

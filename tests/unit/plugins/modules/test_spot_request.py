@@ -1,0 +1,199 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""spot_request against moto in-process: effects in the EC2 API and the calls made."""
+
+import datetime
+import time
+
+import pytest
+
+from ansible_collections.parkingspot.ec2.plugins.modules import spot_request
+
+TAG = "parkingspot:request"
+
+
+def live(ec2, name):
+    pages = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:%s" % TAG, "Values": [name]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+    )
+    return sorted(i["InstanceId"] for r in pages["Reservations"] for i in r["Instances"])
+
+
+@pytest.fixture
+def base(image_id):
+    return {"name": "runners", "image_id": image_id, "instance_type": "t3.micro", "tags": {"team": "build"}}
+
+
+def test_create_then_rerun_is_unchanged_without_writes(ec2, base, run_module, api_calls):
+    first = run_module(spot_request, dict(base, count=2))
+    assert first["changed"] is True
+    assert first["actions"]["launch"] == 2
+    ids = live(ec2, "runners")
+    assert len(ids) == 2
+    assert sorted(first["actions"]["launched"]) == ids
+    # Tagged at launch, with IMDSv2 required and the spot market.
+    described = ec2.describe_instances(InstanceIds=ids)["Reservations"][0]["Instances"]
+    for instance in described:
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        assert tags == {TAG: "runners", "team": "build"}
+        assert instance["MetadataOptions"]["HttpTokens"] == "required"
+        assert instance["InstanceLifecycle"] == "spot"
+    volumes = ec2.describe_volumes(Filters=[{"Name": "tag:%s" % TAG, "Values": ["runners"]}])["Volumes"]
+    assert len(volumes) == 2
+    assert api_calls.count("RunInstances") == 1
+    assert api_calls.count("CreateTags") == 0
+
+    api_calls.clear()
+    second = run_module(spot_request, dict(base, count=2))
+    assert second["changed"] is False
+    assert api_calls.writes() == []
+    assert sorted(i["instance_id"] for i in second["instances"]) == ids
+    assert second["diff"]["before"] == second["diff"]["after"]
+
+
+def test_check_mode_predicts_without_writes(ec2, base, run_module, api_calls):
+    result = run_module(spot_request, dict(base, count=3), check_mode=True)
+    assert result["changed"] is True
+    assert result["actions"]["launch"] == 3
+    assert result["diff"] == {"before": {"count": 0, "instance_ids": []}, "after": {"count": 3, "instance_ids": []}}
+    assert api_calls.writes() == []
+    assert live(ec2, "runners") == []
+
+
+def test_scale_up_and_down_terminates_newest_first(ec2, base, run_module):
+    run_module(spot_request, dict(base, count=1))
+    oldest = live(ec2, "runners")
+    time.sleep(1.1)  # launch times have one-second resolution: make "newest" unambiguous
+    grown = run_module(spot_request, dict(base, count=3))
+    assert grown["actions"]["launch"] == 2
+    assert len(live(ec2, "runners")) == 3
+
+    check = run_module(spot_request, dict(base, count=1), check_mode=True)
+    assert len(check["actions"]["terminated"]) == 2
+    assert len(live(ec2, "runners")) == 3
+
+    shrunk = run_module(spot_request, dict(base, count=1))
+    assert shrunk["changed"] is True
+    assert live(ec2, "runners") == oldest
+    assert oldest[0] not in shrunk["actions"]["terminated"]
+
+
+def test_absent_twice(ec2, base, run_module, api_calls):
+    run_module(spot_request, dict(base, count=2))
+    gone = run_module(spot_request, dict(name="runners", state="absent"))
+    assert gone["changed"] is True
+    assert len(gone["actions"]["terminated"]) == 2
+    assert live(ec2, "runners") == []
+    api_calls.clear()
+    again = run_module(spot_request, dict(name="runners", state="absent"))
+    assert again["changed"] is False
+    assert api_calls.writes() == []
+
+
+def test_absent_keeps_instances_when_asked(ec2, base, run_module):
+    run_module(spot_request, dict(base, count=1))
+    result = run_module(spot_request, dict(name="runners", state="absent", terminate_instances=False))
+    assert result["actions"]["terminated"] == []
+    assert len(live(ec2, "runners")) == 1
+
+
+def test_persistent_stop_and_valid_until_reach_the_api(ec2, base, run_module, api_calls):
+    until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    args = dict(base, request_type="persistent", interruption_behavior="stop", valid_until=until)
+    result = run_module(spot_request, args)
+    assert result["changed"] is True
+    (params,) = [p for name, p in api_calls.calls if name == "RunInstances"]
+    options = params["InstanceMarketOptions"]["SpotOptions"]
+    assert options["SpotInstanceType"] == "persistent"
+    assert options["InstanceInterruptionBehavior"] == "stop"
+    assert options["ValidUntil"].strftime("%Y-%m-%dT%H:%M:%SZ") == until
+    resource_types = {spec["ResourceType"] for spec in params["TagSpecifications"]}
+    assert resource_types == {"instance", "volume", "spot-instances-request"}
+
+
+def test_tags_reach_existing_instances_in_one_call(ec2, base, run_module, api_calls):
+    run_module(spot_request, dict(base, count=3))
+    api_calls.clear()
+    result = run_module(spot_request, dict(base, count=3, tags={"team": "build", "cost": "ci"}))
+    assert result["changed"] is True
+    assert len(result["actions"]["tagged"]) == 3
+    assert api_calls.count("CreateTags") == 1
+    for instance_id in live(ec2, "runners"):
+        tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"]
+        assert {t["Key"]: t["Value"] for t in tags}["cost"] == "ci"
+
+
+def test_wait_returns_running_instances(ec2, base, run_module):
+    result = run_module(spot_request, dict(base, count=2, wait=True, wait_timeout=30))
+    assert result["changed"] is True
+    assert {i["state"] for i in result["instances"]} == {"running"}
+
+
+def test_fleet_launch_with_template_diversifies(ec2, image_id, run_module, api_calls):
+    ec2.create_launch_template(LaunchTemplateName="runner-lt", LaunchTemplateData={"ImageId": image_id})
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    args = dict(
+        name="fleet",
+        count=3,
+        launch_template={"name": "runner-lt"},
+        instance_types=["t3.micro", "t3a.micro"],
+        subnet_ids=subnets,
+    )
+    result = run_module(spot_request, args)
+    assert result["changed"] is True
+    assert len(live(ec2, "fleet")) == 3
+    assert api_calls.count("CreateFleet") == 1 and api_calls.count("RunInstances") == 0
+    (params,) = [p for name, p in api_calls.calls if name == "CreateFleet"]
+    assert params["Type"] == "instant"
+    assert params["SpotOptions"]["AllocationStrategy"] == "price-capacity-optimized"
+    assert len(params["LaunchTemplateConfigs"][0]["Overrides"]) == 4
+    api_calls.clear()
+    assert run_module(spot_request, args)["changed"] is False
+    assert api_calls.writes() == []
+
+
+def test_legacy_api_tags_instances_in_one_batch(ec2, base, run_module, api_calls):
+    result = run_module(spot_request, dict(base, count=2, api="request_spot_instances", wait=True, wait_timeout=30))
+    assert result["changed"] is True
+    assert api_calls.count("RequestSpotInstances") == 1
+    assert api_calls.count("CreateTags") == 1
+    assert len(live(ec2, "runners")) == 2
+    api_calls.clear()
+    again = run_module(spot_request, dict(base, count=2, api="request_spot_instances"))
+    assert again["changed"] is False
+    assert api_calls.writes() == []
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"count": -1}, "count must be 0 or more"),
+        (
+            {"valid_until": "2001-01-01T00:00:00Z", "request_type": "persistent", "interruption_behavior": "stop"},
+            "valid_until: 2001-01-01T00:00:00Z is in the past",
+        ),
+        ({"valid_until": "2099-01-01T00:00:00Z"}, "valid_until applies to persistent requests only"),
+        (
+            {"valid_until": "tomorrow", "request_type": "persistent", "interruption_behavior": "stop"},
+            "valid_until: 'tomorrow' is not an ISO 8601",
+        ),
+        ({"interruption_behavior": "explode"}, "interruption_behavior"),
+        ({"launch_template": {"name": "x"}}, "launch_template and image_id are mutually exclusive"),
+        ({"image_id": None}, "one of launch_template or image_id is required"),
+        ({"max_price": "-0.1"}, "max_price: '-0.1' is not a positive decimal"),
+        ({"max_price": "cheap"}, "max_price: 'cheap' is not a positive decimal"),
+        ({"request_type": "persistent"}, "request_type=persistent needs interruption_behavior stop or hibernate"),
+        ({"interruption_behavior": "stop"}, "only allowed with request_type=persistent"),
+        ({"instance_types": ["t3.micro", "t3.small"], "instance_type": None}, "set launch_template"),
+    ],
+)
+def test_bad_input_fails_before_any_write(ec2, base, run_module, api_calls, override, message):
+    args = dict(base, **override)
+    args = {k: v for k, v in args.items() if v is not None}
+    result = run_module(spot_request, args)
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert api_calls.writes() == []
+    assert live(ec2, "runners") == []

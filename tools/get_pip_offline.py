@@ -1,0 +1,21 @@
+"""Stand-in for the pip bootstrap script that ansible-test downloads.
+
+ansible-test runs ``get_pip_<version>.py install pip==<version> ...`` in each
+fresh virtual environment it creates. Instead of fetching that script from the
+network, this file runs pip from the wheel that ``ensurepip`` ships with every
+CPython, so sanity and unit tests work with nothing but the package index.
+"""
+
+import ensurepip
+import glob
+import os
+import sys
+
+bundled = sorted(glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl")))
+if not bundled:
+    sys.exit("ensurepip carries no pip wheel for this Python")
+sys.path.insert(0, bundled[-1])
+
+from pip._internal.cli.main import main  # noqa: E402  pylint: disable=wrong-import-position
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""Run a command against a local EC2 API (moto) started on a free 127.0.0.1 port.
+
+Usage: python tools/with_moto.py [--port N] -- COMMAND [ARGS...]
+
+The command sees MOTO_URL (the endpoint) and throw-away credentials in its
+environment; the server stops when the command ends, whatever its exit code.
+"""
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fake_credentials_env(url):
+    env = dict(os.environ)
+    env.update(
+        MOTO_URL=url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+        AWS_REGION=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+    )
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        env.pop(name, None)
+    return env
+
+
+def main(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given")
+
+    from moto.server import ThreadedMotoServer
+
+    port = args.port or free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = "http://127.0.0.1:%d" % port
+    print("local EC2 API (moto) listening on %s" % url, flush=True)
+    try:
+        return subprocess.call(command, env=fake_credentials_env(url))
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
