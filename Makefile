@@ -34,7 +34,7 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-$(BUILD)/.deps-stamp: $(VENV)/.stamp tools/bootstrap_collections.py
+$(BUILD)/.deps-stamp: $(VENV)/.stamp tools/bootstrap_collections.py tools/get_pip_offline.py
 	$(PY) tools/bootstrap_collections.py $(COLLECTIONS) $(ANSIBLE_WHEEL) $(DEP_COLLECTIONS)
 	mkdir -p $(HOME)/.ansible/test/cache
 	cp tools/get_pip_offline.py $(HOME)/.ansible/test/cache/get_pip_$(PIP_BOOTSTRAP_VERSION).py
@@ -56,7 +56,7 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 sanity: collection
-	cd $(COLLECTION) && ansible-test sanity --venv --python 3.12 --color no --exclude tools/
+	cd $(COLLECTION) && ansible-test sanity --venv --python 3.12 --color no
 
 units: collection
 	cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) $(PY) -m pytest $(PYTEST_ARGS) tests/unit

@@ -66,7 +66,7 @@ options:
     choices: [price-capacity-optimized, capacity-optimized, lowest-price, diversified]
   max_price:
     description:
-      - Highest price per instance-hour you accept, as a decimal string. AWS discourages setting one: without it
+      - Highest price per instance-hour you accept, as a decimal string. AWS discourages setting one; without it
         you pay the current spot price, capped at the on-demand price.
     type: str
   metadata_options:

@@ -17,7 +17,7 @@ description:
   - With O(wait), the module polls every 1.5 seconds. When O(wait_timeout) passes, it cancels what is still
     unfulfilled and terminates what it launched in this run before failing, so nothing is left behind.
 author:
-  - ParkingSpot maintainers
+  - ParkingSpot maintainers (@parkingspot)
 options:
   name:
     description: Identity of the request. Tag C(parkingspot:request) carries it.

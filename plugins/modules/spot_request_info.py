@@ -11,7 +11,7 @@ description:
     any EC2 filter, and the instances behind them.
   - Reads are paginated and filtered on the server side; nothing is ever written.
 author:
-  - ParkingSpot maintainers
+  - ParkingSpot maintainers (@parkingspot)
 options:
   names:
     description: Only requests and instances whose C(parkingspot:request) tag is one of these names.
@@ -27,7 +27,7 @@ options:
   filters:
     description:
       - EC2 filters for DescribeSpotInstanceRequests, as a dict of filter name to value or list of values,
-        for example C({"tag:team": "build", "launch.instance-type": "c6i.large"}).
+        for example C(tag:team) or C(launch.instance-type).
     type: dict
     default: {}
   include_instances:

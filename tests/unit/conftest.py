@@ -58,7 +58,7 @@ class CallLog:
         self.calls = []
 
     def names(self):
-        return [name for name, _ in self.calls]
+        return [call[0] for call in self.calls]
 
     def writes(self):
         return [name for name in self.names() if name.startswith(self.WRITE_PREFIXES)]
