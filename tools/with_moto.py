@@ -7,6 +7,7 @@ environment; the server stops when the command ends, whatever its exit code.
 """
 
 import argparse
+import logging
 import os
 import socket
 import subprocess
@@ -43,6 +44,8 @@ def main(argv):
         parser.error("no command given")
 
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     port = args.port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
