@@ -32,7 +32,8 @@ def main(argv):
         reset(url)
         started = time.monotonic()
         code = subprocess.call(["ansible-playbook", playbook, "-e", "target=%s" % name], env=env)
-        print("integration target %s: %s in %.1fs" % (name, "ok" if code == 0 else "FAILED", time.monotonic() - started))
+        outcome = "ok" if code == 0 else "FAILED"
+        print("integration target %s: %s in %.1fs" % (name, outcome, time.monotonic() - started))
         if code:
             failed.append(name)
     print("%d passed, %d failed" % (len(names) - len(failed), len(failed)))

@@ -15,6 +15,7 @@ server side, so reading a pool of N instances costs ceil(N/1000) calls.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from typing import Dict
 from typing import Iterable
@@ -232,3 +233,62 @@ def normalize_spot_request(raw: Dict[str, Any]) -> Dict[str, Any]:
         "max_price": raw.get("SpotPrice"),
         "tags": boto3_tag_list_to_ansible_dict(raw.get("Tags") or []),
     }
+
+
+# --- capacity facts: vCPUs per type, account quotas, ASG fallback -------------------
+
+
+@SpotErrorHandler.list_error_handler("describe instance types", [])
+@AWSRetry.jittered_backoff()
+def _describe_instance_types(client, **params) -> List[Dict[str, Any]]:
+    paginator = client.get_paginator("describe_instance_types")
+    return paginator.paginate(**params).build_full_result().get("InstanceTypes", [])
+
+
+def instance_type_vcpus(client, instance_types: Iterable[str]) -> Dict[str, int]:
+    """Default vCPUs of each instance type: one paginated call for all of them."""
+    wanted = sorted(set(t for t in instance_types if t))
+    if not wanted:
+        return {}
+    found = _describe_instance_types(client, InstanceTypes=wanted)
+    return {t["InstanceType"]: int(t["VCpuInfo"]["DefaultVCpus"]) for t in found}
+
+
+# Service Quotas codes of the EC2 spot vCPU quotas, by instance family letter.
+SPOT_QUOTA_CODES = {
+    "standard": "L-34B43A08",  # All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests
+    "f": "L-88CF9481",
+    "g": "L-3819A6DF",  # G and VT
+    "vt": "L-3819A6DF",
+    "inf": "L-B5D1601B",
+    "p": "L-7212CCBC",
+    "x": "L-E3A00192",
+}
+
+
+def spot_quota_code(instance_type: str) -> str:
+    family = re.match(r"[a-z]+", instance_type or "")
+    letters = family.group(0) if family else ""
+    for prefix in ("inf", "vt"):
+        if letters.startswith(prefix):
+            return SPOT_QUOTA_CODES[prefix]
+    return SPOT_QUOTA_CODES.get(letters[:1], SPOT_QUOTA_CODES["standard"])
+
+
+@SpotErrorHandler.common_error_handler("read service quota {quota_code}")
+@AWSRetry.jittered_backoff()
+def get_ec2_quota(client, quota_code: str) -> float:
+    return float(client.get_service_quota(ServiceCode="ec2", QuotaCode=quota_code)["Quota"]["Value"])
+
+
+@SpotErrorHandler.common_error_handler("describe auto scaling group {name}")
+@AWSRetry.jittered_backoff()
+def describe_asg(client, name: str) -> Optional[Dict[str, Any]]:
+    groups = client.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    return groups[0] if groups else None
+
+
+@SpotErrorHandler.common_error_handler("set the desired capacity of {name}")
+@AWSRetry.jittered_backoff()
+def set_asg_desired(client, name: str, desired: int) -> None:
+    client.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=desired, HonorCooldown=False)

@@ -1,0 +1,83 @@
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Draining instances before they are terminated.
+
+A drain is either a user command run on the controller (it gets the instance id
+and private DNS name as arguments placeholders and in its environment) or
+``kubectl cordon`` + ``kubectl drain`` of the node. Drains of one run happen in
+parallel, each bounded by the drain timeout; an instance whose drain fails or
+times out is still terminated: the lease it carries says when.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from typing import Dict
+from typing import List
+from typing import Optional
+
+MAX_PARALLEL_DRAINS = 16
+
+
+def drain_argv(drain: Dict[str, Any], instance: Dict[str, Any]) -> List[List[str]]:
+    """The commands that drain one instance, in order."""
+    node = instance.get("private_dns_name") or instance["instance_id"]
+    if drain.get("kubectl"):
+        kubectl = drain.get("kubectl_path") or "kubectl"
+        return [
+            [kubectl, "cordon", node],
+            [
+                kubectl,
+                "drain",
+                node,
+                "--ignore-daemonsets",
+                "--delete-emptydir-data",
+                "--timeout=%ds" % int(drain.get("timeout") or 0),
+            ],
+        ]
+    command = drain.get("command")
+    if not command:
+        return []
+    values = {"instance_id": instance["instance_id"], "private_dns_name": instance.get("private_dns_name") or ""}
+    return [[part.format(**values) for part in shlex.split(command)]]
+
+
+def _run_one(drain: Dict[str, Any], instance: Dict[str, Any], timeout: float) -> Dict[str, Any]:
+    env = dict(
+        os.environ,
+        PARKINGSPOT_INSTANCE_ID=instance["instance_id"],
+        PARKINGSPOT_PRIVATE_DNS_NAME=instance.get("private_dns_name") or "",
+        PARKINGSPOT_POOL=str(drain.get("pool") or ""),
+    )
+    outcome = {"instance_id": instance["instance_id"], "status": "drained", "detail": ""}
+    for argv in drain_argv(drain, instance):
+        try:
+            done = subprocess.run(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return dict(outcome, status="timeout", detail="%s did not finish within %ss" % (argv[0], timeout))
+        except OSError as e:
+            return dict(outcome, status="failed", detail="%s: %s" % (argv[0], e))
+        if done.returncode != 0:
+            tail = done.stdout.decode("utf-8", "replace").strip()[-300:]
+            return dict(outcome, status="failed", detail="%s exited %d: %s" % (argv[0], done.returncode, tail))
+    return outcome
+
+
+def run_drains(drain: Optional[Dict[str, Any]], instances: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Drain every instance in parallel; one outcome per instance, in instance id order."""
+    if not instances:
+        return []
+    if not drain or not (drain.get("command") or drain.get("kubectl")):
+        skipped = {"status": "skipped", "detail": "no drain configured"}
+        return [dict(skipped, instance_id=i["instance_id"]) for i in instances]
+    timeout = float(drain.get("timeout") or 300)
+    ordered = sorted(instances, key=lambda i: i["instance_id"])
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DRAINS, len(ordered))) as pool:
+        return list(pool.map(lambda instance: _run_one(drain, instance, timeout), ordered))
