@@ -40,7 +40,7 @@ _FULL_DAYS = {
     "sunday": "sun",
 }
 _WINDOW_KEYS = ("days", "start", "end", "desired")
-_TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+_TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
 
 class ScheduleError(ValueError):
