@@ -469,6 +469,7 @@ def plan_pool(
         "by_state": by_state,
         "by_market": {m: sum(1 for i in live if i["market"] == m) for m in MARKETS},
         "capacity": len(capacity),
+        "kept": len(capacity) - sum(1 for i in capacity if i["id"] in drain),
         "draining": len(draining),
         "expiring": len(expiring),
         "interrupted": interrupted,
@@ -519,11 +520,13 @@ def plan_fallback(plan, launched_spot, error):
     if launched_spot > asked:
         raise PlanError("launched_spot", f"{launched_spot} is more than the {asked} planned")
     new = copy.deepcopy(plan)
-    shortfall = asked - launched_spot
+    # What the pool still lacks: spot launches may also have been meant to replace on-demand
+    # instances that keep serving, so count from the capacity the plan keeps.
+    shortfall = max(0, plan["desired"] - plan["counts"]["kept"] - launched_spot)
     new["launch"]["spot"] = launched_spot
     new["fallback"]["error"] = error
     new["fallback"]["spot_available"] = False
-    if shortfall == 0:
+    if launched_spot == asked:
         return new
     reasons = [f"spot launch failed with {error} after {launched_spot} of {asked}: {shortfall} instance(s) short"]
     fallback = {"enabled": plan["fallback"]["enabled"], "max": plan["fallback"]["max"]}
