@@ -85,7 +85,7 @@ def test_steady_pool_changes_nothing():
 
 def test_plan_is_json_and_independent_of_input_order():
     pool = [
-        inst("i-%02d" % n, age=n, busy="true" if n % 3 == 0 else "false", expires_at=format_time(at(n)))
+        inst(f"i-{n:02d}", age=n, busy="true" if n % 3 == 0 else "false", expires_at=format_time(at(n)))
         for n in range(1, 30)
     ] + [inst("i-99", state="terminated", interrupted="true"), inst("i-98", market="on-demand")]
     first = plan(pool, 12, **BLOCK)
@@ -272,7 +272,7 @@ def _apply(pool, p, now, duration, counter):
         by_id[iid]["state"] = "terminated"
     for _ in range(p["launch"]["spot"]):
         counter[0] += 1
-        new = inst("i-%04d" % counter[0], state="pending", age=0)
+        new = inst(f"i-{counter[0]:04d}", state="pending", age=0)
         new["launch_time"] = now
         new["tags"]["parkingspot:expires-at"] = lease_end(now, duration)
         pool.append(new)
@@ -368,13 +368,13 @@ def test_spot_unavailable_surplus_drains_idle_on_demand_first():
 
 
 def test_switch_back_launches_spot_before_draining_on_demand():
-    od = [inst("i-od%d" % n, market="on-demand", age=n * 10) for n in range(1, 4)]
+    od = [inst(f"i-od{n}", market="on-demand", age=n * 10) for n in range(1, 4)]
     # Run 1: spot works again.  3 spot replacements are launched; on-demand keeps serving.
     p1 = plan([inst("i-s1"), inst("i-s2")] + od, 5, fallback=FALLBACK)
     assert p1["launch"] == {"spot": 3, "on_demand": 0}
     assert p1["drain"] == [] and p1["replace_on_demand"] == []
     # Run 2: one replacement still pending -> only two on-demand instances may go (newest first).
-    spot = [inst("i-s%d" % n) for n in range(1, 5)] + [inst("i-s5", state="pending")]
+    spot = [inst(f"i-s{n}") for n in range(1, 5)] + [inst("i-s5", state="pending")]
     p2 = plan(spot + od, 5, fallback=FALLBACK)
     assert p2["launch"]["spot"] == 0
     assert p2["replace_on_demand"] == ["i-od1", "i-od2"]
@@ -386,7 +386,7 @@ def test_switch_back_launches_spot_before_draining_on_demand():
 
 
 def test_spot_launch_failing_during_switch_back_keeps_on_demand():
-    od = [inst("i-od%d" % n, market="on-demand") for n in range(1, 4)]
+    od = [inst(f"i-od{n}", market="on-demand") for n in range(1, 4)]
     first = plan([inst("i-s1")] + od, 4, fallback=FALLBACK)
     assert first["launch"]["spot"] == 3 and first["drain"] == []
     second = plan_fallback(first, 0, "InsufficientInstanceCapacity")
@@ -519,7 +519,7 @@ def test_native_block_durations_allowed(minutes):
 
 @pytest.mark.parametrize("minutes", [30, 90, 361, 420, 45])
 def test_native_block_durations_rejected(minutes):
-    with pytest.raises(PlanError, match=r"^duration_minutes: %d is not allowed with mode native" % minutes):
+    with pytest.raises(PlanError, match=rf"^duration_minutes: {minutes} is not allowed with mode native"):
         validate_block_options(minutes, 20, "native")
 
 
@@ -549,7 +549,7 @@ def test_time_helpers():
 
 _instance = st.builds(
     lambda n, state, age, busy, market: inst(
-        "i-%03d" % n, state=state, age=age, market=market, **({"busy": "true"} if busy else {})
+        f"i-{n:03d}", state=state, age=age, market=market, **({"busy": "true"} if busy else {})
     ),
     st.integers(0, 999),
     st.sampled_from(["pending", "running", "running", "running", "stopped", "terminated"]),
