@@ -189,7 +189,8 @@ def _validate_fallback(fallback):
     if not isinstance(enabled, bool):
         raise PlanError("on_demand_fallback.enabled", f"must be true or false, got {enabled!r}")
     fmax = _whole(fallback.get("max", 0), "on_demand_fallback.max")
-    return {"enabled": enabled, "max": fmax}
+    asg = _whole(fallback.get("asg_capacity"), "on_demand_fallback.asg_name", allow_none=True)
+    return {"enabled": enabled, "max": fmax, "asg_capacity": asg}
 
 
 # ---------------------------------------------------------------- planning
@@ -401,6 +402,10 @@ def plan_pool(
 
     spot_cap = [i for i in capacity if i["market"] == "spot"]
     od_cap = [i for i in capacity if i["market"] == "on-demand"]
+    # With an ASG fallback its on-demand capacity is a count, not instances: it is given
+    # back first (the ASG picks which instance to scale in).
+    asg = fallback["asg_capacity"] or 0
+    asg_release = 0
     replace_on_demand = []
     launch_spot = launch_od = 0
     if spot_available:
@@ -409,8 +414,14 @@ def plan_pool(
             drain[inst["id"]] = (default_deadline, f"surplus (desired {desired}): draining it")
         drained = {i["id"] for i in surplus}
         spot_running = sum(1 for i in spot_cap if i["state"] == "running" and i["id"] not in drained)
-        od_keep = max(0, min(len(od_cap), desired - spot_running))
-        for inst in sorted(od_cap, key=_surplus_key)[: len(od_cap) - od_keep]:
+        od_keep = max(0, min(len(od_cap) + asg, desired - spot_running))
+        asg_release = min(asg, len(od_cap) + asg - od_keep)
+        od_release = len(od_cap) + asg - od_keep - asg_release
+        if asg_release:
+            reasons.append(
+                f"fallback ASG capacity {asg} -> {asg - asg_release}: {spot_running} spot running for desired {desired}"
+            )
+        for inst in sorted(od_cap, key=_surplus_key)[:od_release]:
             replace_on_demand.append(inst["id"])
             drain[inst["id"]] = (
                 default_deadline,
@@ -420,14 +431,17 @@ def plan_pool(
             reasons.append(f"keeping {od_keep} on-demand fallback instance(s) until spot replacements are running")
         launch_spot = max(0, desired - len(spot_cap))
     else:
-        surplus = sorted(capacity, key=_surplus_key)[: max(0, len(capacity) - desired)]
+        asg_release = min(asg, max(0, len(capacity) + asg - desired))
+        if asg_release:
+            reasons.append(f"surplus (desired {desired}): fallback ASG capacity {asg} -> {asg - asg_release}")
+        surplus = sorted(capacity, key=_surplus_key)[: max(0, len(capacity) + asg - asg_release - desired)]
         for inst in surplus:
             drain[inst["id"]] = (default_deadline, f"surplus (desired {desired}): draining it")
-        launch_od = max(0, desired - len(capacity))
+        launch_od = max(0, desired - len(capacity) - asg)
 
     # vCPU arithmetic: everything that still runs after this plan's terminations.
     live = [i for i in pool if i["state"] in ("pending", "running", "stopping") and i["id"] not in terminate]
-    od_live = sum(1 for i in live if i["market"] == "on-demand")
+    od_live = sum(1 for i in live if i["market"] == "on-demand") + asg - asg_release
     quota_use = {"vcpus_per_instance": each}
     if quota_set:
         used = sum(_vcpus_of(i["type"], vcpus, "vcpus") for i in live)
@@ -461,15 +475,16 @@ def plan_pool(
         reasons.append(f"{iid} {drain[iid][1]}")
     for iid in sorted(terminate):
         reasons.append(f"{iid} {terminate[iid]}")
+    in_asg = f", {asg} in the fallback ASG" if fallback["asg_capacity"] is not None else ""
     summary = (
-        f"desired {desired}, capacity {len(capacity)} ({len(spot_cap)} spot, {len(od_cap)} on-demand): "
+        f"desired {desired}, capacity {len(capacity) + asg} ({len(spot_cap)} spot, {len(od_cap)} on-demand{in_asg}): "
         f"launching {launch_spot} {spot_word}, {launch_od} on-demand"
     )
     counts = {
         "by_state": by_state,
         "by_market": {m: sum(1 for i in live if i["market"] == m) for m in MARKETS},
-        "capacity": len(capacity),
-        "kept": len(capacity) - sum(1 for i in capacity if i["id"] in drain),
+        "capacity": len(capacity) + asg,
+        "kept": len(capacity) + asg - asg_release - sum(1 for i in capacity if i["id"] in drain),
         "draining": len(draining),
         "expiring": len(expiring),
         "interrupted": interrupted,
@@ -497,6 +512,8 @@ def plan_pool(
             "on_demand_in_pool": od_live,
             "spot_available": spot_available,
             "error": None,
+            "asg_capacity": fallback["asg_capacity"],
+            "asg_desired": None if fallback["asg_capacity"] is None else asg - asg_release + launch_od,
         },
         "reasons": [summary] + reasons,
     }
@@ -505,7 +522,14 @@ def plan_pool(
 
 
 def _changed(plan):
-    return bool(plan["launch"]["spot"] or plan["launch"]["on_demand"] or plan["drain"] or plan["terminate"])
+    asg = plan["fallback"]
+    return bool(
+        plan["launch"]["spot"]
+        or plan["launch"]["on_demand"]
+        or plan["drain"]
+        or plan["terminate"]
+        or asg["asg_desired"] != asg["asg_capacity"]
+    )
 
 
 def plan_fallback(plan, launched_spot, error):
@@ -541,6 +565,8 @@ def plan_fallback(plan, launched_spot, error):
         ]
         want = _clip(want, "on-demand", each, limits, new["clipped"], reasons)
     new["launch"]["on_demand"] += want
+    if new["fallback"]["asg_desired"] is not None:
+        new["fallback"]["asg_desired"] += want
     if want:
         reasons.append(f"launching {want} on-demand fallback instance(s) tagged {TAG_MARKET}=on-demand")
     new["reasons"].extend(reasons)

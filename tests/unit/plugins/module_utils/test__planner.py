@@ -586,3 +586,48 @@ def test_busy_never_drained_while_idle_surplus_remains(pool, desired):
     assert not (busy_drained and idle_kept)
     # Drains plus launches land exactly on desired.
     assert len(serving) - len(drained) + p["launch"]["spot"] == desired
+
+
+# ------------------------------------------------------------------ fallback through an ASG
+
+ASG = {"enabled": True, "max": 4}
+
+
+def test_asg_fallback_raises_desired_capacity():
+    first = plan([inst("i-1")], 4, fallback=dict(ASG, asg_capacity=0))
+    assert first["fallback"]["asg_desired"] == 0 and first["changed"] is True
+    second = plan_fallback(first, 0, "InsufficientInstanceCapacity")
+    assert second["launch"] == {"spot": 0, "on_demand": 3}
+    assert second["fallback"]["asg_desired"] == 3
+
+
+def test_asg_fallback_counts_towards_max_and_capacity():
+    p = plan([inst("i-1")], 8, fallback=dict(ASG, asg_capacity=3), spot_available=False)
+    assert p["counts"]["capacity"] == 4
+    assert p["launch"]["on_demand"] == 1  # max 4, 3 already in the ASG
+    assert p["fallback"]["asg_desired"] == 4
+
+
+def test_asg_capacity_is_given_back_as_spot_runs():
+    # 2 spot running, ASG holds 3, desired 4: one ASG instance is no longer needed.
+    pool = [inst("i-1"), inst("i-2"), inst("i-3", state="pending"), inst("i-4", state="pending")]
+    p = plan(pool, 4, fallback=dict(ASG, asg_capacity=3))
+    assert p["fallback"]["asg_desired"] == 2
+    assert p["launch"]["spot"] == 0 and p["drain"] == []
+    assert p["changed"] is True
+    for i in pool:
+        i["state"] = "running"
+    p = plan(pool, 4, fallback=dict(ASG, asg_capacity=2))
+    assert p["fallback"]["asg_desired"] == 0
+
+
+def test_asg_steady_is_unchanged():
+    p = plan([inst("i-1")], 3, fallback=dict(ASG, asg_capacity=2), spot_available=False)
+    assert p["changed"] is False
+    assert p["fallback"]["asg_desired"] == 2
+
+
+def test_asg_shrinks_first_when_desired_drops_without_spot():
+    p = plan([inst("i-1"), inst("i-2", age=5)], 1, fallback=dict(ASG, asg_capacity=2), spot_available=False)
+    assert p["fallback"]["asg_desired"] == 0
+    assert drain_ids(p) == ["i-2"]
