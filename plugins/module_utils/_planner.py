@@ -262,49 +262,8 @@ def _fallback_cap(want, fallback, od_live, clipped, reasons):
     return want
 
 
-def plan_pool(
-    instances,
-    now,
-    desired,
-    market="spot",
-    duration_minutes=None,
-    renew_before_minutes=20,
-    fallback=None,
-    spot_available=True,
-    quota=None,
-    vcpus=None,
-    launch_instance_types=None,
-    drain_timeout_seconds=600,
-    interrupted_ids=None,
-):
-    """Plan one reconcile of a pool.  See the module docstring and docs/keeper-planning.md."""
-    now = parse_time(now)
-    if now is None:
-        raise PlanError("now", "must be an aware date and time")
-    desired = _whole(desired, "desired")
-    if market not in POOL_MARKETS:
-        raise PlanError("market", f"must be spot or block, got {market!r}")
-    if market == "block":
-        duration_minutes, renew_before_minutes = validate_block_options(duration_minutes, renew_before_minutes)
-    drain_timeout = _whole(drain_timeout_seconds, "drain.timeout")
-    fallback = _validate_fallback(fallback)
-    quota = _validate_quota(quota)
-    if not isinstance(spot_available, bool):
-        raise PlanError("spot_available", "must be true or false")
-    if not isinstance(instances, (list, tuple)):
-        raise PlanError("instances", "must be a list")
-    interrupted_ids = set(interrupted_ids or ())
-    seen = set()
-    pool = sorted((_validate_instance(i, inst, seen) for i, inst in enumerate(instances)), key=lambda x: x["id"])
-    quota_set = any(quota[k] is not None for k in ("max_vcpus", "per_owner_max_vcpus", "account_available_vcpus"))
-    vcpus = dict(vcpus or {})
-    launch_types = sorted(set(launch_instance_types or ()))
-    each = 1
-    if quota_set:
-        if not launch_types:
-            raise PlanError("vcpus", "quotas need the instance type(s) the pool launches")
-        each = max(_vcpus_of(t, vcpus, "vcpus") for t in launch_types)
-
+def _classify(pool, now, market, renew_before_minutes, default_deadline, interrupted_ids):
+    """Sort the pool's instances into what each one needs (shared by plan_pool and pool_status)."""
     reasons = []
     terminate = {}  # id -> reason
     drain = {}  # id -> (deadline, reason)
@@ -312,10 +271,8 @@ def plan_pool(
     capacity = []
     expiring = []
     blocks = []
-    renew = []
     by_state = {state: 0 for state in STATES}
     interrupted = 0
-    default_deadline = now + datetime.timedelta(seconds=drain_timeout)
 
     for inst in pool:
         iid, state, tags = inst["id"], inst["state"], inst["tags"]
@@ -372,6 +329,69 @@ def plan_pool(
             expiring.append((inst, lease))
         else:
             capacity.append(inst)
+
+    return {
+        "reasons": reasons,
+        "terminate": terminate,
+        "drain": drain,
+        "draining": draining,
+        "capacity": capacity,
+        "expiring": expiring,
+        "blocks": blocks,
+        "by_state": by_state,
+        "interrupted": interrupted,
+    }
+
+
+def plan_pool(
+    instances,
+    now,
+    desired,
+    market="spot",
+    duration_minutes=None,
+    renew_before_minutes=20,
+    fallback=None,
+    spot_available=True,
+    quota=None,
+    vcpus=None,
+    launch_instance_types=None,
+    drain_timeout_seconds=600,
+    interrupted_ids=None,
+):
+    """Plan one reconcile of a pool.  See the module docstring and docs/keeper-planning.md."""
+    now = parse_time(now)
+    if now is None:
+        raise PlanError("now", "must be an aware date and time")
+    desired = _whole(desired, "desired")
+    if market not in POOL_MARKETS:
+        raise PlanError("market", f"must be spot or block, got {market!r}")
+    if market == "block":
+        duration_minutes, renew_before_minutes = validate_block_options(duration_minutes, renew_before_minutes)
+    drain_timeout = _whole(drain_timeout_seconds, "drain.timeout")
+    fallback = _validate_fallback(fallback)
+    quota = _validate_quota(quota)
+    if not isinstance(spot_available, bool):
+        raise PlanError("spot_available", "must be true or false")
+    if not isinstance(instances, (list, tuple)):
+        raise PlanError("instances", "must be a list")
+    interrupted_ids = set(interrupted_ids or ())
+    seen = set()
+    pool = sorted((_validate_instance(i, inst, seen) for i, inst in enumerate(instances)), key=lambda x: x["id"])
+    quota_set = any(quota[k] is not None for k in ("max_vcpus", "per_owner_max_vcpus", "account_available_vcpus"))
+    vcpus = dict(vcpus or {})
+    launch_types = sorted(set(launch_instance_types or ()))
+    each = 1
+    if quota_set:
+        if not launch_types:
+            raise PlanError("vcpus", "quotas need the instance type(s) the pool launches")
+        each = max(_vcpus_of(t, vcpus, "vcpus") for t in launch_types)
+
+    default_deadline = now + datetime.timedelta(seconds=drain_timeout)
+    seen_state = _classify(pool, now, market, renew_before_minutes, default_deadline, interrupted_ids)
+    reasons, terminate, drain = seen_state["reasons"], seen_state["terminate"], seen_state["drain"]
+    draining, capacity, expiring = seen_state["draining"], seen_state["capacity"], seen_state["expiring"]
+    blocks, by_state, interrupted = seen_state["blocks"], seen_state["by_state"], seen_state["interrupted"]
+    renew = []
 
     # The pool shrinks when there is surplus capacity of the kind it keeps: then expiring
     # blocks are not needed to bridge a renewal.  On-demand fallback instances do not count
@@ -519,6 +539,44 @@ def plan_pool(
     }
     plan["changed"] = _changed(plan)
     return plan
+
+
+def pool_status(instances, now, market="spot", renew_before_minutes=20, vcpus=None, interrupted_ids=None):
+    """What ``spot_pool_info`` reports for one pool: no desired count, no decisions.
+
+    Returns ``counts`` (by state and market, capacity, draining, expiring, interrupted),
+    ``blocks`` (leases with remaining minutes), ``draining`` (drains in progress with their
+    deadline) and ``vcpus_used`` (None unless ``vcpus`` covers every live instance type).
+    """
+    now = parse_time(now)
+    if now is None:
+        raise PlanError("now", "must be an aware date and time")
+    if market not in POOL_MARKETS:
+        raise PlanError("market", f"must be spot or block, got {market!r}")
+    renew_before_minutes = _whole(renew_before_minutes, "renew_before_minutes")
+    if not isinstance(instances, (list, tuple)):
+        raise PlanError("instances", "must be a list")
+    seen = set()
+    pool = sorted((_validate_instance(i, inst, seen) for i, inst in enumerate(instances)), key=lambda x: x["id"])
+    state = _classify(pool, now, market, renew_before_minutes, now, set(interrupted_ids or ()))
+    live = [i for i in pool if i["state"] in ("pending", "running", "stopping")]
+    vcpus = vcpus or {}
+    used = None
+    if vcpus and all(i["type"] in vcpus for i in live):
+        used = sum(vcpus[i["type"]] for i in live)
+    return {
+        "counts": {
+            "by_state": state["by_state"],
+            "by_market": {m: sum(1 for i in live if i["market"] == m) for m in MARKETS},
+            "capacity": len(state["capacity"]),
+            "draining": len(state["draining"]),
+            "expiring": len(state["expiring"]),
+            "interrupted": state["interrupted"],
+        },
+        "blocks": sorted(state["blocks"], key=lambda b: (b["expires_at"], b["instance_id"])),
+        "draining": state["draining"],
+        "vcpus_used": used,
+    }
 
 
 def _changed(plan):

@@ -18,6 +18,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import le
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import parse_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import plan_fallback
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import plan_pool
+from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import pool_status
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import validate_block_options
 
 UTC = datetime.timezone.utc
@@ -631,3 +632,43 @@ def test_asg_shrinks_first_when_desired_drops_without_spot():
     p = plan([inst("i-1"), inst("i-2", age=5)], 1, fallback=dict(ASG, asg_capacity=2), spot_available=False)
     assert p["fallback"]["asg_desired"] == 0
     assert drain_ids(p) == ["i-2"]
+
+
+# ------------------------------------------------------------------ status for spot_pool_info
+
+
+def test_pool_status_reports_without_deciding():
+    pool = [
+        block("i-a", 45),
+        block("i-e", 10),
+        block("i-d", 30, mark="draining", drain_deadline="2026-11-23T08:03:00Z", itype="m5.xlarge"),
+        inst("i-od", market="on-demand", expires_at=format_time(at(50))),
+        inst("i-gone", state="terminated", interrupted="true"),
+    ]
+    status = pool_status(pool, NOW, market="block", vcpus=VCPUS)
+    assert status["counts"] == {
+        "by_state": {
+            "pending": 0,
+            "running": 4,
+            "stopping": 0,
+            "stopped": 0,
+            "shutting-down": 0,
+            "terminated": 1,
+        },
+        "by_market": {"spot": 3, "on-demand": 1},
+        "capacity": 2,
+        "draining": 1,
+        "expiring": 1,
+        "interrupted": 1,
+    }
+    assert [(b["instance_id"], b["remaining_minutes"], b["status"]) for b in status["blocks"]] == [
+        ("i-e", 10, "expiring"),
+        ("i-d", 30, "active"),
+        ("i-a", 45, "active"),
+        ("i-od", 50, "active"),
+    ]
+    assert status["draining"] == [{"instance_id": "i-d", "deadline": "2026-11-23T08:03:00Z"}]
+    assert status["vcpus_used"] == 2 + 2 + 4 + 2
+    assert pool_status(pool, NOW, market="block")["vcpus_used"] is None
+    with pytest.raises(PlanError, match=r"^market: must be spot or block"):
+        pool_status(pool, NOW, market="fleet")
