@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Time the keeper's pure planner on synthetic pools (no AWS, no network).
 
 Usage: python3 bench/planner_bench.py [--repeat R] [--sizes 10,100,1000,10000]
@@ -89,7 +88,7 @@ def busy_pool(planner, n):
 def timed(repeat, func, *args, **kwargs):
     samples = []
     result = None
-    for _ in range(repeat):
+    for _run in range(repeat):
         start = time.perf_counter()
         result = func(*args, **kwargs)
         samples.append((time.perf_counter() - start) * 1000.0)

@@ -271,7 +271,7 @@ def _apply(pool, p, now, duration, counter):
     by_id = {i["instance_id"]: i for i in pool}
     for iid in p["terminate"]:
         by_id[iid]["state"] = "terminated"
-    for _ in range(p["launch"]["spot"]):
+    for _launch in range(p["launch"]["spot"]):
         counter[0] += 1
         new = inst(f"i-{counter[0]:04d}", state="pending", age=0)
         new["launch_time"] = now
