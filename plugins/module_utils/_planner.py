@@ -490,7 +490,15 @@ def plan_pool(
         launch_od = _fallback_cap(launch_od, fallback, od_live, clipped, reasons)
         launch_od = _clip(launch_od, "on-demand", each, pool_limits, clipped, reasons)
 
-    drain_list = [{"instance_id": iid, "deadline": format_time(drain[iid][0])} for iid in sorted(drain)]
+    # A drain never runs past the instance's lease: the lease ends the instance anyway.
+    by_id = {i["id"]: i for i in pool}
+    drain_list = []
+    for iid in sorted(drain):
+        deadline = drain[iid][0]
+        lease = parse_time(by_id[iid]["tags"].get(TAG_EXPIRES_AT))
+        if lease is not None and lease < deadline:
+            deadline = lease
+        drain_list.append({"instance_id": iid, "deadline": format_time(deadline)})
     for iid in sorted(drain):
         reasons.append(f"{iid} {drain[iid][1]}")
     for iid in sorted(terminate):

@@ -672,3 +672,58 @@ def test_pool_status_reports_without_deciding():
     assert pool_status(pool, NOW, market="block")["vcpus_used"] is None
     with pytest.raises(PlanError, match=r"^market: must be spot or block"):
         pool_status(pool, NOW, market="fleet")
+
+
+# ------------------------------------------------------------------ property: terminations always have a cause
+
+_tagged_instance = st.builds(
+    lambda n, state, age, lease, mark, deadline, busy: inst(
+        f"i-{n:03d}",
+        state=state,
+        age=age,
+        mark=mark,
+        **({"expires_at": format_time(at(lease))} if lease is not None else {}),
+        **({"drain_deadline": format_time(at(deadline))} if deadline is not None else {}),
+        **({"busy": "true"} if busy else {}),
+    ),
+    st.integers(0, 999),
+    st.sampled_from(["pending", "running", "running", "stopping", "stopped", "shutting-down", "terminated"]),
+    st.integers(0, 300),
+    st.one_of(st.none(), st.integers(-30, 90)),
+    st.sampled_from([None, None, "draining", "drained"]),
+    st.one_of(st.none(), st.integers(-10, 10)),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pool=st.lists(_tagged_instance, max_size=30, unique_by=lambda i: i["instance_id"]),
+    desired=st.integers(0, 30),
+    market=st.sampled_from(["spot", "block"]),
+    timeout=st.sampled_from([0, 300, 3600]),
+)
+def test_terminations_have_a_cause_and_leases_are_never_outlived(pool, desired, market, timeout):
+    kwargs = dict(BLOCK, market=market, drain_timeout_seconds=timeout)
+    p = plan(pool, desired, **kwargs)
+    by_id = {i["instance_id"]: i for i in pool}
+    for iid in p["terminate"]:
+        i = by_id[iid]
+        tags = i["tags"]
+        lease = parse_time(tags.get("parkingspot:expires-at"))
+        deadline = parse_time(tags.get("parkingspot:drain-deadline"))
+        assert (
+            i["state"] == "stopped"
+            or tags.get("parkingspot:state") == "drained"
+            or (lease is not None and lease <= NOW)
+            or (tags.get("parkingspot:state") == "draining" and deadline is not None and deadline <= NOW)
+        ), iid
+    for i in pool:
+        lease = parse_time(i["tags"].get("parkingspot:expires-at"))
+        if i["state"] in ("pending", "running") and lease is not None and lease <= NOW:
+            assert i["instance_id"] in p["terminate"]
+    for d in p["drain"]:
+        lease = parse_time(by_id[d["instance_id"]]["tags"].get("parkingspot:expires-at"))
+        if lease is not None:
+            assert parse_time(d["deadline"]) <= lease
+    assert not set(p["terminate"]) & {i["instance_id"] for i in pool if i["state"] in ("terminated", "shutting-down")}
