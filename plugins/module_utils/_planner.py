@@ -80,6 +80,18 @@ def parse_time(value):
     return parsed.astimezone(_UTC)
 
 
+def parse_now(value, option="now"):
+    """The ``now`` option: current UTC time when empty, else an ISO 8601 time with a zone."""
+    if value is None or value == "":
+        return datetime.datetime.now(_UTC)
+    parsed = parse_time(value)
+    if parsed is None:
+        raise PlanError(
+            option, f"must be an ISO 8601 time with a time zone such as 2026-11-23T08:00:00Z, got {value!r}"
+        )
+    return parsed
+
+
 def lease_end(now, duration_minutes):
     """The ``parkingspot:expires-at`` value for a block launched at ``now``."""
     return format_time(now + datetime.timedelta(minutes=duration_minutes))
@@ -196,6 +208,15 @@ def _validate_fallback(fallback):
 # ---------------------------------------------------------------- planning
 
 
+def _key(name):
+    """Result keys are snake_case (``on-demand`` -> ``on_demand``)."""
+    return name.replace("-", "_")
+
+
+def _by_market(instances):
+    return {_key(m): sum(1 for i in instances if i["market"] == m) for m in MARKETS}
+
+
 def _surplus_key(inst):
     """Order in which surplus instances are drained: idle first, on-demand first, newest first."""
     return (inst["busy"], inst["market"] != "on-demand", -inst["launched"].timestamp(), inst["id"])
@@ -271,12 +292,12 @@ def _classify(pool, now, market, renew_before_minutes, default_deadline, interru
     capacity = []
     expiring = []
     blocks = []
-    by_state = {state: 0 for state in STATES}
+    by_state = {_key(state): 0 for state in STATES}
     interrupted = 0
 
     for inst in pool:
         iid, state, tags = inst["id"], inst["state"], inst["tags"]
-        by_state[state] += 1
+        by_state[_key(state)] += 1
         was_interrupted = iid in interrupted_ids or TAG_INTERRUPTED in tags
         if state in _GONE:
             if was_interrupted:
@@ -460,7 +481,8 @@ def plan_pool(
         launch_od = max(0, desired - len(capacity) - asg)
 
     # vCPU arithmetic: everything that still runs after this plan's terminations.
-    live = [i for i in pool if i["state"] in ("pending", "running", "stopping") and i["id"] not in terminate]
+    live_before = [i for i in pool if i["state"] in ("pending", "running", "stopping")]
+    live = [i for i in live_before if i["id"] not in terminate]
     od_live = sum(1 for i in live if i["market"] == "on-demand") + asg - asg_release
     quota_use = {"vcpus_per_instance": each}
     if quota_set:
@@ -510,7 +532,8 @@ def plan_pool(
     )
     counts = {
         "by_state": by_state,
-        "by_market": {m: sum(1 for i in live if i["market"] == m) for m in MARKETS},
+        "by_market": _by_market(live_before),
+        "terminating": _by_market([i for i in live_before if i["id"] in terminate]),
         "capacity": len(capacity) + asg,
         "kept": len(capacity) + asg - asg_release - sum(1 for i in capacity if i["id"] in drain),
         "draining": len(draining),
@@ -575,7 +598,7 @@ def pool_status(instances, now, market="spot", renew_before_minutes=20, vcpus=No
     return {
         "counts": {
             "by_state": state["by_state"],
-            "by_market": {m: sum(1 for i in live if i["market"] == m) for m in MARKETS},
+            "by_market": _by_market(live),
             "capacity": len(state["capacity"]),
             "draining": len(state["draining"]),
             "expiring": len(state["expiring"]),
@@ -585,6 +608,28 @@ def pool_status(instances, now, market="spot", renew_before_minutes=20, vcpus=No
         "draining": state["draining"],
         "vcpus_used": used,
     }
+
+
+def plan_diff(plan):
+    """Before/after counts of a plan, for ``--diff``."""
+    counts = plan["counts"]
+    launched = plan["launch"]["spot"] + plan["launch"]["on_demand"]
+    before = {
+        "desired": plan["desired"],
+        "capacity": counts["capacity"],
+        "spot": counts["by_market"]["spot"],
+        "on_demand": counts["by_market"]["on_demand"],
+        "draining": counts["draining"],
+    }
+    gone = counts["terminating"]
+    after = {
+        "desired": plan["desired"],
+        "capacity": counts["kept"] + launched,
+        "spot": counts["by_market"]["spot"] - gone["spot"] + plan["launch"]["spot"],
+        "on_demand": counts["by_market"]["on_demand"] - gone["on_demand"] + plan["launch"]["on_demand"],
+        "draining": counts["draining"] + len(plan["drain"]),
+    }
+    return {"before": before, "after": after}
 
 
 def _changed(plan):

@@ -15,7 +15,9 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import Pl
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import is_fallback_error
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import lease_end
+from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import parse_now
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import parse_time
+from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import plan_diff
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import plan_fallback
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import plan_pool
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import pool_status
@@ -81,7 +83,7 @@ def test_steady_pool_changes_nothing():
     assert p["changed"] is False
     assert p["counts"]["capacity"] == 3
     assert p["counts"]["by_state"]["running"] == 2 and p["counts"]["by_state"]["pending"] == 1
-    assert p["counts"]["by_market"] == {"spot": 3, "on-demand": 0}
+    assert p["counts"]["by_market"] == {"spot": 3, "on_demand": 0}
 
 
 def test_plan_is_json_and_independent_of_input_order():
@@ -112,7 +114,7 @@ def test_interrupted_instances_are_replaced_and_counted():
     assert p["launch"]["spot"] == 2
     assert p["counts"]["interrupted"] == 2
     assert p["counts"]["by_state"]["terminated"] == 2
-    assert p["counts"]["by_state"]["shutting-down"] == 1
+    assert p["counts"]["by_state"]["shutting_down"] == 1
     assert p["terminate"] == []  # already gone: nothing to call
     assert "i-3 is terminated after an interruption: replaced" in p["reasons"]
 
@@ -568,7 +570,13 @@ def test_never_launches_beyond_desired(pool, desired, spot, fmax):
     total = p["launch"]["spot"] + p["launch"]["on_demand"]
     assert total <= max(0, desired - p["counts"]["capacity"]) or (spot and total <= desired)
     assert p["launch"]["spot"] == 0 or spot
-    od_live = p["counts"]["by_market"]["on-demand"]
+    od_live = sum(
+        1
+        for i in pool
+        if i["market"] == "on-demand"
+        and i["state"] in ("pending", "running", "stopping")
+        and i["instance_id"] not in p["terminate"]
+    )
     assert p["launch"]["on_demand"] <= max(0, fmax - od_live)
     acted = drain_ids(p) + p["terminate"]
     assert len(acted) == len(set(acted))  # nothing is both drained and terminated
@@ -652,10 +660,10 @@ def test_pool_status_reports_without_deciding():
             "running": 4,
             "stopping": 0,
             "stopped": 0,
-            "shutting-down": 0,
+            "shutting_down": 0,
             "terminated": 1,
         },
-        "by_market": {"spot": 3, "on-demand": 1},
+        "by_market": {"spot": 3, "on_demand": 1},
         "capacity": 2,
         "draining": 1,
         "expiring": 1,
@@ -727,3 +735,52 @@ def test_terminations_have_a_cause_and_leases_are_never_outlived(pool, desired, 
         if lease is not None:
             assert parse_time(d["deadline"]) <= lease
     assert not set(p["terminate"]) & {i["instance_id"] for i in pool if i["state"] in ("terminated", "shutting-down")}
+
+
+# ------------------------------------------------------------------ diff and the now option
+
+
+def test_plan_diff_before_after():
+    pool = [
+        inst("i-1"),
+        inst("i-2", state="stopped"),
+        inst("i-od", market="on-demand"),
+        block("i-x", -1),
+        inst("i-d", mark="draining", drain_deadline="2026-11-23T08:10:00Z"),
+    ]
+    p = plan(pool, 4)
+    assert p["terminate"] == ["i-2", "i-x"]
+    assert p["launch"]["spot"] == 3
+    assert plan_diff(p) == {
+        "before": {"desired": 4, "capacity": 2, "spot": 3, "on_demand": 1, "draining": 1},
+        # i-x (running, expired) leaves; i-2 was stopped so it was not live; 3 spot launched.
+        "after": {"desired": 4, "capacity": 5, "spot": 5, "on_demand": 1, "draining": 1},
+    }
+    p = plan([inst("i-1"), inst("i-2", age=5)], 1)
+    assert plan_diff(p)["after"] == {"desired": 1, "capacity": 1, "spot": 2, "on_demand": 0, "draining": 1}
+
+
+def test_parse_now():
+    assert parse_now("2026-11-23T09:00:00+01:00") == NOW
+    assert parse_now("2026-11-23T08:00:00Z") == NOW
+    before = datetime.datetime.now(UTC)
+    assert before <= parse_now(None) <= datetime.datetime.now(UTC)
+    for bad in ("2026-11-23T08:00:00", "monday 8am"):
+        with pytest.raises(PlanError, match=r"^now: must be an ISO 8601 time with a time zone"):
+            parse_now(bad)
+
+
+def test_reasons_explain_every_decision():
+    pool = [
+        block("i-e", 15),
+        block("i-x", -1),
+        inst("i-s", state="stopped"),
+        block("i-sur1", 50, age=1),
+        block("i-sur2", 50, age=2),
+        inst("i-d", mark="draining", drain_deadline="2026-11-23T07:00:00Z"),
+    ]
+    p = plan(pool, 1, **BLOCK)
+    decided = set(drain_ids(p)) | set(p["terminate"]) | set(p["renew"])
+    assert decided == {"i-e", "i-x", "i-s", "i-sur1", "i-d"}
+    for iid in decided:
+        assert any(line.startswith(iid + " ") for line in p["reasons"]), iid
