@@ -42,7 +42,6 @@ DEFAULT_FALLBACK_ERRORS = (
 NATIVE_BLOCK_DURATIONS = (60, 120, 180, 240, 300, 360)
 
 _UTC = datetime.timezone.utc
-_SERVING = ("pending", "running")
 _GONE = ("shutting-down", "terminated")
 
 
@@ -378,8 +377,12 @@ def plan_pool(
     launch_instance_types=None,
     drain_timeout_seconds=600,
     interrupted_ids=None,
+    mode="emulated",
 ):
-    """Plan one reconcile of a pool.  See the module docstring and docs/keeper-planning.md."""
+    """Plan one reconcile of a pool.  See the module docstring and docs/keeper-planning.md.
+
+    ``mode`` is the block mode (emulated|native); it only changes which durations are allowed.
+    """
     now = parse_time(now)
     if now is None:
         raise PlanError("now", "must be an aware date and time")
@@ -387,7 +390,7 @@ def plan_pool(
     if market not in POOL_MARKETS:
         raise PlanError("market", f"must be spot or block, got {market!r}")
     if market == "block":
-        duration_minutes, renew_before_minutes = validate_block_options(duration_minutes, renew_before_minutes)
+        duration_minutes, renew_before_minutes = validate_block_options(duration_minutes, renew_before_minutes, mode)
     drain_timeout = _whole(drain_timeout_seconds, "drain.timeout")
     fallback = _validate_fallback(fallback)
     quota = _validate_quota(quota)

@@ -494,6 +494,10 @@ def test_quota_needs_vcpu_counts():
             {"market": "block", "duration_minutes": 20},
             "renew_before_minutes: 20 must be less than duration_minutes (20)",
         ),
+        (
+            {"market": "block", "duration_minutes": 90, "mode": "native"},
+            "duration_minutes: 90 is not allowed with mode",
+        ),
         ({"drain_timeout_seconds": -5}, "drain.timeout: must be 0 or more"),
         ({"fallback": {"enabled": "yes"}}, "on_demand_fallback.enabled: must be true or false"),
         ({"fallback": {"enabled": True, "max": -1}}, "on_demand_fallback.max: must be 0 or more"),
