@@ -48,6 +48,8 @@ def drain_argv(drain: Dict[str, Any], instance: Dict[str, Any]) -> List[List[str
 
 
 def _run_one(drain: Dict[str, Any], instance: Dict[str, Any], timeout: float) -> Dict[str, Any]:
+    # A drain never runs past the instance's own deadline (its lease, or the drain lease).
+    timeout = min(timeout, float(instance.get("drain_seconds") or timeout))
     env = dict(
         os.environ,
         PARKINGSPOT_INSTANCE_ID=instance["instance_id"],
@@ -70,11 +72,15 @@ def _run_one(drain: Dict[str, Any], instance: Dict[str, Any], timeout: float) ->
     return outcome
 
 
+def configured(drain: Optional[Dict[str, Any]]) -> bool:
+    return bool(drain and (drain.get("command") or drain.get("kubectl")))
+
+
 def run_drains(drain: Optional[Dict[str, Any]], instances: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Drain every instance in parallel; one outcome per instance, in instance id order."""
     if not instances:
         return []
-    if not drain or not (drain.get("command") or drain.get("kubectl")):
+    if not configured(drain):
         skipped = {"status": "skipped", "detail": "no drain configured"}
         return [dict(skipped, instance_id=i["instance_id"]) for i in instances]
     timeout = float(drain.get("timeout") or 300)

@@ -102,3 +102,29 @@ def run_module(capsys):
         return json.loads(out)
 
     return runner
+
+
+@pytest.fixture
+def capacity_errors(monkeypatch):
+    """Make EC2 refuse spot launches with a capacity error, as AWS does when a pool is empty.
+
+    moto never runs out of capacity, so the fault is injected at botocore's call layer:
+    the module's own retry and fallback code sees exactly what AWS would send.
+    ``state["spot"] = False`` turns spot capacity off; ``state["refused"]`` counts refusals.
+    """
+    import botocore.client
+    from botocore.exceptions import ClientError
+
+    state = {"spot": True, "code": "InsufficientInstanceCapacity", "refused": 0}
+    original = botocore.client.BaseClient._make_api_call
+
+    def maybe_refuse(self, operation_name, api_params):
+        spot = (api_params.get("InstanceMarketOptions") or {}).get("MarketType") == "spot"
+        if operation_name == "RunInstances" and spot and not state["spot"]:
+            state["refused"] += 1
+            error = {"Error": {"Code": state["code"], "Message": "There is no Spot capacity available."}}
+            raise ClientError(error, operation_name)
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", maybe_refuse)
+    return state

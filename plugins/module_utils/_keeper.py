@@ -1,0 +1,400 @@
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""One reconcile of a pool: read, plan (pure), act in batches.
+
+Shared by ``spot_pool`` (identity tag ``parkingspot:pool``) and ``spot_block``
+(identity tag ``parkingspot:block``). The cost of a reconcile that changes
+nothing is one paginated DescribeInstances per 1000 instances, plus at most one
+DescribeInstanceTypes and quota reads when quotas are set.
+
+Order of the writes: terminate what the plan ends, launch spot (fall back to
+on-demand or an ASG on a capacity error), then tag the instances to drain with
+a lease, drain them and terminate them. Launches carry an EC2 client token
+derived from the pool, its live instances and the launch, so two runs that see
+the same pool and plan the same launch make EC2 launch it once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import itertools
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from typing import Any
+from typing import Dict
+from typing import List
+from typing import Optional
+
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
+
+FALLBACK_ARGUMENT_SPEC = dict(
+    type="dict",
+    default={},
+    options=dict(
+        enabled=dict(type="bool", default=False),
+        max=dict(type="int", default=0),
+        on_errors=dict(type="list", elements="str", default=list(_planner.DEFAULT_FALLBACK_ERRORS)),
+        asg_name=dict(type="str"),
+    ),
+)
+
+DRAIN_ARGUMENT_SPEC = dict(
+    type="dict",
+    default={},
+    options=dict(
+        command=dict(type="str"),
+        kubectl=dict(type="bool", default=False),
+        kubectl_path=dict(type="str", default="kubectl"),
+        timeout=dict(type="int", default=600),
+    ),
+)
+
+QUOTA_ARGUMENT_SPEC = dict(
+    type="dict",
+    default={},
+    options=dict(
+        max_vcpus=dict(type="int"),
+        owner_tag=dict(type="str"),
+        per_owner_max_vcpus=dict(type="int"),
+        check_account_quota=dict(type="bool", default=False),
+    ),
+)
+
+
+# --- the on-instance lease backstop ------------------------------------------------
+
+
+def backstop_script(expires_at: str) -> str:
+    """Shell user data that powers the instance off at its lease end (shutdown behaviour: terminate)."""
+    end = _planner.parse_time(expires_at)
+    epoch = int(end.timestamp())
+    return (
+        "#!/bin/sh\n"
+        "# ParkingSpot lease backstop: this instance's lease ends at %s.\n"
+        "# It powers off then, even if no keeper ever runs again; EC2 terminates it on shutdown.\n"
+        "end=%d\n"
+        "left=$(( end - $(date +%%s) ))\n"
+        'if [ "$left" -le 60 ]; then shutdown -h now; else shutdown -h "+$(( left / 60 ))"; fi\n' % (expires_at, epoch)
+    )
+
+
+def combine_user_data(parts: List[str]) -> str:
+    """One user data for cloud-init from several scripts (MIME multipart when more than one)."""
+    parts = [p for p in parts if p]
+    if len(parts) <= 1:
+        return parts[0] if parts else ""
+    message = MIMEMultipart(boundary="==parkingspot-user-data==")
+    for index, text in enumerate(parts):
+        subtype = "x-shellscript" if text.startswith("#!") else "cloud-config"
+        if text.startswith("#cloud-config"):
+            subtype = "cloud-config"
+        part = MIMEText(text, subtype, "utf-8")
+        part.add_header("Content-Disposition", "attachment", filename="part-%d" % index)
+        message.attach(part)
+    return message.as_string()
+
+
+# --- idempotency ---------------------------------------------------------------------
+
+
+def client_token(pool_key: str, market: str, count: int, instances: List[Dict[str, Any]], now_bucket: str) -> str:
+    """An EC2 client token for one planned launch.
+
+    It hashes the pool, the market, the count and the live instance ids: two
+    runs that read the same pool and plan the same launch send the same token
+    and EC2 performs the launch once. ``now_bucket`` (the minute) keeps a later,
+    legitimately identical launch from being swallowed.
+    """
+    live = sorted(i["instance_id"] for i in instances if i["state"] in _aws.LIVE_STATES)
+    text = "|".join([pool_key, market, str(count), now_bucket] + live)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:64]
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def read_pool(client, identity: Dict[str, str]) -> List[Dict[str, Any]]:
+    """The pool's instances in every state (terminated ones stay visible for about an hour)."""
+    return _aws.describe_instances_by_tags(client, identity, states=_aws.ALL_STATES)
+
+
+def launch_types(params: Dict[str, Any]) -> List[str]:
+    return sorted(set(params.get("instance_types") or [])) or (
+        [params["instance_type"]] if params.get("instance_type") else []
+    )
+
+
+def quota_inputs(module, client, params, instances, identity) -> Dict[str, Any]:
+    """Quota numbers for the planner, read with as few calls as possible (none without quotas)."""
+    quota = params.get("quota") or {}
+    wanted = quota.get("max_vcpus") is not None or quota.get("per_owner_max_vcpus") is not None
+    wanted = wanted or quota.get("check_account_quota")
+    if not wanted:
+        return {"quota": {}, "vcpus": {}}
+    types = launch_types(params)
+    if not types:
+        raise ParkingSpotError(message="quota: vCPU quotas need instance_type or instance_types to count vCPUs")
+    owner_used = 0
+    owner_instances = []
+    if quota.get("per_owner_max_vcpus") is not None:
+        key = quota.get("owner_tag")
+        owner = (params.get("tags") or {}).get(key) if key else None
+        if not key or owner is None:
+            raise ParkingSpotError(
+                message="quota.per_owner_max_vcpus needs quota.owner_tag and that tag in tags to know the owner"
+            )
+        owner_instances = _aws.describe_instances_by_tags(
+            client, {key: owner}, states=["pending", "running", "stopping"]
+        )
+    account_instances = []
+    available = None
+    if quota.get("check_account_quota"):
+        account_instances = [
+            i
+            for i in _aws.describe_instances_by_tags(client, {}, states=["pending", "running", "stopping"])
+            if i["market"] == "spot"
+        ]
+    all_types = set(types) | {i["instance_type"] for i in instances + owner_instances + account_instances}
+    vcpus = _aws.instance_type_vcpus(client, all_types)
+    unknown = sorted(t for t in types if t not in vcpus)
+    if unknown:
+        raise ParkingSpotError(message="instance_type: unknown instance type(s) %s" % ", ".join(unknown))
+    if owner_instances:
+        pool_ids = {i["instance_id"] for i in instances}
+        owner_used = sum(vcpus.get(i["instance_type"], 0) for i in owner_instances if i["instance_id"] not in pool_ids)
+    if quota.get("check_account_quota"):
+        sq = module.client("service-quotas")
+        codes = sorted({_aws.spot_quota_code(t) for t in types})
+        limit = min(_aws.get_ec2_quota(sq, code) for code in codes)
+        used = sum(
+            vcpus.get(i["instance_type"], 0)
+            for i in account_instances
+            if _aws.spot_quota_code(i["instance_type"]) in codes
+        )
+        available = max(0, int(limit) - used)
+    return {
+        "quota": {
+            "max_vcpus": quota.get("max_vcpus"),
+            "per_owner_max_vcpus": quota.get("per_owner_max_vcpus"),
+            "owner_used_vcpus": owner_used,
+            "account_available_vcpus": available,
+        },
+        "vcpus": vcpus,
+    }
+
+
+# --- acting --------------------------------------------------------------------------
+
+
+def _instance_tags(base_tags: Dict[str, str], market: str, expires_at: Optional[str]) -> Dict[str, str]:
+    tags = dict(base_tags)
+    tags[TAG_MARKET] = market
+    if expires_at:
+        tags[TAG_EXPIRES_AT] = expires_at
+    return tags
+
+
+def _groups(params: Dict[str, Any]):
+    types = params.get("instance_types") or [params.get("instance_type")]
+    subnets = params.get("subnet_ids") or [params.get("subnet_id")]
+    return list(itertools.product(types, subnets))
+
+
+def launch_spot(client, params, count, tags, block, token, on_errors):
+    """Launch ``count`` spot (or block) instances. Returns (instances, fallback_error_code or None).
+
+    Blocks go through RunInstances (the lease backstop is user data, which CreateFleet
+    only takes from a template), one call per instance type/subnet group until the
+    count is met; a capacity error moves on to the next group.
+    """
+    if not block:
+        try:
+            outcome = _launch.launch(client, params, count, tags, market="spot", client_token=token)
+        except _aws.AnsibleEC2Error as e:
+            code = _aws.error_code(e)
+            if _planner.is_fallback_error(code, on_errors):
+                return [], code
+            raise
+        launched = outcome["instances"] + [
+            {"instance_id": r["instance_id"]} for r in outcome["spot_requests"] if r.get("instance_id")
+        ]
+        codes = [e["code"] for e in outcome["errors"] if _planner.is_fallback_error(e["code"], on_errors)]
+        short = len(launched) < count and not outcome["spot_requests"]
+        return launched, (codes[0] if codes else "InsufficientCapacity") if short else None
+    launched: List[Dict[str, Any]] = []
+    last_code = None
+    for index, (instance_type, subnet_id) in enumerate(_groups(params)):
+        remaining = count - len(launched)
+        if remaining <= 0:
+            break
+        extra = dict(instance_type=instance_type, subnet_id=subnet_id)
+        if block:
+            extra.update(
+                user_data=block.get("user_data"),
+                shutdown_behavior="terminate",
+                block_minutes=block.get("native_minutes"),
+            )
+        kwargs = _launch.build_run_instances(
+            params, remaining, tags, market="spot", client_token="%s-%d" % (token[:60], index), **extra
+        )
+        try:
+            launched += _aws.run_instances(client, **kwargs)
+        except _aws.AnsibleEC2Error as e:
+            code = _aws.error_code(e)
+            if not _planner.is_fallback_error(code, on_errors):
+                raise
+            last_code = code
+    return launched, (last_code or "InsufficientCapacity") if len(launched) < count else None
+
+
+def launch_on_demand(client, params, count, tags, token):
+    if _launch.choose_api(params) == "fleet":
+        outcome = _launch.launch(client, params, count, tags, market="on-demand", client_token=token)
+        return outcome["instances"]
+    kwargs = _launch.build_run_instances(params, count, tags, market="on-demand", client_token=token)
+    return _aws.run_instances(client, **kwargs)
+
+
+def tag_drains(client, plan_drains: List[Dict[str, Any]]) -> int:
+    """Mark instances as draining with their lease deadline: one call per distinct deadline."""
+    calls = 0
+    by_deadline: Dict[str, List[str]] = {}
+    for entry in plan_drains:
+        by_deadline.setdefault(entry["deadline"], []).append(entry["instance_id"])
+    for deadline, ids in sorted(by_deadline.items()):
+        calls += _aws.create_tags(client, ids, {TAG_STATE: "draining", TAG_DRAIN_DEADLINE: deadline})
+    return calls
+
+
+def reconcile(module, client, *, pool_key, identity, params, desired, market, now, block_mode="emulated", window=None):
+    """Plan and (unless in check mode) carry out one reconcile; returns the module result pieces."""
+    instances = read_pool(client, identity)
+    facts = quota_inputs(module, client, params, instances, identity)
+    fallback = params.get("on_demand_fallback") or {}
+    drain = dict(params.get("drain") or {}, pool=pool_key)
+    asg_name = fallback.get("asg_name")
+    asg_capacity = None
+    asg_client = None
+    if fallback.get("enabled") and asg_name:
+        asg_client = module.client("autoscaling")
+        group = _aws.describe_asg(asg_client, asg_name)
+        if group is None:
+            raise ParkingSpotError(message="on_demand_fallback.asg_name: no auto scaling group named %s" % asg_name)
+        asg_capacity = int(group["DesiredCapacity"])
+    planner_fallback = {"enabled": bool(fallback.get("enabled")), "max": fallback.get("max") or 0}
+    if asg_capacity is not None:
+        planner_fallback["asg_capacity"] = asg_capacity
+    try:
+        plan = _planner.plan_pool(
+            instances,
+            now,
+            desired,
+            market=market,
+            duration_minutes=params.get("duration_minutes"),
+            renew_before_minutes=params.get("renew_before_minutes", 20),
+            fallback=planner_fallback,
+            quota=facts["quota"],
+            vcpus=facts["vcpus"],
+            launch_instance_types=launch_types(params),
+            # Without a drain there is nothing to wait for: leases run to their end.
+            drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
+            mode=block_mode,
+        )
+    except ValueError as e:
+        raise ParkingSpotError(message=str(e))
+
+    actions = {"launched": [], "terminated": [], "drained": [], "fallback_error": None, "drain_outcomes": []}
+    if module.check_mode or not plan["changed"]:
+        return instances, plan, actions
+
+    by_id = {i["instance_id"]: i for i in instances}
+    if plan["terminate"]:
+        _aws.terminate_instances(client, plan["terminate"])
+        actions["terminated"] += plan["terminate"]
+
+    base_tags = dict(params.get("tags") or {}, **identity)
+    expires_at = plan["launch"].get("expires_at")
+    block = None
+    if market == "block":
+        block = {"native_minutes": params.get("duration_minutes") if block_mode == "native" else None}
+        if block_mode == "emulated":
+            block["user_data"] = combine_user_data([backstop_script(expires_at), params.get("user_data") or ""])
+    bucket = _planner.format_time(now)[:16]
+    if plan["launch"]["spot"]:
+        token = client_token(pool_key, market, plan["launch"]["spot"], instances, bucket)
+        tags = _instance_tags(base_tags, "spot", expires_at)
+        launched, error = launch_spot(
+            client, params, plan["launch"]["spot"], tags, block, token, fallback.get("on_errors")
+        )
+        actions["launched"] += sorted(i["instance_id"] for i in launched)
+        if error:
+            actions["fallback_error"] = error
+            plan = _planner.plan_fallback(plan, len(launched), error)
+    if plan["launch"]["on_demand"]:
+        if asg_client is not None:
+            _aws.set_asg_desired(asg_client, asg_name, plan["fallback"]["asg_desired"])
+        else:
+            token = client_token(pool_key, "on-demand", plan["launch"]["on_demand"], instances, bucket)
+            tags = _instance_tags(base_tags, "on-demand", None)
+            launched = launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token)
+            actions["launched"] += sorted(i["instance_id"] for i in launched)
+    elif asg_client is not None and plan["fallback"]["asg_desired"] != asg_capacity:
+        _aws.set_asg_desired(asg_client, asg_name, plan["fallback"]["asg_desired"])
+
+    if plan["drain"]:
+        tag_drains(client, plan["drain"])
+        targets = []
+        for entry in plan["drain"]:
+            seconds = (_planner.parse_time(entry["deadline"]) - now).total_seconds()
+            targets.append(dict(by_id[entry["instance_id"]], drain_seconds=max(1.0, seconds)))
+        outcomes = _drain.run_drains(drain, targets)
+        actions["drain_outcomes"] = outcomes
+        actions["drained"] = [o["instance_id"] for o in outcomes]
+        _aws.terminate_instances(client, actions["drained"])
+        actions["terminated"] += actions["drained"]
+    actions["terminated"] = sorted(set(actions["terminated"]))
+    return instances, plan, actions
+
+
+def summarize(plan, actions, window, check_mode):
+    """The ``pool`` result: counts, what was launched/terminated/drained, the window in force."""
+    counts = plan["counts"]
+    return {
+        "desired": plan["desired"],
+        "market": plan["market"],
+        "capacity": counts["capacity"],
+        "counts": {"by_state": counts["by_state"], "by_market": counts["by_market"]},
+        "interrupted": counts["interrupted"],
+        "launched": actions["launched"],
+        "would_launch": plan["launch"]["spot"] + plan["launch"]["on_demand"] if check_mode else 0,
+        "terminated": actions["terminated"],
+        "draining": sorted(
+            set([d["instance_id"] for d in plan["drain"]] + [d["instance_id"] for d in plan["draining"]])
+        ),
+        "drain_outcomes": actions["drain_outcomes"],
+        "fallback": {
+            "on_demand_launched": plan["launch"]["on_demand"],
+            "error": actions["fallback_error"],
+            "asg_desired": plan["fallback"]["asg_desired"],
+        },
+        "clipped": plan["clipped"],
+        "blocks": plan["blocks"],
+        "window": window,
+    }
+
+
+def utc(now: Optional[str]) -> datetime.datetime:
+    try:
+        return _planner.parse_now(now)
+    except ValueError as e:
+        raise ParkingSpotError(message=str(e))

@@ -1,0 +1,346 @@
+#!/usr/bin/python
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: spot_pool
+short_description: Keep a pool of spot (or time-boxed) instances at its desired size
+version_added: 0.1.0
+description:
+  - One reconcile of a pool per run; made to be run every few minutes by a schedule (AWX, cron).
+  - Reads the pool (instances tagged C(parkingspot:pool=<name>)) with paginated, tag-filtered DescribeInstances
+    calls, never one call per instance, so a run that changes nothing costs one call per 1000 instances.
+  - Works out the desired count for O(now) from O(desired) or the O(schedule) windows, plans with a pure function
+    (launch, renew, drain, terminate, fall back), then acts in batches. The rules are in the collection's
+    C(docs/keeper-planning.md).
+  - Interrupted or terminated instances are replaced. Surplus instances are drained (idle first, then newest
+    first) and terminated. With O(market=block) each instance is a lease of O(duration_minutes) that is renewed
+    before it ends and that the instance itself enforces (see M(parkingspot.ec2.spot_block)).
+  - When a spot launch fails with one of O(on_demand_fallback.on_errors), the shortfall is launched on-demand
+    (tag C(parkingspot:market=on-demand)) or the desired capacity of O(on_demand_fallback.asg_name) is raised.
+    Later runs replace fallback capacity with spot when spot works again, launching before draining.
+author:
+  - ParkingSpot maintainers (@parkingspot)
+options:
+  name:
+    description: Pool name; tag C(parkingspot:pool) carries it.
+    type: str
+    required: true
+  state:
+    description: C(present) keeps the pool; C(absent) drains and terminates every instance of it.
+    type: str
+    default: present
+    choices: [present, absent]
+  desired:
+    description: Number of instances outside any O(schedule) window.
+    type: int
+    default: 0
+  schedule:
+    description:
+      - Operating-hours windows. The first window that covers O(now) gives the desired count.
+      - A window whose O(schedule[].end) is earlier than its O(schedule[].start) crosses midnight; it belongs to
+        the day it starts on.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      days:
+        description: Days the window starts on (mon, tue, wed, thu, fri, sat, sun).
+        type: list
+        elements: str
+        required: true
+      start:
+        description: Start, C(HH:MM) local time in O(timezone).
+        type: str
+        required: true
+      end:
+        description: End, C(HH:MM) local time in O(timezone).
+        type: str
+        required: true
+      desired:
+        description: Desired count while the window is in force.
+        type: int
+        required: true
+  timezone:
+    description: IANA time zone of the schedule, for example C(Europe/Berlin).
+    type: str
+    default: UTC
+  market:
+    description: C(spot) instances, or C(block) time-boxed spot leases of O(duration_minutes).
+    type: str
+    default: spot
+    choices: [spot, block]
+  duration_minutes:
+    description: Lease length of each instance with O(market=block).
+    type: int
+  renew_before_minutes:
+    description: With O(market=block), a lease this close to its end gets its replacement launched.
+    type: int
+    default: 20
+  on_demand_fallback:
+    description: What to do when spot capacity is not available.
+    type: dict
+    default: {}
+    suboptions:
+      enabled:
+        description: Launch the shortfall on-demand.
+        type: bool
+        default: false
+      max:
+        description: Most on-demand instances the pool may hold.
+        type: int
+        default: 0
+      on_errors:
+        description: Launch error codes that trigger the fallback (C(*) wildcards allowed).
+        type: list
+        elements: str
+        default: [InsufficientInstanceCapacity, MaxSpotInstanceCountExceeded, SpotMaxPriceTooLow, InsufficientCapacity*]
+      asg_name:
+        description: Raise the desired capacity of this auto scaling group instead of launching instances.
+        type: str
+  drain:
+    description: How an instance is drained before it is terminated.
+    type: dict
+    default: {}
+    suboptions:
+      command:
+        description:
+          - Command run on the controller; C({instance_id}) and C({private_dns_name}) are replaced, and the
+            environment has C(PARKINGSPOT_INSTANCE_ID), C(PARKINGSPOT_PRIVATE_DNS_NAME) and C(PARKINGSPOT_POOL).
+          - A non-zero exit or a timeout is reported; the instance is terminated all the same.
+        type: str
+      kubectl:
+        description: Cordon and drain the node (named by the instance's private DNS name) with kubectl.
+        type: bool
+        default: false
+      kubectl_path:
+        description: The kubectl executable.
+        type: str
+        default: kubectl
+      timeout:
+        description:
+          - Seconds a drain may take. Instances are tagged C(parkingspot:state=draining) with a deadline so a
+            concurrent or later run leaves them alone until then and terminates them after.
+        type: int
+        default: 600
+  quota:
+    description: vCPU limits; launches are clipped to what they allow and the result says so in C(pool.clipped).
+    type: dict
+    default: {}
+    suboptions:
+      max_vcpus:
+        description: Most vCPUs the pool may hold.
+        type: int
+      owner_tag:
+        description: Tag key naming the owner (its value is taken from O(tags)).
+        type: str
+      per_owner_max_vcpus:
+        description: Most vCPUs all instances of that owner may hold, in every pool.
+        type: int
+      check_account_quota:
+        description: Also respect the account's spot vCPU quota read from Service Quotas.
+        type: bool
+        default: false
+  now:
+    description:
+      - Plan as of this time (ISO 8601 with a zone) instead of the current time, for what-if questions in check
+        mode ("what would the pool do on Monday at 08:00") and for tests.
+    type: str
+extends_documentation_fragment:
+  - parkingspot.ec2.launch
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+notes:
+  - Supports check mode (returns the plan without a write call) and diff mode (counts before and after).
+"""
+
+EXAMPLES = r"""
+- name: Keep CI runners during office hours, two at night
+  parkingspot.ec2.spot_pool:
+    name: ci-linux
+    desired: 2
+    timezone: Europe/Berlin
+    schedule:
+      - days: [mon, tue, wed, thu, fri]
+        start: "07:00"
+        end: "19:00"
+        desired: 20
+    launch_template:
+      name: ci-runner
+    instance_types: [c6i.xlarge, c6a.xlarge, c7i.xlarge]
+    subnet_ids: [subnet-aaaa1111, subnet-bbbb2222]
+    on_demand_fallback:
+      enabled: true
+      max: 5
+    drain:
+      command: /usr/local/bin/pause-runner {private_dns_name}
+      timeout: 900
+    tags:
+      team: build
+
+- name: What would the pool do on Monday at 08:00?
+  parkingspot.ec2.spot_pool:
+    name: ci-linux
+    desired: 2
+    schedule:
+      - days: [mon, tue, wed, thu, fri]
+        start: "07:00"
+        end: "19:00"
+        desired: 20
+    launch_template:
+      name: ci-runner
+    now: "2026-11-30T08:00:00+01:00"
+  check_mode: true
+  register: what_if
+
+- name: Time-boxed runners (three-hour leases, renewed 20 minutes before they end)
+  parkingspot.ec2.spot_pool:
+    name: ci-blocks
+    desired: 4
+    market: block
+    duration_minutes: 180
+    launch_template:
+      name: ci-runner
+    instance_type: m6i.large
+"""
+
+RETURN = r"""
+pool:
+  description: The pool after the run (in check mode, as planned).
+  returned: always
+  type: dict
+  contains:
+    desired:
+      description: Desired count in force at O(now).
+      type: int
+    capacity:
+      description: Instances counted as serving capacity before the run.
+      type: int
+    counts:
+      description: Instances by state and by market before the run.
+      type: dict
+    launched:
+      description: Ids of instances launched by this run.
+      type: list
+      elements: str
+    would_launch:
+      description: In check mode, the number of instances the run would launch.
+      type: int
+    terminated:
+      description: Ids of instances terminated by this run.
+      type: list
+      elements: str
+    draining:
+      description: Ids of instances drained in this run or still draining.
+      type: list
+      elements: str
+    fallback:
+      description: On-demand instances launched, the error that caused it, the fallback ASG desired capacity.
+      type: dict
+    clipped:
+      description: Launches reduced by a quota, with the quota, what was asked and what was allowed.
+      type: list
+      elements: dict
+    blocks:
+      description: With market block, each lease's instance_id, expires_at, remaining_minutes and status.
+      type: list
+      elements: dict
+    window:
+      description: The schedule window in force, or null when O(desired) applies.
+      type: dict
+plan:
+  description: The planner's full output, including C(reasons), one line per decision.
+  returned: always
+  type: dict
+"""
+
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
+
+
+def desired_now(params, now):
+    """The desired count and window in force at ``now``; validation errors name the option."""
+    try:
+        _schedule.validate_desired(params["desired"])
+        tz = _schedule.validate_timezone(params["timezone"])
+        windows = _schedule.validate_schedule(params["schedule"])
+        if params["market"] == "block":
+            _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"])
+        if params["on_demand_fallback"].get("max", 0) < 0:
+            raise ValueError("on_demand_fallback.max: must be 0 or more")
+        if params["drain"].get("timeout", 0) < 0:
+            raise ValueError("drain.timeout: must be 0 or more")
+        return _schedule.desired_at(now, params["desired"], windows, tz)
+    except ValueError as e:
+        raise ParkingSpotError(message=str(e))
+
+
+def do(module):
+    params = module.params
+    now = _keeper.utc(params["now"])
+    if params["state"] == "absent":
+        desired, window = 0, None
+        params = dict(params, on_demand_fallback=dict(params["on_demand_fallback"], enabled=False))
+    else:
+        desired, window = desired_now(params, now)
+        if desired > 0:
+            _launch.validate_launch(params, now)
+    client = module.client("ec2")
+    instances, plan, actions = _keeper.reconcile(
+        module,
+        client,
+        pool_key=params["name"],
+        identity={TAG_POOL: params["name"]},
+        params=params,
+        desired=desired,
+        market=params["market"],
+        now=now,
+        window=window,
+    )
+    pool = _keeper.summarize(plan, actions, window, module.check_mode)
+    pool["name"] = params["name"]
+    module.exit_json(changed=plan["changed"], pool=pool, plan=plan, diff=_planner.plan_diff(plan))
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        desired=dict(type="int", default=0),
+        schedule=dict(
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(
+                days=dict(type="list", elements="str", required=True),
+                start=dict(type="str", required=True),
+                end=dict(type="str", required=True),
+                desired=dict(type="int", required=True),
+            ),
+        ),
+        timezone=dict(type="str", default="UTC"),
+        market=dict(type="str", default="spot", choices=["spot", "block"]),
+        duration_minutes=dict(type="int"),
+        renew_before_minutes=dict(type="int", default=20),
+        on_demand_fallback=_keeper.FALLBACK_ARGUMENT_SPEC,
+        drain=_keeper.DRAIN_ARGUMENT_SPEC,
+        quota=_keeper.QUOTA_ARGUMENT_SPEC,
+        now=dict(type="str"),
+    )
+    argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        do(module)
+    except AnsibleAWSError as e:
+        module.fail_json_aws_error(e)
+
+
+if __name__ == "__main__":
+    main()
