@@ -716,7 +716,7 @@ _tagged_instance = st.builds(
     timeout=st.sampled_from([0, 300, 3600]),
 )
 def test_terminations_have_a_cause_and_leases_are_never_outlived(pool, desired, market, timeout):
-    kwargs = dict(BLOCK, market=market, drain_timeout_seconds=timeout)
+    kwargs = {**BLOCK, "market": market, "drain_timeout_seconds": timeout}
     p = plan(pool, desired, **kwargs)
     by_id = {i["instance_id"]: i for i in pool}
     for iid in p["terminate"]:
