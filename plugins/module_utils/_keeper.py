@@ -37,6 +37,9 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_E
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
 
+# Instance state reasons that mean the cloud took the instance back.
+SPOT_INTERRUPTION_REASONS = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
+
 FALLBACK_ARGUMENT_SPEC = dict(
     type="dict",
     default={},
@@ -309,6 +312,7 @@ def reconcile(module, client, *, pool_key, identity, params, desired, market, no
             # Without a drain there is nothing to wait for: leases run to their end.
             drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
             mode=block_mode,
+            interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
         )
     except ValueError as e:
         raise ParkingSpotError(message=str(e))

@@ -22,13 +22,13 @@ import copy
 import datetime
 import fnmatch
 
-TAG_POOL = "parkingspot:pool"
-TAG_MARKET = "parkingspot:market"
-TAG_STATE = "parkingspot:state"
-TAG_DRAIN_DEADLINE = "parkingspot:drain-deadline"
-TAG_EXPIRES_AT = "parkingspot:expires-at"
-TAG_BUSY = "parkingspot:busy"
-TAG_INTERRUPTED = "parkingspot:interrupted"
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL  # noqa: F401  (re-exported)
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
 
 STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
 MARKETS = ("spot", "on-demand")
