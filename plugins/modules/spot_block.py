@@ -1,0 +1,182 @@
+#!/usr/bin/python
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: spot_block
+short_description: Time-boxed spot capacity ("spot blocks") enforced by the collection
+version_added: 0.1.0
+description:
+  - AWS stopped selling spot blocks (C(BlockDurationMinutes)) at the end of 2022. This module gives the same
+    promise on today's spot market, a lease of O(duration_minutes) per instance, and enforces it itself.
+  - Each instance carries C(parkingspot:block=<name>) and C(parkingspot:expires-at) (ISO 8601 UTC). In
+    O(mode=emulated) it also gets an on-instance backstop, user data that powers it off at the lease end with
+    instance-initiated shutdown behaviour C(terminate), so a block never outlives its lease even if no
+    controller ever runs again.
+  - Each run keeps O(count) leases. A lease within O(renew_before_minutes) of its end gets its replacement
+    launched first and keeps serving until it ends; an ended lease is terminated.
+  - O(mode=native) passes C(BlockDurationMinutes) instead, for EC2-compatible clouds that still honour it.
+author:
+  - ParkingSpot maintainers (@parkingspot)
+options:
+  name:
+    description: Identity of the blocks; tag C(parkingspot:block) carries it.
+    type: str
+    required: true
+  state:
+    description: C(present) keeps O(count) leases; C(absent) terminates every block of this name.
+    type: str
+    default: present
+    choices: [present, absent]
+  count:
+    description: Number of leases to keep.
+    type: int
+    default: 1
+  duration_minutes:
+    description: Length of each lease. With O(mode=native) one of 60, 120, 180, 240, 300 or 360.
+    type: int
+    required: true
+  renew_before_minutes:
+    description: A lease this close to its end gets its replacement launched.
+    type: int
+    default: 20
+  mode:
+    description: C(emulated) enforces leases with tags and the on-instance backstop; C(native) passes BlockDurationMinutes.
+    type: str
+    default: emulated
+    choices: [emulated, native]
+  now:
+    description: Plan as of this time (ISO 8601 with a zone) instead of the current time.
+    type: str
+extends_documentation_fragment:
+  - parkingspot.ec2.launch
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+notes:
+  - Supports check mode and diff mode.
+  - Blocks launch through RunInstances, one call per instance type/subnet group, because the backstop is user data.
+  - Your own O(user_data) is kept; it is combined with the backstop into a MIME multipart document for cloud-init.
+"""
+
+EXAMPLES = r"""
+- name: Four three-hour build machines, renewed 20 minutes before their lease ends
+  parkingspot.ec2.spot_block:
+    name: release-build
+    count: 4
+    duration_minutes: 180
+    launch_template:
+      name: ci-runner
+    instance_type: c6i.2xlarge
+  register: blocks
+
+- name: Show the leases
+  ansible.builtin.debug:
+    msg: "{{ blocks.blocks | map(attribute='remaining_minutes') | list }}"
+"""
+
+RETURN = r"""
+blocks:
+  description: The leases after the run (in check mode, as they stand).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    instance_id:
+      description: Instance id.
+      type: str
+    expires_at:
+      description: Lease end, ISO 8601 UTC.
+      type: str
+    remaining_minutes:
+      description: Whole minutes left.
+      type: int
+    status:
+      description: C(active), C(expiring) (replacement launched) or C(expired).
+      type: str
+launched:
+  description: Ids of the instances launched by this run.
+  returned: always
+  type: list
+  elements: str
+terminated:
+  description: Ids of the instances terminated by this run.
+  returned: always
+  type: list
+  elements: str
+plan:
+  description: The planner's output, with one line per decision in C(reasons).
+  returned: always
+  type: dict
+"""
+
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BLOCK
+
+
+def do(module):
+    params = module.params
+    now = _keeper.utc(params["now"])
+    if params["count"] < 0:
+        raise ParkingSpotError(message="count must be 0 or more, got %d" % params["count"])
+    try:
+        _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"], params["mode"])
+    except ValueError as e:
+        raise ParkingSpotError(message=str(e))
+    desired = params["count"] if params["state"] == "present" else 0
+    if desired:
+        _launch.validate_launch(params, now)
+    client = module.client("ec2")
+    _instances, plan, actions = _keeper.reconcile(
+        module,
+        client,
+        pool_key="block:%s" % params["name"],
+        identity={TAG_BLOCK: params["name"]},
+        params=params,
+        desired=desired,
+        market="block",
+        now=now,
+        block_mode=params["mode"],
+    )
+    if not module.check_mode and plan["changed"]:
+        after = _planner.pool_status(
+            _keeper.read_pool(client, {TAG_BLOCK: params["name"]}), now, "block", params["renew_before_minutes"]
+        )
+        blocks = after["blocks"]
+    else:
+        blocks = plan["blocks"]
+    module.exit_json(
+        changed=plan["changed"],
+        blocks=blocks,
+        launched=actions["launched"],
+        terminated=actions["terminated"],
+        plan=plan,
+        diff=_planner.plan_diff(plan),
+    )
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        count=dict(type="int", default=1),
+        duration_minutes=dict(type="int", required=True),
+        renew_before_minutes=dict(type="int", default=20),
+        mode=dict(type="str", default="emulated", choices=["emulated", "native"]),
+        now=dict(type="str"),
+    )
+    argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        do(module)
+    except AnsibleAWSError as e:
+        module.fail_json_aws_error(e)
+
+
+if __name__ == "__main__":
+    main()
