@@ -121,7 +121,7 @@ def price_stats(records, shapes=None, on_demand_overrides=None):
     result = []
     for (itype, zone) in sorted(groups):
         samples = sorted(groups[(itype, zone)])
-        prices = sorted(p for _, p in samples)
+        prices = sorted(price for _at, price in samples)
         current_at, current = samples[-1]
         mean = sum(prices) / len(prices)
         variance = sum((p - mean) ** 2 for p in prices) / len(prices)

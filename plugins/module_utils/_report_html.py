@@ -81,13 +81,13 @@ def bar_chart(chart_id, title, labels, series, y_label, width=760, height=260):
     peak = max(totals) if totals else 0
     parts = [
         (f'<svg xmlns="http://www.w3.org/2000/svg" id="{esc(chart_id)}" class="chart" role="img" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'),
+         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'),
         f"<title>{esc(title)}</title>",
         f'<text x="{left}" y="18" class="chart-title">{esc(title)}</text>',
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" class="axis"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" class="axis"/>',
         (f'<text x="12" y="{top + plot_h / 2:.1f}" class="axis-label" '
-        f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{esc(y_label)}</text>'),
+         f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{esc(y_label)}</text>'),
     ]
     if not labels or peak <= 0:
         parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" class="empty">no data</text>')
@@ -195,9 +195,9 @@ def render_html(report):
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{esc(report['title'])}</h1>",
         (f'<p class="meta">Window {esc(iso(to_utc(report["window_start"])))} to '
-        f'{esc(iso(to_utc(report["window_end"])))}; generated {esc(report["generated_at"])}. '
-        "Costs are estimates: spot at the price history in effect (time-weighted) or the data feed charge, "
-        "on-demand at list price.</p>"),
+         f'{esc(iso(to_utc(report["window_end"])))}; generated {esc(report["generated_at"])}. '
+         "Costs are estimates: spot at the price history in effect (time-weighted) or the data feed charge, "
+         "on-demand at list price.</p>"),
         f'<p id="summary">{esc(summary)}</p>',
         feed_line,
         "<h2>Charts</h2>",
@@ -216,7 +216,7 @@ def render_html(report):
 def _cost_chart(groups, group_labels):
     return bar_chart(
         "chart-cost", "Cost vs on-demand per pool / owner (USD)",
-        [label for label in group_labels for _ in (0, 1)],
+        [label for label in group_labels for _bar in (0, 1)],
         [("spot cost", COLORS["cost"], [v for g in groups for v in (g["cost"], 0.0)]),
          ("on-demand cost", COLORS["on_demand_cost"], [v for g in groups for v in (0.0, g["on_demand_cost"])])],
         "USD",

@@ -14,13 +14,13 @@ description:
     in the chosen availability zones (or every zone of the region) and returns, per instance type
     and zone, the current, minimum, median, 90th percentile and maximum price, the number of
     samples, the price per vCPU and per GiB of memory, and the on-demand price when known.
-  - Returns a ranked list of O(recommendations) saying where spot is cheapest for the work and why.
+  - Returns a ranked list of RV(recommendations) saying where spot is cheapest for the work and why.
   - Price history is read with one paginated DescribeSpotPriceHistory query for all types and zones
     (one request per page of up to 1000 records), never one request per type or zone.
   - On-demand prices come from a table shipped with the collection (us-east-1 Linux list prices,
     see RV(prices[].on_demand_source)) or from O(on_demand_prices). The AWS Pricing API is not used.
 author:
-  - ParkingSpot maintainers
+  - ParkingSpot maintainers (@parkingspot)
 options:
   instance_types:
     description:
@@ -72,7 +72,7 @@ options:
     type: dict
   max_recommendations:
     description:
-      - Length of the O(recommendations) list. V(0) returns no recommendations.
+      - Length of the RV(recommendations) list. V(0) returns no recommendations.
     type: int
     default: 5
 notes:
@@ -134,7 +134,7 @@ prices:
     price_per_vcpu: {description: Current price per vCPU-hour., type: float}
     p90_per_vcpu: {description: 90th percentile price per vCPU-hour., type: float}
     price_per_gib: {description: Current price per GiB-hour., type: float}
-    on_demand_price: {description: On-demand price per hour, null when unknown., type: float, sample: 0.096}
+    on_demand_price: {description: 'On-demand price per hour, null when unknown.', type: float, sample: 0.096}
     on_demand_source:
       description: Where O(on_demand_prices) came from, V(table) (shipped us-east-1 table), V(user) or null.
       type: str

@@ -26,7 +26,7 @@ description:
   - Reads with paginated, tag-filtered describe calls; one DescribeSpotPriceHistory query covers all
     instance types and zones.
 author:
-  - ParkingSpot maintainers
+  - ParkingSpot maintainers (@parkingspot)
 options:
   pools:
     description:
@@ -77,7 +77,7 @@ options:
       - On-demand price per instance-hour in USD by instance type, overriding the shipped table.
     type: dict
 notes:
-  - Supports check mode; in check mode nothing is written and RV(changed) says whether the files would change.
+  - Supports check mode; in check mode nothing is written and C(changed) says whether the files would change.
   - Costs are estimates; the data feed charge is the closest to the bill.
 extends_documentation_fragment:
   - amazon.aws.common.modules
@@ -123,7 +123,7 @@ summary:
     hours: {description: Instance-hours including partial hours., type: float}
     cost: {description: Estimated cost in USD., type: float}
     on_demand_cost: {description: The same hours at on-demand prices., type: float}
-    savings: {description: O(on_demand_cost) minus O(cost)., type: float}
+    savings: {description: The on-demand cost minus the cost., type: float}
     savings_pct: {description: Savings in percent of the on-demand cost., type: float}
     unpriced: {description: Instances without a known price or end time (left out of the cost sums)., type: int}
 totals:
@@ -154,11 +154,22 @@ instances:
       on_demand_cost: 0.216
       savings: 0.151
 spot_requests:
-  description: Spot requests of the reported instances and pools, with RV(spot_requests[].valid_until),
-    RV(spot_requests[].expired) and whether EC2 still re-evaluates them (RV(spot_requests[].re_evaluated)).
+  description: Spot requests of the reported instances and pools, with their validity.
   returned: always
   type: list
   elements: dict
+  contains:
+    spot_request_id: {description: Request ID., type: str, sample: sir-0123456789abcdef0}
+    request_type: {description: V(one-time) or V(persistent)., type: str}
+    state: {description: 'EC2 request state: open, active, closed, cancelled, disabled or failed.', type: str}
+    status_code: {description: EC2 request status code., type: str, sample: instance-terminated-no-capacity}
+    instance_id: {description: The instance of the request or null., type: str}
+    valid_until: {description: End of validity (ISO 8601 UTC) or null., type: str}
+    expired: {description: The request is past its validity., type: bool}
+    re_evaluated:
+      description: A persistent request that EC2 still re-evaluates (open, active or disabled, and not expired).
+      type: bool
+    tags: {description: Request tags as a plain dict., type: dict}
 datafeed:
   description: What was read from the data feed (null without O(datafeed_bucket)).
   returned: always
@@ -167,7 +178,7 @@ datafeed:
     files: {description: Files read., type: int}
     records: {description: Valid lines., type: int}
     skipped: {description: Malformed lines skipped., type: int}
-    skipped_lines: {description: The first 20 skipped lines with file, line number and reason., type: list}
+    skipped_lines: {description: 'The first 20 skipped lines, each with file (source), line number and reason.', type: list}
 files:
   description: Paths written (or that would be written) under O(dest); empty without O(dest).
   returned: always

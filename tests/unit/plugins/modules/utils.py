@@ -29,13 +29,14 @@ def run_module(main, args, check_mode=False, diff=False):
     if diff:
         args["_ansible_diff"] = True
     out = io.StringIO()
+    code = None
     with patch_module_args(args), contextlib.redirect_stdout(out):
         try:
             main()
         except SystemExit as exc:
             code = exc.code
-        else:
-            raise AssertionError("the module returned without calling exit_json or fail_json")
+    if code is None:
+        raise AssertionError("the module returned without calling exit_json or fail_json")
     text = out.getvalue()
     try:
         result = json.loads(text[text.index("{"):])
