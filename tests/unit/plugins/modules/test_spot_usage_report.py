@@ -148,9 +148,9 @@ def test_datafeed_charges_and_malformed_lines(fleet):
     stamp = hour.strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
         (f"{stamp}\tUSE1-SpotUsage:m5.large\tRunInstances:SV050\t{ids['ci1']}\tsir-1\t0.096 USD\t0.030 USD\t"
-        "0.030 USD\t1"),
+         "0.030 USD\t1"),
         (f"{stamp}\tUSE1-SpotUsage:m5.large\tRunInstances:SV050\ti-0feedonly000000\tsir-2\t0.096 USD\t0.030 USD\t"
-        "0.015 USD\t1"),
+         "0.015 USD\t1"),
         "garbage without tabs",
         f"{stamp}\tUSE1-SpotUsage:m5.large\tRunInstances\t{ids['ci2']}\tsir-3\t0.096 USD\tn/a USD\t0.01 USD\t1",
     ]
