@@ -1,0 +1,355 @@
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Spot usage accounting (pure: plain data in, plain data out).
+
+Turns DescribeInstances / DescribeSpotInstanceRequests / DescribeSpotPriceHistory output
+and spot data feed lines into per-instance usage rows and per-pool / per-owner summaries.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import re
+
+from ._ondemand_prices import on_demand_price
+from ._pricing import iso, to_utc
+
+POOL_TAG = "parkingspot:pool"
+REQUEST_TAG = "parkingspot:request"
+MARKET_TAG = "parkingspot:market"
+INTERRUPTED_TAG = "parkingspot:interrupted"
+SPOT_TERMINATION_REASON = "Server.SpotInstanceTermination"
+
+# Spot request status codes that mean the cloud took the instance away.
+INTERRUPTION_STATUS_CODES = frozenset((
+    "instance-terminated-by-price",
+    "instance-terminated-no-capacity",
+    "instance-terminated-capacity-oversubscribed",
+    "instance-terminated-launch-group-constraint",
+    "instance-terminated-by-experiment",
+    "instance-stopped-by-price",
+    "instance-stopped-no-capacity",
+    "instance-stopped-capacity-oversubscribed",
+    "instance-stopped-by-experiment",
+    "instance-hibernated-by-price",
+    "instance-hibernated-no-capacity",
+    "instance-hibernated-capacity-oversubscribed",
+))
+_FALSE_WORDS = ("", "0", "false", "no", "off")
+_ENDED_STATES = ("shutting-down", "terminated", "stopping", "stopped")
+_TRANSITION_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
+UNTAGGED_OWNER = "(no owner)"
+FEED_ONLY_POOL = "(data feed only)"
+
+DATAFEED_FIELDS = (
+    "Timestamp", "UsageType", "Operation", "InstanceID", "MyBidID",
+    "MyMaxPrice", "MarketPrice", "Charge", "Version",
+)
+
+
+def tags_dict(tags):
+    """EC2 ``[{"Key", "Value"}]`` to a plain dict (a dict passes through)."""
+    if isinstance(tags, dict):
+        return dict(tags)
+    return {t["Key"]: t.get("Value", "") for t in tags or []}
+
+
+def transition_time(reason):
+    """The time inside a StateTransitionReason such as ``User initiated (2024-05-01 10:00:00 GMT)``."""
+    match = _TRANSITION_TIME.search(reason or "")
+    return to_utc(match.group(1)) if match else None
+
+
+def price_timelines(records):
+    """``{(instance_type, zone): [(time, price), ...]}`` sorted by time."""
+    timelines = {}
+    for rec in records:
+        key = (rec["InstanceType"], rec["AvailabilityZone"])
+        timelines.setdefault(key, []).append((to_utc(rec["Timestamp"]), float(rec["SpotPrice"])))
+    for points in timelines.values():
+        points.sort()
+    return timelines
+
+
+def integrate_price(points, start, end):
+    """Cost of one instance-hour price curve over ``[start, end]``: ``(usd, approximate)``.
+
+    The price of a point holds until the next point. Before the first known point the first
+    price is assumed and the result is flagged approximate.
+    """
+    if not points or end <= start:
+        return (0.0 if points else None), False
+    approximate = start < points[0][0]
+    total = 0.0
+    for idx, (at, price) in enumerate(points):
+        seg_start = max(start, at) if idx else start
+        seg_end = points[idx + 1][0] if idx + 1 < len(points) else end
+        seg_end = min(seg_end, end)
+        if seg_end > seg_start:
+            total += price * (seg_end - seg_start).total_seconds() / 3600.0
+    return total, approximate
+
+
+def interruption(instance, request=None):
+    """``(interrupted, source)``: tag first, then state reason, then spot request status."""
+    tags = tags_dict(instance.get("Tags"))
+    if INTERRUPTED_TAG in tags and str(tags[INTERRUPTED_TAG]).strip().lower() not in _FALSE_WORDS:
+        return True, "tag"
+    if (instance.get("StateReason") or {}).get("Code") == SPOT_TERMINATION_REASON:
+        return True, "state_reason"
+    if request and (request.get("Status") or {}).get("Code") in INTERRUPTION_STATUS_CODES:
+        return True, "spot_request_status"
+    return False, None
+
+
+def market_of(instance):
+    if instance.get("InstanceLifecycle") == "spot" or (instance.get("InstanceMarketOptions") or {}).get(
+        "MarketType"
+    ) == "spot":
+        return "spot"
+    return "on-demand"
+
+
+def _end_of(instance, request, feed):
+    state = (instance.get("State") or {}).get("Name", "running")
+    if state not in _ENDED_STATES:
+        return None, None
+    when = transition_time(instance.get("StateTransitionReason"))
+    if when:
+        return when, "state_transition_reason"
+    status = (request or {}).get("Status") or {}
+    if status.get("UpdateTime") and status.get("Code") != "fulfilled":
+        return to_utc(status["UpdateTime"]), "spot_request_status"
+    if feed:
+        return feed["last"] + datetime.timedelta(hours=1), "datafeed"
+    return None, "unknown"
+
+
+def request_rows(spot_requests, now):
+    """Spot requests with their validity: persistent ones say whether EC2 still re-evaluates them."""
+    rows = []
+    for req in spot_requests:
+        valid_until = to_utc(req["ValidUntil"]) if req.get("ValidUntil") else None
+        expired = bool(valid_until and valid_until <= now) or (req.get("Status") or {}).get("Code") == "schedule-expired"
+        persistent = req.get("Type") == "persistent"
+        state = req.get("State")
+        rows.append({
+            "spot_request_id": req.get("SpotInstanceRequestId"),
+            "request_type": req.get("Type"),
+            "state": state,
+            "status_code": (req.get("Status") or {}).get("Code"),
+            "instance_id": req.get("InstanceId"),
+            "valid_until": iso(valid_until),
+            "expired": expired,
+            "re_evaluated": persistent and not expired and state in ("open", "active", "disabled"),
+            "tags": tags_dict(req.get("Tags")),
+        })
+    return sorted(rows, key=lambda r: r["spot_request_id"] or "")
+
+
+def _new_row(pool, owner, instance_id):
+    return {
+        "pool": pool, "owner": owner, "instance_id": instance_id, "market": "spot", "instance_type": None,
+        "zone": None, "state": None, "start": None, "end": None, "end_source": None, "running": False,
+        "hours": None, "interrupted": False, "interruption_source": None, "spot_request_id": None,
+        "request_type": None, "valid_until": None, "cost": None, "cost_source": None, "cost_approximate": False,
+        "on_demand_price": None, "on_demand_cost": None, "savings": None, "savings_pct": None,
+        "feed_charge": None, "feed_hours": None,
+    }
+
+
+def usage_rows(instances, spot_requests, price_records, now, owner_tag="owner", on_demand_overrides=None,
+               feed_records=None):
+    """One row per instance (plus instances seen only in the data feed)."""
+    now = to_utc(now)
+    by_request = {r.get("SpotInstanceRequestId"): r for r in spot_requests or []}
+    by_instance = {r["InstanceId"]: r for r in spot_requests or [] if r.get("InstanceId")}
+    timelines = price_timelines(price_records or [])
+    feed = summarize_feed(feed_records or [])
+    rows = []
+    for inst in instances:
+        tags = tags_dict(inst.get("Tags"))
+        iid = inst["InstanceId"]
+        request = by_request.get(inst.get("SpotInstanceRequestId")) or by_instance.get(iid)
+        row = _new_row(tags.get(POOL_TAG), tags.get(owner_tag) or UNTAGGED_OWNER, iid)
+        row["market"] = market_of(inst)
+        if tags.get(MARKET_TAG) == "on-demand":
+            row["market"] = "on-demand"
+        row["instance_type"] = inst.get("InstanceType")
+        row["zone"] = (inst.get("Placement") or {}).get("AvailabilityZone")
+        row["state"] = (inst.get("State") or {}).get("Name")
+        start = to_utc(inst["LaunchTime"])
+        end, end_source = _end_of(inst, request, feed.get(iid))
+        row["start"], row["end"], row["end_source"] = iso(start), iso(end), end_source
+        row["running"] = end is None and end_source is None
+        row["interrupted"], row["interruption_source"] = interruption(inst, request)
+        if request:
+            row["spot_request_id"] = request.get("SpotInstanceRequestId")
+            row["request_type"] = request.get("Type")
+            row["valid_until"] = iso(to_utc(request["ValidUntil"])) if request.get("ValidUntil") else None
+        if end is None and end_source == "unknown":
+            rows.append(row)
+            continue
+        stop = end or now
+        hours = max((stop - start).total_seconds(), 0.0) / 3600.0
+        row["hours"] = round(hours, 4)
+        _price_row(row, hours, timelines.get((row["instance_type"], row["zone"])), start, stop,
+                   feed.get(iid), on_demand_overrides)
+        rows.append(row)
+    seen = {r["instance_id"] for r in rows}
+    for iid, info in sorted(feed.items()):
+        if iid in seen:
+            continue
+        row = _new_row(FEED_ONLY_POOL, UNTAGGED_OWNER, iid)
+        row["instance_type"] = info["instance_type"]
+        row["spot_request_id"] = info["request_id"]
+        row["start"], row["end"], row["end_source"] = iso(info["first"]), iso(info["last"] + datetime.timedelta(hours=1)), "datafeed"
+        row["hours"] = round(info["hours"], 4)
+        _price_row(row, info["hours"], None, None, None, info, on_demand_overrides)
+        rows.append(row)
+    return rows
+
+
+def _price_row(row, hours, points, start, stop, feed_info, overrides):
+    od_price, _source = on_demand_price(row["instance_type"], overrides)
+    row["on_demand_price"] = od_price
+    row["on_demand_cost"] = round(od_price * hours, 6) if od_price is not None else None
+    if feed_info:
+        row["feed_charge"] = round(feed_info["charge"], 6)
+        row["feed_hours"] = round(feed_info["hours"], 4)
+    if row["market"] == "on-demand":
+        row["cost"], row["cost_source"] = row["on_demand_cost"], "on_demand_price" if od_price is not None else None
+    elif feed_info:
+        row["cost"], row["cost_source"] = round(feed_info["charge"], 6), "datafeed"
+    elif points:
+        cost, approximate = integrate_price(points, start, stop)
+        row["cost"], row["cost_source"], row["cost_approximate"] = round(cost, 6), "price_history", approximate
+    if row["cost"] is not None and row["on_demand_cost"] is not None:
+        row["savings"] = round(row["on_demand_cost"] - row["cost"], 6)
+        row["savings_pct"] = round(100.0 * row["savings"] / row["on_demand_cost"], 1) if row["on_demand_cost"] else 0.0
+
+
+def summarize(rows):
+    """Totals per pool and, for spot instances outside any pool, per owner tag value."""
+    groups = {}
+    for row in rows:
+        if row["pool"]:
+            key = ("pool", row["pool"])
+        else:
+            key = ("owner", row["owner"])
+        g = groups.setdefault(key, {
+            "kind": key[0], "name": key[1], "instances": 0, "running": 0, "spot": 0, "on_demand": 0,
+            "interrupted": 0, "hours": 0.0, "cost": 0.0, "on_demand_cost": 0.0, "savings": 0.0,
+            "unpriced": 0,
+        })
+        g["instances"] += 1
+        g["running"] += 1 if row["running"] else 0
+        g["spot" if row["market"] == "spot" else "on_demand"] += 1
+        g["interrupted"] += 1 if row["interrupted"] else 0
+        g["hours"] += row["hours"] or 0.0
+        if row["cost"] is None or row["on_demand_cost"] is None:
+            g["unpriced"] += 1
+            continue
+        g["cost"] += row["cost"]
+        g["on_demand_cost"] += row["on_demand_cost"]
+        g["savings"] += row["savings"]
+    out = []
+    for key in sorted(groups):
+        g = groups[key]
+        for name in ("hours", "cost", "on_demand_cost", "savings"):
+            g[name] = round(g[name], 4)
+        g["savings_pct"] = round(100.0 * g["savings"] / g["on_demand_cost"], 1) if g["on_demand_cost"] else None
+        out.append(g)
+    return out
+
+
+def totals(groups):
+    total = {"instances": 0, "running": 0, "spot": 0, "on_demand": 0, "interrupted": 0, "hours": 0.0,
+             "cost": 0.0, "on_demand_cost": 0.0, "savings": 0.0, "unpriced": 0}
+    for g in groups:
+        for name in total:
+            total[name] += g[name]
+    for name in ("hours", "cost", "on_demand_cost", "savings"):
+        total[name] = round(total[name], 4)
+    total["savings_pct"] = round(100.0 * total["savings"] / total["on_demand_cost"], 1) if total["on_demand_cost"] else None
+    return total
+
+
+# --- spot data feed -------------------------------------------------------------------------
+
+
+def _usd(text):
+    value, _sep, unit = text.strip().partition(" ")
+    if unit and unit.strip().upper() != "USD":
+        raise ValueError(f"unexpected currency {unit!r}")
+    return float(value)
+
+
+def parse_datafeed(content, source="feed"):
+    """Parse one spot data feed file (bytes, gzip bytes or text).
+
+    Returns ``(records, skipped)``: ``skipped`` lists ``{"source", "line", "reason"}`` for every
+    malformed line; such lines are never fatal.
+    """
+    if isinstance(content, bytes):
+        if content[:2] == b"\x1f\x8b":
+            try:
+                content = gzip.decompress(content)
+            except (OSError, EOFError) as exc:
+                return [], [{"source": source, "line": 0, "reason": f"bad gzip data: {exc}"}]
+        content = content.decode("utf-8", errors="replace")
+    fields = list(DATAFEED_FIELDS)
+    records, skipped = [], []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            if line.startswith("#Fields:"):
+                fields = line[len("#Fields:"):].split()
+            continue
+        parts = line.split("\t")
+        if len(parts) != len(fields):
+            skipped.append({"source": source, "line": number,
+                            "reason": f"expected {len(fields)} tab-separated fields, got {len(parts)}"})
+            continue
+        raw = dict(zip(fields, (p.strip() for p in parts)))
+        try:
+            usage_type = raw["UsageType"]
+            record = {
+                "timestamp": to_utc(raw["Timestamp"]),
+                "usage_type": usage_type,
+                "instance_type": usage_type.split(":", 1)[1] if ":" in usage_type else "m1.small",
+                "operation": raw.get("Operation"),
+                "instance_id": raw["InstanceID"],
+                "request_id": raw.get("MyBidID"),
+                "max_price": _usd(raw["MyMaxPrice"]) if raw.get("MyMaxPrice") else None,
+                "market_price": _usd(raw["MarketPrice"]),
+                "charge": _usd(raw["Charge"]),
+                "version": raw.get("Version"),
+            }
+            if not record["instance_id"].startswith("i-"):
+                raise ValueError(f"bad instance id {record['instance_id']!r}")
+            if record["charge"] < 0 or record["market_price"] < 0:
+                raise ValueError("negative price")
+        except (KeyError, ValueError, TypeError) as exc:
+            skipped.append({"source": source, "line": number, "reason": str(exc) or type(exc).__name__})
+            continue
+        records.append(record)
+    return records, skipped
+
+
+def summarize_feed(records):
+    """Per instance: total charge, billed hours (charge / market price), first and last hour."""
+    out = {}
+    for rec in records:
+        info = out.setdefault(rec["instance_id"], {
+            "charge": 0.0, "hours": 0.0, "first": rec["timestamp"], "last": rec["timestamp"],
+            "instance_type": rec["instance_type"], "request_id": rec["request_id"],
+        })
+        info["charge"] += rec["charge"]
+        info["hours"] += rec["charge"] / rec["market_price"] if rec["market_price"] > 0 else 1.0
+        info["first"] = min(info["first"], rec["timestamp"])
+        info["last"] = max(info["last"], rec["timestamp"])
+    return out

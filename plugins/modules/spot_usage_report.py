@@ -1,0 +1,391 @@
+#!/usr/bin/python
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: spot_usage_report
+short_description: Spot and on-demand usage per pool and owner, with cost against on-demand
+version_added: 0.1.0
+description:
+  - Reports, for the pools named in O(pools) (every pool when omitted), each instance's market,
+    type, zone, start, end (or still running), hours including the partial last hour, whether the
+    cloud interrupted it, its estimated cost and what it would have cost on-demand.
+  - Spot instances outside any pool are grouped by the value of their O(owner_tag) tag.
+  - An instance counts as interrupted when it carries the C(parkingspot:interrupted) tag, when its
+    state reason is C(Server.SpotInstanceTermination), or when its spot request status is one of the
+    C(instance-terminated-*), C(instance-stopped-*) or C(instance-hibernated-*) interruption codes.
+  - Spot cost is the spot price history in effect over the instance's life (time-weighted), or the
+    actual charge from the spot data feed when O(datafeed_bucket) is given and has the instance.
+    On-demand prices come from the shipped us-east-1 table or O(on_demand_prices).
+  - With O(dest), writes C(usage-report.csv) and C(usage-report.html) there. The HTML page is
+    self-contained (no scripts, no external assets) with a table and charts of pool size over time
+    by market, interruptions over time, and cost against on-demand.
+  - Reads with paginated, tag-filtered describe calls; one DescribeSpotPriceHistory query covers all
+    instance types and zones.
+author:
+  - ParkingSpot maintainers (@parkingspot)
+options:
+  pools:
+    description:
+      - Pool names (the C(parkingspot:pool) tag). Every pool when omitted.
+    type: list
+    elements: str
+  include_unpooled_spot:
+    description:
+      - Also report spot instances without a pool tag, grouped by O(owner_tag).
+      - Defaults to V(true) when O(pools) is omitted and V(false) when it is given.
+    type: bool
+  owner_tag:
+    description: Tag key whose value names the owner of a spot instance outside any pool.
+    type: str
+    default: owner
+  lookback_hours:
+    description:
+      - The report window ends at O(now) and starts this many hours earlier. Instances that ended
+        before the window are left out. At least 1.
+      - EC2 lists terminated instances for about an hour only; use the data feed for older usage.
+    type: int
+    default: 168
+  now:
+    description:
+      - End of the window as ISO 8601 (default the current time). Running instances are counted up to it.
+    type: str
+  dest:
+    description:
+      - Directory to write C(usage-report.csv) and C(usage-report.html) into; created when missing.
+      - Files are replaced atomically and only when their content changes.
+      - Checked before anything is read; an unwritable O(dest) fails with an error naming it.
+    type: path
+  title:
+    description: Title of the HTML page.
+    type: str
+    default: Spot usage report
+  datafeed_bucket:
+    description:
+      - S3 bucket of the account's spot instance data feed. Its files (the documented tab-separated
+        format, gzip-compressed) give the actual hourly charges. Malformed lines are skipped and counted.
+    type: str
+  datafeed_prefix:
+    description: Key prefix of the data feed files in O(datafeed_bucket).
+    type: str
+    default: ""
+  on_demand_prices:
+    description:
+      - On-demand price per instance-hour in USD by instance type, overriding the shipped table.
+    type: dict
+notes:
+  - Supports check mode; in check mode nothing is written and C(changed) says whether the files would change.
+  - Costs are estimates; the data feed charge is the closest to the bill.
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Weekly usage report of the CI pools
+  parkingspot.ec2.spot_usage_report:
+    pools: [ci-linux, ci-arm]
+    lookback_hours: 168
+    dest: /srv/reports/spot
+  register: usage
+
+- name: Who is using how much spot, and what did it save?
+  ansible.builtin.debug:
+    msg: "{{ item.kind }} {{ item.name }}: {{ item.hours }} h, saved {{ item.savings }} USD ({{ item.savings_pct }}%)"
+  loop: "{{ usage.summary }}"
+
+- name: Whole account, with the spot data feed for exact charges
+  parkingspot.ec2.spot_usage_report:
+    owner_tag: team
+    datafeed_bucket: example-spot-datafeed
+    datafeed_prefix: feed/
+    dest: /srv/reports/spot-all
+"""
+
+RETURN = r"""
+summary:
+  description: One entry per pool (V(kind=pool)) and per owner of spot instances outside pools (V(kind=owner)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    kind: {description: V(pool) or V(owner)., type: str}
+    name: {description: Pool name or owner tag value., type: str}
+    instances: {description: Instances in the window., type: int}
+    running: {description: Still running at O(now)., type: int}
+    spot: {description: Spot instances., type: int}
+    on_demand: {description: On-demand instances., type: int}
+    interrupted: {description: Instances the cloud interrupted., type: int}
+    hours: {description: Instance-hours including partial hours., type: float}
+    cost: {description: Estimated cost in USD., type: float}
+    on_demand_cost: {description: The same hours at on-demand prices., type: float}
+    savings: {description: The on-demand cost minus the cost., type: float}
+    savings_pct: {description: Savings in percent of the on-demand cost., type: float}
+    unpriced: {description: Instances without a known price or end time (left out of the cost sums)., type: int}
+totals:
+  description: The sums over RV(summary).
+  returned: always
+  type: dict
+instances:
+  description: One row per instance, the same columns as the CSV file.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - pool: ci
+      owner: "(no owner)"
+      instance_id: i-0123456789abcdef0
+      market: spot
+      instance_type: m5.large
+      zone: us-east-1a
+      state: terminated
+      start: "2024-05-01T01:00:00Z"
+      end: "2024-05-01T03:15:00Z"
+      running: false
+      hours: 2.25
+      interrupted: true
+      interruption_source: tag
+      cost: 0.065
+      cost_source: price_history
+      on_demand_cost: 0.216
+      savings: 0.151
+spot_requests:
+  description: Spot requests of the reported instances and pools, with their validity.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    spot_request_id: {description: Request ID., type: str, sample: sir-0123456789abcdef0}
+    request_type: {description: V(one-time) or V(persistent)., type: str}
+    state: {description: 'EC2 request state: open, active, closed, cancelled, disabled or failed.', type: str}
+    status_code: {description: EC2 request status code., type: str, sample: instance-terminated-no-capacity}
+    instance_id: {description: The instance of the request or null., type: str}
+    valid_until: {description: End of validity (ISO 8601 UTC) or null., type: str}
+    expired: {description: The request is past its validity., type: bool}
+    re_evaluated:
+      description: A persistent request that EC2 still re-evaluates (open, active or disabled, and not expired).
+      type: bool
+    tags: {description: Request tags as a plain dict., type: dict}
+datafeed:
+  description: What was read from the data feed (null without O(datafeed_bucket)).
+  returned: always
+  type: dict
+  contains:
+    files: {description: Files read., type: int}
+    records: {description: Valid lines., type: int}
+    skipped: {description: Malformed lines skipped., type: int}
+    skipped_lines: {description: 'The first 20 skipped lines, each with file (source), line number and reason.', type: list}
+files:
+  description: Paths written (or that would be written) under O(dest); empty without O(dest).
+  returned: always
+  type: dict
+window:
+  description: Start and end of the report window (ISO 8601 UTC).
+  returned: always
+  type: dict
+"""
+
+import datetime
+import os
+import re
+
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing as aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError, iso, to_utc
+
+_FEED_NAME = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.\d+\.[^./]+\.gz$")
+_PRICE_HISTORY_DAYS = 90
+
+
+def validate(params):
+    """Check every option before any read; returns the report window ``(start, now)``."""
+    if params["lookback_hours"] is None or params["lookback_hours"] < 1:
+        raise PricingInputError("lookback_hours", f"must be at least 1 (got {params['lookback_hours']})")
+    try:
+        now = to_utc(params["now"]) if params["now"] else datetime.datetime.now(datetime.timezone.utc)
+    except ValueError:
+        raise PricingInputError("now", f"not an ISO 8601 time: {params['now']!r}")
+    if not params["owner_tag"]:
+        raise PricingInputError("owner_tag", "must not be empty")
+    if params["pools"] is not None and not [p for p in params["pools"] if p]:
+        raise PricingInputError("pools", "must name at least one pool (omit it for all pools)")
+    for name, value in (params["on_demand_prices"] or {}).items():
+        try:
+            if float(value) <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise PricingInputError("on_demand_prices", f"price for {name} must be a positive number, got {value!r}")
+    if params["dest"]:
+        try:
+            report_html.check_dest(params["dest"])
+        except ValueError as exc:
+            raise PricingInputError("dest", str(exc).split(": ", 1)[1])
+    return now - datetime.timedelta(hours=params["lookback_hours"]), now
+
+
+def read_instances(client, pools, include_unpooled):
+    if pools:
+        pooled, pages = aws.describe_instances(client, Filters=[{"Name": f"tag:{usage.POOL_TAG}", "Values": pools}])
+    else:
+        pooled, pages = aws.describe_instances(client, Filters=[{"Name": "tag-key", "Values": [usage.POOL_TAG]}])
+    if include_unpooled:
+        spot, more = aws.describe_instances(client, Filters=[{"Name": "instance-lifecycle", "Values": ["spot"]}])
+        pages += more
+        pooled += [i for i in spot if usage.POOL_TAG not in usage.tags_dict(i.get("Tags"))]
+    return pooled, pages
+
+
+def related_requests(requests, instance_ids, pools):
+    keep = []
+    for req in requests:
+        pool = usage.tags_dict(req.get("Tags")).get(usage.POOL_TAG)
+        if req.get("InstanceId") in instance_ids or (pool and (not pools or pool in pools)):
+            keep.append(req)
+    return keep
+
+
+def read_datafeed(s3, bucket, prefix, start, end):
+    objects, _pages = aws.list_datafeed_objects(s3, bucket, prefix)
+    records, skipped, files = [], [], 0
+    earliest = start - datetime.timedelta(hours=1)
+    for obj in sorted(objects, key=lambda o: o["Key"]):
+        match = _FEED_NAME.search(obj["Key"])
+        if not match:
+            continue
+        hour = datetime.datetime(*(int(g) for g in match.groups()), tzinfo=datetime.timezone.utc)
+        if hour < earliest or hour > end:
+            continue
+        body = aws.get_datafeed_object(s3, bucket, obj["Key"])
+        if body is None:
+            continue
+        files += 1
+        recs, bad = usage.parse_datafeed(body, obj["Key"])
+        records += [r for r in recs if earliest <= r["timestamp"] <= end]
+        skipped += bad
+    stats = {"files": files, "records": len(records), "skipped": len(skipped), "skipped_lines": skipped[:20]}
+    return records, stats
+
+
+def read_prices(client, instances, feed_ids, now):
+    spot = [i for i in instances if usage.market_of(i) == "spot" and i["InstanceId"] not in feed_ids]
+    if not spot:
+        return []
+    oldest = now - datetime.timedelta(days=_PRICE_HISTORY_DAYS)
+    start = max(min(to_utc(i["LaunchTime"]) for i in spot), oldest)
+    zones = sorted({(i.get("Placement") or {}).get("AvailabilityZone") for i in spot} - {None})
+    query = {
+        "InstanceTypes": sorted({i["InstanceType"] for i in spot}),
+        "ProductDescriptions": ["Linux/UNIX"],
+        "StartTime": start,
+        "EndTime": now,
+    }
+    if zones:
+        query["Filters"] = [{"Name": "availability-zone", "Values": zones}]
+    records, _pages = aws.describe_spot_price_history(client, **query)
+    return records
+
+
+def in_window(row, start, now):
+    if row["start"] and to_utc(row["start"]) > now:
+        return False
+    return not (row["end"] and to_utc(row["end"]) < start)
+
+
+def write_report(params, report, check_mode):
+    dest = params["dest"]
+    files = {"csv": os.path.join(dest, report_html.CSV_NAME), "html": os.path.join(dest, report_html.HTML_NAME)}
+    contents = {"csv": report_html.render_csv(report["rows"]), "html": report_html.render_html(report)}
+    changed = False
+    for kind, path in files.items():
+        if check_mode:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    changed |= handle.read() != contents[kind]
+            except OSError:
+                changed = True
+            continue
+        if not os.path.isdir(dest):
+            os.makedirs(dest, mode=0o755)
+        changed |= report_html.write_if_changed(path, contents[kind])
+    return changed, files
+
+
+def do(module):
+    params = module.params
+    start, now = validate(params)
+    pools = params["pools"]
+    include_unpooled = params["include_unpooled_spot"]
+    if include_unpooled is None:
+        include_unpooled = not pools
+    ec2 = module.client("ec2")
+    instances, _pages = read_instances(ec2, pools, include_unpooled)
+    requests, _pages = aws.describe_spot_instance_requests(ec2)
+    requests = related_requests(requests, {i["InstanceId"] for i in instances}, pools)
+    feed_records, feed_stats = [], None
+    if params["datafeed_bucket"]:
+        s3 = module.client("s3")
+        feed_records, feed_stats = read_datafeed(s3, params["datafeed_bucket"], params["datafeed_prefix"], start, now)
+        if pools:  # feed lines carry no tags: keep only the instances of the chosen pools
+            wanted = {i["InstanceId"] for i in instances}
+            feed_records = [r for r in feed_records if r["instance_id"] in wanted]
+    feed_ids = {r["instance_id"] for r in feed_records}
+    prices = read_prices(ec2, instances, feed_ids, now)
+    rows = usage.usage_rows(instances, requests, prices, now, params["owner_tag"], params["on_demand_prices"],
+                            feed_records)
+    rows = [r for r in rows if in_window(r, start, now)]
+    rows.sort(key=lambda r: (r["pool"] or "", r["owner"] or "", r["start"] or "", r["instance_id"]))
+    groups = usage.summarize(rows)
+    report = {
+        "title": params["title"], "window_start": start, "window_end": now, "generated_at": iso(now),
+        "rows": rows, "groups": groups, "totals": usage.totals(groups),
+        "spot_requests": usage.request_rows(requests, now), "datafeed": feed_stats,
+    }
+    changed, files = False, {}
+    if params["dest"]:
+        changed, files = write_report(params, report, module.check_mode)
+    module.exit_json(
+        changed=changed,
+        summary=groups,
+        totals=report["totals"],
+        instances=rows,
+        spot_requests=report["spot_requests"],
+        datafeed=feed_stats,
+        files=files,
+        window={"start": iso(start), "end": iso(now)},
+    )
+
+
+def main():
+    argument_spec = {
+        "pools": {"type": "list", "elements": "str"},
+        "include_unpooled_spot": {"type": "bool"},
+        "owner_tag": {"type": "str", "default": "owner"},
+        "lookback_hours": {"type": "int", "default": 168},
+        "now": {"type": "str"},
+        "dest": {"type": "path"},
+        "title": {"type": "str", "default": "Spot usage report"},
+        "datafeed_bucket": {"type": "str"},
+        "datafeed_prefix": {"type": "str", "default": ""},
+        "on_demand_prices": {"type": "dict"},
+    }
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        do(module)
+    except PricingInputError as e:
+        module.fail_json(msg=str(e), option=e.option)
+    except AnsibleAWSError as e:
+        module.fail_json_aws_error(e)
+    except OSError as e:
+        module.fail_json(msg=f"dest: cannot write the report: {e}", option="dest")
+
+
+if __name__ == "__main__":
+    main()
