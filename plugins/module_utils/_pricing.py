@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime
 import math
 
-from ._ondemand_prices import on_demand_price, table_shape
+from ._ondemand_prices import on_demand_price
+from ._ondemand_prices import table_shape
 
 UTC = datetime.timezone.utc
 
@@ -119,7 +120,7 @@ def price_stats(records, shapes=None, on_demand_overrides=None):
         groups.setdefault(key, []).append((to_utc(rec["Timestamp"]), float(rec["SpotPrice"])))
 
     result = []
-    for (itype, zone) in sorted(groups):
+    for itype, zone in sorted(groups):
         samples = sorted(groups[(itype, zone)])
         prices = sorted(price for _at, price in samples)
         current_at, current = samples[-1]
@@ -131,29 +132,29 @@ def price_stats(records, shapes=None, on_demand_overrides=None):
         memory = shape.get("memory_gib")
         od_price, od_source = on_demand_price(itype, on_demand_overrides)
         p90 = percentile(prices, 0.9)
-        result.append({
-            "instance_type": itype,
-            "zone": zone,
-            "current": _round(current),
-            "current_at": iso(current_at),
-            "min": _round(prices[0]),
-            "median": _round(percentile(prices, 0.5)),
-            "p90": _round(p90),
-            "max": _round(prices[-1]),
-            "mean": _round(mean),
-            "samples": len(prices),
-            "volatility": _round(volatility, 4),
-            "vcpus": vcpus,
-            "memory_gib": memory,
-            "price_per_vcpu": _round(current / vcpus) if vcpus else None,
-            "p90_per_vcpu": _round(p90 / vcpus) if vcpus else None,
-            "price_per_gib": _round(current / memory) if memory else None,
-            "on_demand_price": od_price,
-            "on_demand_source": od_source,
-            "savings_vs_on_demand_pct": (
-                round(100.0 * (1 - current / od_price), 1) if od_price else None
-            ),
-        })
+        result.append(
+            {
+                "instance_type": itype,
+                "zone": zone,
+                "current": _round(current),
+                "current_at": iso(current_at),
+                "min": _round(prices[0]),
+                "median": _round(percentile(prices, 0.5)),
+                "p90": _round(p90),
+                "max": _round(prices[-1]),
+                "mean": _round(mean),
+                "samples": len(prices),
+                "volatility": _round(volatility, 4),
+                "vcpus": vcpus,
+                "memory_gib": memory,
+                "price_per_vcpu": _round(current / vcpus) if vcpus else None,
+                "p90_per_vcpu": _round(p90 / vcpus) if vcpus else None,
+                "price_per_gib": _round(current / memory) if memory else None,
+                "on_demand_price": od_price,
+                "on_demand_source": od_source,
+                "savings_vs_on_demand_pct": (round(100.0 * (1 - current / od_price), 1) if od_price else None),
+            }
+        )
     return result
 
 
@@ -189,15 +190,17 @@ def recommend(stats, limit=5):
             reasons.append(f"{s['savings_vs_on_demand_pct']}% below on-demand ({s['on_demand_source']})")
         if not reasons:
             reasons.append(f"p90 {s['p90_per_vcpu']} USD per vCPU-hour")
-        out.append({
-            "rank": rank,
-            "instance_type": s["instance_type"],
-            "zone": s["zone"],
-            "current": s["current"],
-            "price_per_vcpu": s["price_per_vcpu"],
-            "p90_per_vcpu": s["p90_per_vcpu"],
-            "volatility": s["volatility"],
-            "reasons": reasons,
-            "reason": "; ".join(reasons),
-        })
+        out.append(
+            {
+                "rank": rank,
+                "instance_type": s["instance_type"],
+                "zone": s["zone"],
+                "current": s["current"],
+                "price_per_vcpu": s["price_per_vcpu"],
+                "p90_per_vcpu": s["p90_per_vcpu"],
+                "volatility": s["volatility"],
+                "reasons": reasons,
+                "reason": "; ".join(reasons),
+            }
+        )
     return out

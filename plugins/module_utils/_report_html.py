@@ -16,18 +16,46 @@ import io
 import os
 import tempfile
 
-from ._pricing import iso, to_utc
+from ._pricing import iso
+from ._pricing import to_utc
 
 CSV_COLUMNS = (
-    "pool", "owner", "instance_id", "market", "instance_type", "zone", "state", "start", "end", "end_source",
-    "running", "hours", "interrupted", "interruption_source", "spot_request_id", "request_type", "valid_until",
-    "cost", "cost_source", "cost_approximate", "on_demand_price", "on_demand_cost", "savings", "savings_pct",
-    "feed_charge", "feed_hours",
+    "pool",
+    "owner",
+    "instance_id",
+    "market",
+    "instance_type",
+    "zone",
+    "state",
+    "start",
+    "end",
+    "end_source",
+    "running",
+    "hours",
+    "interrupted",
+    "interruption_source",
+    "spot_request_id",
+    "request_type",
+    "valid_until",
+    "cost",
+    "cost_source",
+    "cost_approximate",
+    "on_demand_price",
+    "on_demand_cost",
+    "savings",
+    "savings_pct",
+    "feed_charge",
+    "feed_hours",
 )
 CSV_NAME = "usage-report.csv"
 HTML_NAME = "usage-report.html"
-COLORS = {"spot": "#2b8cbe", "on-demand": "#f0a202", "interrupted": "#d7301f", "cost": "#2b8cbe",
-          "on_demand_cost": "#bdbdbd"}
+COLORS = {
+    "spot": "#2b8cbe",
+    "on-demand": "#f0a202",
+    "interrupted": "#d7301f",
+    "cost": "#2b8cbe",
+    "on_demand_cost": "#bdbdbd",
+}
 
 
 def render_csv(rows):
@@ -80,14 +108,18 @@ def bar_chart(chart_id, title, labels, series, y_label, width=760, height=260):
     totals = [sum(values[i] for _n, _c, values in series) for i in range(len(labels))]
     peak = max(totals) if totals else 0
     parts = [
-        (f'<svg xmlns="http://www.w3.org/2000/svg" id="{esc(chart_id)}" class="chart" role="img" '
-         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'),
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" id="{esc(chart_id)}" class="chart" role="img" '
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        ),
         f"<title>{esc(title)}</title>",
         f'<text x="{left}" y="18" class="chart-title">{esc(title)}</text>',
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" class="axis"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" class="axis"/>',
-        (f'<text x="12" y="{top + plot_h / 2:.1f}" class="axis-label" '
-         f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{esc(y_label)}</text>'),
+        (
+            f'<text x="12" y="{top + plot_h / 2:.1f}" class="axis-label" '
+            f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{esc(y_label)}</text>'
+        ),
     ]
     if not labels or peak <= 0:
         parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" class="empty">no data</text>')
@@ -97,7 +129,9 @@ def bar_chart(chart_id, title, labels, series, y_label, width=760, height=260):
         value = peak * tick / 4
         y = top + plot_h - plot_h * tick / 4
         parts.append(f'<line x1="{left - 4}" y1="{y:.1f}" x2="{left}" y2="{y:.1f}" class="axis"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{esc(_fmt(round(value, 4)))}</text>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{esc(_fmt(round(value, 4)))}</text>'
+        )
     slot = plot_w / len(labels)
     bar_w = max(slot * 0.7, 1.0)
     label_every = max(1, len(labels) // 8)
@@ -115,8 +149,10 @@ def bar_chart(chart_id, title, labels, series, y_label, width=760, height=260):
                 f'height="{h:.1f}" fill="{color}"><title>{esc(label)} {esc(name)}: {esc(_fmt(value))}</title></rect>'
             )
         if i % label_every == 0:
-            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 14}" class="tick" '
-                         f'text-anchor="middle">{esc(label)}</text>')
+            parts.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 14}" class="tick" '
+                f'text-anchor="middle">{esc(label)}</text>'
+            )
     lx = left
     for name, color, _values in series:
         parts.append(f'<rect x="{lx}" y="{height - 16}" width="10" height="10" fill="{color}"/>')
@@ -164,10 +200,20 @@ def render_html(report):
     labels, spot, on_demand, interrupted = time_series(rows, report["window_start"], report["window_end"])
     group_labels = [f"{g['kind']}:{g['name']}" for g in groups]
     charts = [
-        bar_chart("chart-pool-size", "Instances alive over time by market", labels,
-                  [("spot", COLORS["spot"], spot), ("on-demand", COLORS["on-demand"], on_demand)], "instances"),
-        bar_chart("chart-interruptions", "Interruptions by the cloud over time", labels,
-                  [("interrupted", COLORS["interrupted"], interrupted)], "interruptions"),
+        bar_chart(
+            "chart-pool-size",
+            "Instances alive over time by market",
+            labels,
+            [("spot", COLORS["spot"], spot), ("on-demand", COLORS["on-demand"], on_demand)],
+            "instances",
+        ),
+        bar_chart(
+            "chart-interruptions",
+            "Interruptions by the cloud over time",
+            labels,
+            [("interrupted", COLORS["interrupted"], interrupted)],
+            "interruptions",
+        ),
         _cost_chart(groups, group_labels),
     ]
     t = report["totals"]
@@ -180,45 +226,91 @@ def render_html(report):
     feed = report.get("datafeed")
     feed_line = ""
     if feed:
-        feed_line = (f'<p class="meta">Spot data feed: {feed["files"]} files, {feed["records"]} records, '
-                     f'{feed["skipped"]} malformed lines skipped.</p>')
-    group_cols = ("kind", "name", "instances", "spot", "on_demand", "running", "interrupted", "hours", "cost",
-                  "on_demand_cost", "savings", "savings_pct", "unpriced")
-    row_cols = ("pool", "owner", "instance_id", "market", "instance_type", "zone", "state", "start", "end", "hours",
-                "interrupted", "interruption_source", "cost", "cost_source", "on_demand_cost", "savings")
-    req_cols = ("spot_request_id", "request_type", "state", "status_code", "instance_id", "valid_until", "expired",
-                "re_evaluated")
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(report['title'])}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>{esc(report['title'])}</h1>",
-        (f'<p class="meta">Window {esc(iso(to_utc(report["window_start"])))} to '
-         f'{esc(iso(to_utc(report["window_end"])))}; generated {esc(report["generated_at"])}. '
-         "Costs are estimates: spot at the price history in effect (time-weighted) or the data feed charge, "
-         "on-demand at list price.</p>"),
-        f'<p id="summary">{esc(summary)}</p>',
-        feed_line,
-        "<h2>Charts</h2>",
-        *charts,
-        "<h2>Per pool / owner</h2>",
-        _table("groups", group_cols, groups),
-        "<h2>Instances</h2>",
-        _table("instances", row_cols, rows, lambda r: "interrupted" if r.get("interrupted") else ""),
-        "<h2>Spot requests</h2>",
-        _table("spot-requests", req_cols, report.get("spot_requests") or []),
-        "</body></html>",
-        "",
-    ])
+        feed_line = (
+            f'<p class="meta">Spot data feed: {feed["files"]} files, {feed["records"]} records, '
+            f"{feed['skipped']} malformed lines skipped.</p>"
+        )
+    group_cols = (
+        "kind",
+        "name",
+        "instances",
+        "spot",
+        "on_demand",
+        "running",
+        "interrupted",
+        "hours",
+        "cost",
+        "on_demand_cost",
+        "savings",
+        "savings_pct",
+        "unpriced",
+    )
+    row_cols = (
+        "pool",
+        "owner",
+        "instance_id",
+        "market",
+        "instance_type",
+        "zone",
+        "state",
+        "start",
+        "end",
+        "hours",
+        "interrupted",
+        "interruption_source",
+        "cost",
+        "cost_source",
+        "on_demand_cost",
+        "savings",
+    )
+    req_cols = (
+        "spot_request_id",
+        "request_type",
+        "state",
+        "status_code",
+        "instance_id",
+        "valid_until",
+        "expired",
+        "re_evaluated",
+    )
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{esc(report['title'])}</title>",
+            f"<style>{_STYLE}</style></head><body>",
+            f"<h1>{esc(report['title'])}</h1>",
+            (
+                f'<p class="meta">Window {esc(iso(to_utc(report["window_start"])))} to '
+                f"{esc(iso(to_utc(report['window_end'])))}; generated {esc(report['generated_at'])}. "
+                "Costs are estimates: spot at the price history in effect (time-weighted) or the data feed charge, "
+                "on-demand at list price.</p>"
+            ),
+            f'<p id="summary">{esc(summary)}</p>',
+            feed_line,
+            "<h2>Charts</h2>",
+            *charts,
+            "<h2>Per pool / owner</h2>",
+            _table("groups", group_cols, groups),
+            "<h2>Instances</h2>",
+            _table("instances", row_cols, rows, lambda r: "interrupted" if r.get("interrupted") else ""),
+            "<h2>Spot requests</h2>",
+            _table("spot-requests", req_cols, report.get("spot_requests") or []),
+            "</body></html>",
+            "",
+        ]
+    )
 
 
 def _cost_chart(groups, group_labels):
     return bar_chart(
-        "chart-cost", "Cost vs on-demand per pool / owner (USD)",
+        "chart-cost",
+        "Cost vs on-demand per pool / owner (USD)",
         [label for label in group_labels for _bar in (0, 1)],
-        [("spot cost", COLORS["cost"], [v for g in groups for v in (g["cost"], 0.0)]),
-         ("on-demand cost", COLORS["on_demand_cost"], [v for g in groups for v in (0.0, g["on_demand_cost"])])],
+        [
+            ("spot cost", COLORS["cost"], [v for g in groups for v in (g["cost"], 0.0)]),
+            ("on-demand cost", COLORS["on_demand_cost"], [v for g in groups for v in (0.0, g["on_demand_cost"])]),
+        ],
         "USD",
     )
 

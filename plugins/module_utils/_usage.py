@@ -14,7 +14,8 @@ import gzip
 import re
 
 from ._ondemand_prices import on_demand_price
-from ._pricing import iso, to_utc
+from ._pricing import iso
+from ._pricing import to_utc
 
 POOL_TAG = "parkingspot:pool"
 REQUEST_TAG = "parkingspot:request"
@@ -23,20 +24,22 @@ INTERRUPTED_TAG = "parkingspot:interrupted"
 SPOT_TERMINATION_REASON = "Server.SpotInstanceTermination"
 
 # Spot request status codes that mean the cloud took the instance away.
-INTERRUPTION_STATUS_CODES = frozenset((
-    "instance-terminated-by-price",
-    "instance-terminated-no-capacity",
-    "instance-terminated-capacity-oversubscribed",
-    "instance-terminated-launch-group-constraint",
-    "instance-terminated-by-experiment",
-    "instance-stopped-by-price",
-    "instance-stopped-no-capacity",
-    "instance-stopped-capacity-oversubscribed",
-    "instance-stopped-by-experiment",
-    "instance-hibernated-by-price",
-    "instance-hibernated-no-capacity",
-    "instance-hibernated-capacity-oversubscribed",
-))
+INTERRUPTION_STATUS_CODES = frozenset(
+    (
+        "instance-terminated-by-price",
+        "instance-terminated-no-capacity",
+        "instance-terminated-capacity-oversubscribed",
+        "instance-terminated-launch-group-constraint",
+        "instance-terminated-by-experiment",
+        "instance-stopped-by-price",
+        "instance-stopped-no-capacity",
+        "instance-stopped-capacity-oversubscribed",
+        "instance-stopped-by-experiment",
+        "instance-hibernated-by-price",
+        "instance-hibernated-no-capacity",
+        "instance-hibernated-capacity-oversubscribed",
+    )
+)
 _FALSE_WORDS = ("", "0", "false", "no", "off")
 _ENDED_STATES = ("shutting-down", "terminated", "stopping", "stopped")
 _TRANSITION_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
@@ -44,8 +47,15 @@ UNTAGGED_OWNER = "(no owner)"
 FEED_ONLY_POOL = "(data feed only)"
 
 DATAFEED_FIELDS = (
-    "Timestamp", "UsageType", "Operation", "InstanceID", "MyBidID",
-    "MyMaxPrice", "MarketPrice", "Charge", "Version",
+    "Timestamp",
+    "UsageType",
+    "Operation",
+    "InstanceID",
+    "MyBidID",
+    "MyMaxPrice",
+    "MarketPrice",
+    "Charge",
+    "Version",
 )
 
 
@@ -105,9 +115,10 @@ def interruption(instance, request=None):
 
 
 def market_of(instance):
-    if instance.get("InstanceLifecycle") == "spot" or (instance.get("InstanceMarketOptions") or {}).get(
-        "MarketType"
-    ) == "spot":
+    if (
+        instance.get("InstanceLifecycle") == "spot"
+        or (instance.get("InstanceMarketOptions") or {}).get("MarketType") == "spot"
+    ):
         return "spot"
     return "on-demand"
 
@@ -132,36 +143,61 @@ def request_rows(spot_requests, now):
     rows = []
     for req in spot_requests:
         valid_until = to_utc(req["ValidUntil"]) if req.get("ValidUntil") else None
-        expired = bool(valid_until and valid_until <= now) or (req.get("Status") or {}).get("Code") == "schedule-expired"
+        expired = (
+            bool(valid_until and valid_until <= now) or (req.get("Status") or {}).get("Code") == "schedule-expired"
+        )
         persistent = req.get("Type") == "persistent"
         state = req.get("State")
-        rows.append({
-            "spot_request_id": req.get("SpotInstanceRequestId"),
-            "request_type": req.get("Type"),
-            "state": state,
-            "status_code": (req.get("Status") or {}).get("Code"),
-            "instance_id": req.get("InstanceId"),
-            "valid_until": iso(valid_until),
-            "expired": expired,
-            "re_evaluated": persistent and not expired and state in ("open", "active", "disabled"),
-            "tags": tags_dict(req.get("Tags")),
-        })
+        rows.append(
+            {
+                "spot_request_id": req.get("SpotInstanceRequestId"),
+                "request_type": req.get("Type"),
+                "state": state,
+                "status_code": (req.get("Status") or {}).get("Code"),
+                "instance_id": req.get("InstanceId"),
+                "valid_until": iso(valid_until),
+                "expired": expired,
+                "re_evaluated": persistent and not expired and state in ("open", "active", "disabled"),
+                "tags": tags_dict(req.get("Tags")),
+            }
+        )
     return sorted(rows, key=lambda r: r["spot_request_id"] or "")
 
 
 def _new_row(pool, owner, instance_id):
     return {
-        "pool": pool, "owner": owner, "instance_id": instance_id, "market": "spot", "instance_type": None,
-        "zone": None, "state": None, "start": None, "end": None, "end_source": None, "running": False,
-        "hours": None, "interrupted": False, "interruption_source": None, "spot_request_id": None,
-        "request_type": None, "valid_until": None, "cost": None, "cost_source": None, "cost_approximate": False,
-        "on_demand_price": None, "on_demand_cost": None, "savings": None, "savings_pct": None,
-        "feed_charge": None, "feed_hours": None,
+        "pool": pool,
+        "owner": owner,
+        "instance_id": instance_id,
+        "market": "spot",
+        "instance_type": None,
+        "zone": None,
+        "state": None,
+        "start": None,
+        "end": None,
+        "end_source": None,
+        "running": False,
+        "hours": None,
+        "interrupted": False,
+        "interruption_source": None,
+        "spot_request_id": None,
+        "request_type": None,
+        "valid_until": None,
+        "cost": None,
+        "cost_source": None,
+        "cost_approximate": False,
+        "on_demand_price": None,
+        "on_demand_cost": None,
+        "savings": None,
+        "savings_pct": None,
+        "feed_charge": None,
+        "feed_hours": None,
     }
 
 
-def usage_rows(instances, spot_requests, price_records, now, owner_tag="owner", on_demand_overrides=None,
-               feed_records=None):
+def usage_rows(
+    instances, spot_requests, price_records, now, owner_tag="owner", on_demand_overrides=None, feed_records=None
+):
     """One row per instance (plus instances seen only in the data feed)."""
     now = to_utc(now)
     by_request = {r.get("SpotInstanceRequestId"): r for r in spot_requests or []}
@@ -195,8 +231,15 @@ def usage_rows(instances, spot_requests, price_records, now, owner_tag="owner", 
         stop = end or now
         hours = max((stop - start).total_seconds(), 0.0) / 3600.0
         row["hours"] = round(hours, 4)
-        _price_row(row, hours, timelines.get((row["instance_type"], row["zone"])), start, stop,
-                   feed.get(iid), on_demand_overrides)
+        _price_row(
+            row,
+            hours,
+            timelines.get((row["instance_type"], row["zone"])),
+            start,
+            stop,
+            feed.get(iid),
+            on_demand_overrides,
+        )
         rows.append(row)
     seen = {r["instance_id"] for r in rows}
     for iid, info in sorted(feed.items()):
@@ -205,7 +248,11 @@ def usage_rows(instances, spot_requests, price_records, now, owner_tag="owner", 
         row = _new_row(FEED_ONLY_POOL, UNTAGGED_OWNER, iid)
         row["instance_type"] = info["instance_type"]
         row["spot_request_id"] = info["request_id"]
-        row["start"], row["end"], row["end_source"] = iso(info["first"]), iso(info["last"] + datetime.timedelta(hours=1)), "datafeed"
+        row["start"], row["end"], row["end_source"] = (
+            iso(info["first"]),
+            iso(info["last"] + datetime.timedelta(hours=1)),
+            "datafeed",
+        )
         row["hours"] = round(info["hours"], 4)
         _price_row(row, info["hours"], None, None, None, info, on_demand_overrides)
         rows.append(row)
@@ -239,11 +286,23 @@ def summarize(rows):
             key = ("pool", row["pool"])
         else:
             key = ("owner", row["owner"])
-        g = groups.setdefault(key, {
-            "kind": key[0], "name": key[1], "instances": 0, "running": 0, "spot": 0, "on_demand": 0,
-            "interrupted": 0, "hours": 0.0, "cost": 0.0, "on_demand_cost": 0.0, "savings": 0.0,
-            "unpriced": 0,
-        })
+        g = groups.setdefault(
+            key,
+            {
+                "kind": key[0],
+                "name": key[1],
+                "instances": 0,
+                "running": 0,
+                "spot": 0,
+                "on_demand": 0,
+                "interrupted": 0,
+                "hours": 0.0,
+                "cost": 0.0,
+                "on_demand_cost": 0.0,
+                "savings": 0.0,
+                "unpriced": 0,
+            },
+        )
         g["instances"] += 1
         g["running"] += 1 if row["running"] else 0
         g["spot" if row["market"] == "spot" else "on_demand"] += 1
@@ -266,14 +325,26 @@ def summarize(rows):
 
 
 def totals(groups):
-    total = {"instances": 0, "running": 0, "spot": 0, "on_demand": 0, "interrupted": 0, "hours": 0.0,
-             "cost": 0.0, "on_demand_cost": 0.0, "savings": 0.0, "unpriced": 0}
+    total = {
+        "instances": 0,
+        "running": 0,
+        "spot": 0,
+        "on_demand": 0,
+        "interrupted": 0,
+        "hours": 0.0,
+        "cost": 0.0,
+        "on_demand_cost": 0.0,
+        "savings": 0.0,
+        "unpriced": 0,
+    }
     for g in groups:
         for name in total:
             total[name] += g[name]
     for name in ("hours", "cost", "on_demand_cost", "savings"):
         total[name] = round(total[name], 4)
-    total["savings_pct"] = round(100.0 * total["savings"] / total["on_demand_cost"], 1) if total["on_demand_cost"] else None
+    total["savings_pct"] = (
+        round(100.0 * total["savings"] / total["on_demand_cost"], 1) if total["on_demand_cost"] else None
+    )
     return total
 
 
@@ -307,12 +378,17 @@ def parse_datafeed(content, source="feed"):
             continue
         if line.startswith("#"):
             if line.startswith("#Fields:"):
-                fields = line[len("#Fields:"):].split()
+                fields = line[len("#Fields:") :].split()
             continue
         parts = line.split("\t")
         if len(parts) != len(fields):
-            skipped.append({"source": source, "line": number,
-                            "reason": f"expected {len(fields)} tab-separated fields, got {len(parts)}"})
+            skipped.append(
+                {
+                    "source": source,
+                    "line": number,
+                    "reason": f"expected {len(fields)} tab-separated fields, got {len(parts)}",
+                }
+            )
             continue
         raw = dict(zip(fields, (p.strip() for p in parts)))
         try:
@@ -344,10 +420,17 @@ def summarize_feed(records):
     """Per instance: total charge, billed hours (charge / market price), first and last hour."""
     out = {}
     for rec in records:
-        info = out.setdefault(rec["instance_id"], {
-            "charge": 0.0, "hours": 0.0, "first": rec["timestamp"], "last": rec["timestamp"],
-            "instance_type": rec["instance_type"], "request_id": rec["request_id"],
-        })
+        info = out.setdefault(
+            rec["instance_id"],
+            {
+                "charge": 0.0,
+                "hours": 0.0,
+                "first": rec["timestamp"],
+                "last": rec["timestamp"],
+                "instance_type": rec["instance_type"],
+                "request_id": rec["request_id"],
+            },
+        )
         info["charge"] += rec["charge"]
         info["hours"] += rec["charge"] / rec["market_price"] if rec["market_price"] > 0 else 1.0
         info["first"] = min(info["first"], rec["timestamp"])

@@ -41,7 +41,9 @@ options:
     type: int
     default: 20
   mode:
-    description: C(emulated) enforces leases with tags and the on-instance backstop; C(native) passes BlockDurationMinutes.
+    description:
+      - C(emulated) enforces leases with tags and the on-instance backstop.
+      - C(native) passes BlockDurationMinutes to the cloud.
     type: str
     default: emulated
     choices: [emulated, native]

@@ -190,19 +190,16 @@ import datetime
 
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing as aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE_SOURCE
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import (
-    PricingInputError,
-    iso,
-    missing_instance_types,
-    price_stats,
-    recommend,
-    select_instance_types,
-    shape_from_instance_type_info,
-    validate_lookback,
-)
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import missing_instance_types
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import price_stats
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import recommend
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import select_instance_types
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import shape_from_instance_type_info
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_lookback
 
 
 def validate(params):
@@ -233,7 +230,9 @@ def resolve_instance_types(client, params):
     if wanted:
         infos, _pages = aws.describe_instance_types(client, Filters=[{"Name": "instance-type", "Values": wanted}])
     else:
-        infos, _pages = aws.describe_instance_types(client, Filters=[{"Name": "current-generation", "Values": ["true"]}])
+        infos, _pages = aws.describe_instance_types(
+            client, Filters=[{"Name": "current-generation", "Values": ["true"]}]
+        )
     shapes = {i["InstanceType"]: shape_from_instance_type_info(i) for i in infos}
     if wanted:
         unknown = missing_instance_types(wanted, shapes)

@@ -178,7 +178,9 @@ datafeed:
     files: {description: Files read., type: int}
     records: {description: Valid lines., type: int}
     skipped: {description: Malformed lines skipped., type: int}
-    skipped_lines: {description: 'The first 20 skipped lines, each with file (source), line number and reason.', type: list}
+    skipped_lines:
+      description: The first 20 skipped lines, each with file (source), line number and reason.
+      type: list
 files:
   description: Paths written (or that would be written) under O(dest); empty without O(dest).
   returned: always
@@ -195,11 +197,12 @@ import re
 
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing as aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError, iso, to_utc
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import to_utc
 
 _FEED_NAME = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.\d+\.[^./]+\.gz$")
 _PRICE_HISTORY_DAYS = 90
@@ -338,15 +341,22 @@ def do(module):
             feed_records = [r for r in feed_records if r["instance_id"] in wanted]
     feed_ids = {r["instance_id"] for r in feed_records}
     prices = read_prices(ec2, instances, feed_ids, now)
-    rows = usage.usage_rows(instances, requests, prices, now, params["owner_tag"], params["on_demand_prices"],
-                            feed_records)
+    rows = usage.usage_rows(
+        instances, requests, prices, now, params["owner_tag"], params["on_demand_prices"], feed_records
+    )
     rows = [r for r in rows if in_window(r, start, now)]
     rows.sort(key=lambda r: (r["pool"] or "", r["owner"] or "", r["start"] or "", r["instance_id"]))
     groups = usage.summarize(rows)
     report = {
-        "title": params["title"], "window_start": start, "window_end": now, "generated_at": iso(now),
-        "rows": rows, "groups": groups, "totals": usage.totals(groups),
-        "spot_requests": usage.request_rows(requests, now), "datafeed": feed_stats,
+        "title": params["title"],
+        "window_start": start,
+        "window_end": now,
+        "generated_at": iso(now),
+        "rows": rows,
+        "groups": groups,
+        "totals": usage.totals(groups),
+        "spot_requests": usage.request_rows(requests, now),
+        "datafeed": feed_stats,
     }
     changed, files = False, {}
     if params["dest"]:

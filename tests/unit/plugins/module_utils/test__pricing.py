@@ -6,14 +6,19 @@ import datetime
 import pytest
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pricing
-from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE, on_demand_price
+from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE
+from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
 
 T0 = datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
 
 
 def rec(itype, zone, price, minutes):
-    return {"InstanceType": itype, "AvailabilityZone": zone, "SpotPrice": f"{price:.6f}",
-            "Timestamp": T0 + datetime.timedelta(minutes=minutes)}
+    return {
+        "InstanceType": itype,
+        "AvailabilityZone": zone,
+        "SpotPrice": f"{price:.6f}",
+        "Timestamp": T0 + datetime.timedelta(minutes=minutes),
+    }
 
 
 def test_to_utc_accepts_iso_feed_and_naive_forms():
@@ -25,12 +30,15 @@ def test_to_utc_accepts_iso_feed_and_naive_forms():
     assert _pricing.iso(expected) == "2024-05-01T10:00:00Z"
 
 
-@pytest.mark.parametrize("values,fraction,expected", [
-    ([1.0], 0.9, 1.0),
-    ([1.0, 2.0, 3.0, 4.0, 5.0], 0.5, 3.0),
-    ([1.0, 2.0, 3.0, 4.0], 0.5, 2.5),
-    ([0.0, 10.0], 0.9, 9.0),
-])
+@pytest.mark.parametrize(
+    "values,fraction,expected",
+    [
+        ([1.0], 0.9, 1.0),
+        ([1.0, 2.0, 3.0, 4.0, 5.0], 0.5, 3.0),
+        ([1.0, 2.0, 3.0, 4.0], 0.5, 2.5),
+        ([0.0, 10.0], 0.9, 9.0),
+    ],
+)
 def test_percentile_interpolates(values, fraction, expected):
     assert _pricing.percentile(values, fraction) == pytest.approx(expected)
 
@@ -76,15 +84,23 @@ def test_user_on_demand_price_wins_and_says_so():
 def test_recommendations_rank_by_p90_per_vcpu_with_reasons():
     records = [
         # c5.large zone a: cheapest now but spiky
-        rec("c5.large", "a", 0.020, 0), rec("c5.large", "a", 0.080, 60), rec("c5.large", "a", 0.019, 120),
+        rec("c5.large", "a", 0.020, 0),
+        rec("c5.large", "a", 0.080, 60),
+        rec("c5.large", "a", 0.019, 120),
         # m5.xlarge zone b: flat 0.05 for 4 vCPU = 0.0125 per vCPU
-        rec("m5.xlarge", "b", 0.050, 0), rec("m5.xlarge", "b", 0.050, 60), rec("m5.xlarge", "b", 0.050, 120),
+        rec("m5.xlarge", "b", 0.050, 0),
+        rec("m5.xlarge", "b", 0.050, 60),
+        rec("m5.xlarge", "b", 0.050, 120),
         # m5.large zone c: 0.04 / 2 = 0.02 per vCPU, a bit noisy
-        rec("m5.large", "c", 0.040, 0), rec("m5.large", "c", 0.042, 60),
+        rec("m5.large", "c", 0.040, 0),
+        rec("m5.large", "c", 0.042, 60),
     ]
     recs = _pricing.recommend(_pricing.price_stats(records), limit=3)
     assert [(r["rank"], r["instance_type"], r["zone"]) for r in recs] == [
-        (1, "m5.xlarge", "b"), (2, "m5.large", "c"), (3, "c5.large", "a")]  # the spiky zone ranks last
+        (1, "m5.xlarge", "b"),
+        (2, "m5.large", "c"),
+        (3, "c5.large", "a"),
+    ]  # the spiky zone ranks last
     assert "lowest p90 per vCPU" in recs[0]["reasons"]
     assert "least volatile" in recs[0]["reasons"]
     assert "cheapest per vCPU" in recs[2]["reasons"]  # 0.019 / 2 = 0.0095 now
@@ -106,8 +122,12 @@ def test_select_instance_types_by_attributes():
 
 
 def test_shape_from_describe_instance_types_entry():
-    info = {"InstanceType": "m5.large", "VCpuInfo": {"DefaultVCpus": 2}, "MemoryInfo": {"SizeInMiB": 8192},
-            "ProcessorInfo": {"SupportedArchitectures": ["x86_64"]}}
+    info = {
+        "InstanceType": "m5.large",
+        "VCpuInfo": {"DefaultVCpus": 2},
+        "MemoryInfo": {"SizeInMiB": 8192},
+        "ProcessorInfo": {"SupportedArchitectures": ["x86_64"]},
+    }
     assert _pricing.shape_from_instance_type_info(info) == {"vcpus": 2, "memory_gib": 8.0, "architectures": ["x86_64"]}
 
 

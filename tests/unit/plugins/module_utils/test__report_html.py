@@ -14,7 +14,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html, _usage
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2024, 5, 1, tzinfo=UTC)
@@ -27,9 +28,15 @@ def at(hours):
 
 def sample_report():
     def inst(iid, start, tags, state="running", lifecycle="spot", transition=""):
-        data = {"InstanceId": iid, "InstanceType": "m5.large", "Placement": {"AvailabilityZone": "us-east-1a"},
-                "LaunchTime": at(start), "State": {"Name": state}, "StateTransitionReason": transition,
-                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        data = {
+            "InstanceId": iid,
+            "InstanceType": "m5.large",
+            "Placement": {"AvailabilityZone": "us-east-1a"},
+            "LaunchTime": at(start),
+            "State": {"Name": state},
+            "StateTransitionReason": transition,
+            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        }
         if lifecycle:
             data["InstanceLifecycle"] = lifecycle
         return data
@@ -37,8 +44,13 @@ def sample_report():
     instances = [
         inst("i-run1", 0, {"parkingspot:pool": "ci"}),
         inst("i-run2", 2, {"parkingspot:pool": "ci"}),
-        inst("i-gone", 1, {"parkingspot:pool": "ci", "parkingspot:interrupted": "true"}, state="terminated",
-             transition="User initiated (2024-05-01 05:30:00 GMT)"),
+        inst(
+            "i-gone",
+            1,
+            {"parkingspot:pool": "ci", "parkingspot:interrupted": "true"},
+            state="terminated",
+            transition="User initiated (2024-05-01 05:30:00 GMT)",
+        ),
         inst("i-od", 6, {"parkingspot:pool": "ci", "parkingspot:market": "on-demand"}, lifecycle=None),
         inst("i-team", 3, {"team": "data <&> science"}),
     ]
@@ -47,8 +59,13 @@ def sample_report():
     rows = _usage.usage_rows(instances, requests, prices, NOW, owner_tag="team")
     groups = _usage.summarize(rows)
     return {
-        "title": "Spot usage report", "window_start": T0, "window_end": NOW, "generated_at": "2024-05-01T12:00:00Z",
-        "rows": rows, "groups": groups, "totals": _usage.totals(groups),
+        "title": "Spot usage report",
+        "window_start": T0,
+        "window_end": NOW,
+        "generated_at": "2024-05-01T12:00:00Z",
+        "rows": rows,
+        "groups": groups,
+        "totals": _usage.totals(groups),
         "spot_requests": _usage.request_rows(requests, NOW),
         "datafeed": {"files": 2, "records": 10, "skipped": 3},
     }
@@ -166,9 +183,19 @@ def _chromium():
 
 
 def _chromium_run(binary, tmp_path, *args):
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-           "--enable-logging=stderr", "--v=0", *args]
+    cmd = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -177,8 +204,8 @@ def _png_pixels(data):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", chunk)
         elif kind == b"IDAT":
@@ -193,7 +220,7 @@ def _png_pixels(data):
     rows = []
     for y in range(height):
         ftype = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b = prev[i]
@@ -209,7 +236,7 @@ def _png_pixels(data):
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
                 line[i] = (line[i] + pred) & 0xFF
-        rows.append([tuple(line[x * bpp:x * bpp + 3]) for x in range(width)])
+        rows.append([tuple(line[x * bpp : x * bpp + 3]) for x in range(width)])
         prev = line
     return rows
 
@@ -223,20 +250,24 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
     # 1. the page as shipped: load it, fail on any console error (it has no scripts, so none expected)
     shot = tmp_path / "shot.png"
-    result = _chromium_run(binary, tmp_path, f"--screenshot={shot}", "--window-size=1000,1400",
-                           "--hide-scrollbars", page.as_uri())
+    result = _chromium_run(
+        binary, tmp_path, f"--screenshot={shot}", "--window-size=1000,1400", "--hide-scrollbars", page.as_uri()
+    )
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     assert not [line for line in console if "Uncaught" in line or "rror" in line], console
     assert shot.exists(), result.stderr[-2000:]
     pixels = _png_pixels(shot.read_bytes())
-    spot_blue = sum(row.count((0x2b, 0x8c, 0xbe)) for row in pixels)
-    od_orange = sum(row.count((0xf0, 0xa2, 0x02)) for row in pixels)
-    red = sum(row.count((0xd7, 0x30, 0x1f)) for row in pixels)
+    spot_blue = sum(row.count((0x2B, 0x8C, 0xBE)) for row in pixels)
+    od_orange = sum(row.count((0xF0, 0xA2, 0x02)) for row in pixels)
+    red = sum(row.count((0xD7, 0x30, 0x1F)) for row in pixels)
     assert spot_blue > 500 and od_orange > 50 and red > 20, (spot_blue, od_orange, red)
 
     # 2. a probe copy: a script measures the laid-out bars of each chart and writes the result into the DOM
     probe = tmp_path / "probe.html"
-    probe.write_text(page.read_text().replace("</body>", """<script>
+    probe.write_text(
+        page.read_text().replace(
+            "</body>",
+            """<script>
 var out = [];
 document.querySelectorAll("svg.chart").forEach(function (svg) {
   var drawn = 0;
@@ -246,7 +277,10 @@ document.querySelectorAll("svg.chart").forEach(function (svg) {
   out.push(svg.id + "=" + drawn);
 });
 document.body.setAttribute("data-probe", out.join(","));
-</script></body>"""), encoding="utf-8")
+</script></body>""",
+        ),
+        encoding="utf-8",
+    )
     result = _chromium_run(binary, tmp_path, "--dump-dom", probe.as_uri())
     match = re.search(r'data-probe="([^"]*)"', result.stdout)
     assert match, result.stderr[-2000:]

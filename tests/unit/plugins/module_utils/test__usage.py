@@ -17,11 +17,27 @@ def at(hours):
     return T0 + datetime.timedelta(hours=hours)
 
 
-def instance(iid, hours_start, state="running", tags=None, lifecycle="spot", itype="m5.large", zone="us-east-1a",
-             reason=None, transition="", request_id=None):
-    inst = {"InstanceId": iid, "InstanceType": itype, "Placement": {"AvailabilityZone": zone},
-            "LaunchTime": at(hours_start), "State": {"Name": state}, "StateTransitionReason": transition,
-            "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()]}
+def instance(
+    iid,
+    hours_start,
+    state="running",
+    tags=None,
+    lifecycle="spot",
+    itype="m5.large",
+    zone="us-east-1a",
+    reason=None,
+    transition="",
+    request_id=None,
+):
+    inst = {
+        "InstanceId": iid,
+        "InstanceType": itype,
+        "Placement": {"AvailabilityZone": zone},
+        "LaunchTime": at(hours_start),
+        "State": {"Name": state},
+        "StateTransitionReason": transition,
+        "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+    }
     if lifecycle:
         inst["InstanceLifecycle"] = lifecycle
     if reason:
@@ -63,42 +79,67 @@ def test_running_spot_instance_cost_partial_hours_and_savings():
 
 
 def test_terminated_instance_partial_last_hour_from_transition_reason():
-    inst = instance("i-2", 1, state="terminated", tags={"parkingspot:pool": "ci"},
-                    transition="User initiated (2024-05-01 03:15:00 GMT)")
+    inst = instance(
+        "i-2",
+        1,
+        state="terminated",
+        tags={"parkingspot:pool": "ci"},
+        transition="User initiated (2024-05-01 03:15:00 GMT)",
+    )
     row = _usage.usage_rows([inst], [], PRICES, NOW)[0]
     assert row["end"] == "2024-05-01T03:15:00Z" and row["end_source"] == "state_transition_reason"
     assert row["hours"] == 2.25 and row["running"] is False
     assert row["cost"] == pytest.approx(0.04 + 0.02 * 1.25)
 
 
-@pytest.mark.parametrize("inst_kwargs,request_status,source", [
-    ({"tags": {"parkingspot:interrupted": "2024-05-01T02:00:00Z"}}, None, "tag"),
-    ({"reason": "Server.SpotInstanceTermination"}, None, "state_reason"),
-    ({}, "instance-terminated-by-price", "spot_request_status"),
-    ({}, "instance-terminated-no-capacity", "spot_request_status"),
-    ({}, "instance-terminated-capacity-oversubscribed", "spot_request_status"),
-])
+@pytest.mark.parametrize(
+    "inst_kwargs,request_status,source",
+    [
+        ({"tags": {"parkingspot:interrupted": "2024-05-01T02:00:00Z"}}, None, "tag"),
+        ({"reason": "Server.SpotInstanceTermination"}, None, "state_reason"),
+        ({}, "instance-terminated-by-price", "spot_request_status"),
+        ({}, "instance-terminated-no-capacity", "spot_request_status"),
+        ({}, "instance-terminated-capacity-oversubscribed", "spot_request_status"),
+    ],
+)
 def test_interruption_sources(inst_kwargs, request_status, source):
     inst = instance("i-3", 1, state="terminated", request_id="sir-3", **inst_kwargs)
     requests = []
     if request_status:
-        requests.append({"SpotInstanceRequestId": "sir-3", "InstanceId": "i-3", "Type": "one-time", "State": "closed",
-                         "Status": {"Code": request_status, "UpdateTime": at(4)}})
+        requests.append(
+            {
+                "SpotInstanceRequestId": "sir-3",
+                "InstanceId": "i-3",
+                "Type": "one-time",
+                "State": "closed",
+                "Status": {"Code": request_status, "UpdateTime": at(4)},
+            }
+        )
     row = _usage.usage_rows([inst], requests, PRICES, NOW)[0]
     assert row["interrupted"] is True and row["interruption_source"] == source
 
 
 def test_not_interrupted_when_tag_says_false_or_user_terminated():
-    inst = instance("i-4", 1, state="terminated", tags={"parkingspot:interrupted": "false"},
-                    reason="Client.UserInitiatedShutdown", transition="User initiated (2024-05-01 02:00:00 GMT)")
+    inst = instance(
+        "i-4",
+        1,
+        state="terminated",
+        tags={"parkingspot:interrupted": "false"},
+        reason="Client.UserInitiatedShutdown",
+        transition="User initiated (2024-05-01 02:00:00 GMT)",
+    )
     row = _usage.usage_rows([inst], [], PRICES, NOW)[0]
     assert row["interrupted"] is False and row["interruption_source"] is None
 
 
 def test_end_from_spot_request_update_time_when_reason_has_no_time():
     inst = instance("i-5", 1, state="terminated", request_id="sir-5", transition="Service initiated")
-    req = {"SpotInstanceRequestId": "sir-5", "Type": "one-time", "State": "closed",
-           "Status": {"Code": "instance-terminated-by-price", "UpdateTime": at(1.5)}}
+    req = {
+        "SpotInstanceRequestId": "sir-5",
+        "Type": "one-time",
+        "State": "closed",
+        "Status": {"Code": "instance-terminated-by-price", "UpdateTime": at(1.5)},
+    }
     row = _usage.usage_rows([inst], [req], PRICES, NOW)[0]
     assert row["end_source"] == "spot_request_status" and row["hours"] == 0.5
     assert row["spot_request_id"] == "sir-5"
@@ -122,8 +163,13 @@ def test_on_demand_fallback_instance_by_market_tag():
 def test_summary_per_pool_and_owner_for_untagged_spot():
     insts = [
         instance("i-a", 0, tags={"parkingspot:pool": "ci"}),
-        instance("i-b", 0, tags={"parkingspot:pool": "ci", "parkingspot:interrupted": "yes"}, state="terminated",
-                 transition="User initiated (2024-05-01 01:00:00 GMT)"),
+        instance(
+            "i-b",
+            0,
+            tags={"parkingspot:pool": "ci", "parkingspot:interrupted": "yes"},
+            state="terminated",
+            transition="User initiated (2024-05-01 01:00:00 GMT)",
+        ),
         instance("i-c", 0, tags={"team": "data"}),
         instance("i-d", 0),
     ]
@@ -175,9 +221,11 @@ def test_datafeed_parse_skips_and_counts_malformed_lines():
 
 
 def test_datafeed_gzip_and_field_order_from_header():
-    text = ("#Version: 1.0\n#Fields: InstanceID Timestamp UsageType Operation MyBidID MyMaxPrice MarketPrice Charge "
-            "Version\ni-9\t2024-05-01 00:00:00 UTC\tSpotUsage:c5.large\tRunInstances\tsir-9\t0.1 USD\t0.02 USD\t"
-            "0.02 USD\t1\n")
+    text = (
+        "#Version: 1.0\n#Fields: InstanceID Timestamp UsageType Operation MyBidID MyMaxPrice MarketPrice Charge "
+        "Version\ni-9\t2024-05-01 00:00:00 UTC\tSpotUsage:c5.large\tRunInstances\tsir-9\t0.1 USD\t0.02 USD\t"
+        "0.02 USD\t1\n"
+    )
     records, skipped = _usage.parse_datafeed(gzip.compress(text.encode()), "f.gz")
     assert skipped == [] and records[0]["instance_id"] == "i-9" and records[0]["charge"] == 0.02
     records, skipped = _usage.parse_datafeed(b"\x1f\x8bnot really gzip", "bad.gz")

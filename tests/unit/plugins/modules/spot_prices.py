@@ -44,7 +44,8 @@ class FakePriceHistory:
         start = _utc(params["StartTime"]) if params.get("StartTime") else None
         end = _utc(params["EndTime"]) if params.get("EndTime") else None
         chosen = [
-            r for r in self.records
+            r
+            for r in self.records
             if (not types or r["InstanceType"] in types)
             and (not products or r["ProductDescription"] in products)
             and (not zones or r["AvailabilityZone"] in zones)
@@ -62,7 +63,7 @@ class FakePriceHistory:
         chosen.sort(key=lambda r: (r["Timestamp"], r["InstanceType"], r["AvailabilityZone"]), reverse=True)
         offset = int(params.get("NextToken") or 0)
         size = int(params.get("MaxResults") or 1000)
-        page = chosen[offset:offset + size]
+        page = chosen[offset : offset + size]
         body = {"SpotPriceHistory": page, "ResponseMetadata": {"HTTPStatusCode": 200}}
         if offset + size < len(chosen):
             body["NextToken"] = str(offset + size)
@@ -85,7 +86,12 @@ class FakePriceHistory:
 def price_series(instance_type, zone, prices, start, step_minutes=60, product="Linux/UNIX"):
     """Records for one type and zone: ``prices[i]`` takes effect at ``start + i * step``."""
     return [
-        {"InstanceType": instance_type, "AvailabilityZone": zone, "ProductDescription": product,
-         "SpotPrice": f"{price:.6f}", "Timestamp": start + datetime.timedelta(minutes=step_minutes * i)}
+        {
+            "InstanceType": instance_type,
+            "AvailabilityZone": zone,
+            "ProductDescription": product,
+            "SpotPrice": f"{price:.6f}",
+            "Timestamp": start + datetime.timedelta(minutes=step_minutes * i),
+        }
         for i, price in enumerate(prices)
     ]

@@ -14,7 +14,8 @@ import pytest
 from moto import mock_aws
 
 from ansible_collections.parkingspot.ec2.plugins.modules import spot_price_info
-from ansible_collections.parkingspot.ec2.tests.unit.plugins.modules.spot_prices import FakePriceHistory, price_series
+from ansible_collections.parkingspot.ec2.tests.unit.plugins.modules.spot_prices import FakePriceHistory
+from ansible_collections.parkingspot.ec2.tests.unit.plugins.modules.spot_prices import price_series
 from ansible_collections.parkingspot.ec2.tests.unit.plugins.modules.utils import run_module
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
@@ -23,8 +24,11 @@ START = NOW - datetime.timedelta(hours=47)
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
         yield
@@ -47,12 +51,18 @@ def history():
 def test_statistics_and_recommendations():
     fake = FakePriceHistory(history())
     with fake.installed():
-        res = run_module(spot_price_info.main, {"instance_types": ["m5.large", "c5.xlarge"], "lookback_hours": 48,
-                                                "zones": ["us-east-1a", "us-east-1b"]})
+        res = run_module(
+            spot_price_info.main,
+            {"instance_types": ["m5.large", "c5.xlarge"], "lookback_hours": 48, "zones": ["us-east-1a", "us-east-1b"]},
+        )
     assert res["exit_code"] == 0 and res["changed"] is False, res
     prices = {(p["instance_type"], p["zone"]): p for p in res["prices"]}
-    assert set(prices) == {("m5.large", "us-east-1a"), ("m5.large", "us-east-1b"),
-                           ("c5.xlarge", "us-east-1a"), ("c5.xlarge", "us-east-1b")}
+    assert set(prices) == {
+        ("m5.large", "us-east-1a"),
+        ("m5.large", "us-east-1b"),
+        ("c5.xlarge", "us-east-1a"),
+        ("c5.xlarge", "us-east-1b"),
+    }
     spiky = prices[("m5.large", "us-east-1a")]
     assert spiky["samples"] == 48 and spiky["current"] == 0.029 and spiky["max"] == 0.09 and spiky["min"] == 0.029
     assert spiky["p90"] == pytest.approx(0.09)
@@ -62,7 +72,11 @@ def test_statistics_and_recommendations():
     assert prices[("m5.large", "us-east-1b")]["volatility"] == 0.0
     recs = res["recommendations"]
     assert [(r["instance_type"], r["zone"]) for r in recs] == [
-        ("c5.xlarge", "us-east-1a"), ("c5.xlarge", "us-east-1b"), ("m5.large", "us-east-1b"), ("m5.large", "us-east-1a")]
+        ("c5.xlarge", "us-east-1a"),
+        ("c5.xlarge", "us-east-1b"),
+        ("m5.large", "us-east-1b"),
+        ("m5.large", "us-east-1a"),
+    ]
     assert "lowest p90 per vCPU" in recs[0]["reasons"]
     assert "least volatile" in recs[2]["reasons"]
     assert "cheapest per vCPU" in recs[3]["reasons"]  # 0.029 / 2 now, but p90 ranks it last
@@ -73,8 +87,13 @@ def test_statistics_and_recommendations():
 
 
 def test_price_history_is_paginated_one_request_per_page():
-    records = price_series("m5.large", "us-east-1a", [0.03 + (i % 7) / 1000 for i in range(2500)],
-                           NOW - datetime.timedelta(minutes=2499), step_minutes=1)
+    records = price_series(
+        "m5.large",
+        "us-east-1a",
+        [0.03 + (i % 7) / 1000 for i in range(2500)],
+        NOW - datetime.timedelta(minutes=2499),
+        step_minutes=1,
+    )
     fake = FakePriceHistory(records)
     with fake.installed():
         res = run_module(spot_price_info.main, {"instance_types": ["m5.large"], "lookback_hours": 48})
@@ -100,12 +119,16 @@ def test_attribute_filters_choose_types():
     records = price_series("m6g.xlarge", "us-east-1a", [0.05, 0.06], START)
     fake = FakePriceHistory(records)
     with fake.installed():
-        res = run_module(spot_price_info.main, {
-            "instance_types": ["m5.large", "m6g.large", "m6g.xlarge", "c6g.2xlarge"],
-            "instance_requirements": {"min_vcpus": 4, "min_memory_gib": 16, "architecture": "arm64"},
-            "zones": ["us-east-1a"], "lookback_hours": 48,
-            "on_demand_prices": {"m6g.xlarge": 0.2},
-        })
+        res = run_module(
+            spot_price_info.main,
+            {
+                "instance_types": ["m5.large", "m6g.large", "m6g.xlarge", "c6g.2xlarge"],
+                "instance_requirements": {"min_vcpus": 4, "min_memory_gib": 16, "architecture": "arm64"},
+                "zones": ["us-east-1a"],
+                "lookback_hours": 48,
+                "on_demand_prices": {"m6g.xlarge": 0.2},
+            },
+        )
     assert res["exit_code"] == 0, res
     # m5.large is x86_64, m6g.large has 2 vCPU; c6g.2xlarge (8 vCPU, 16 GiB) matches but has no price
     assert res["instance_types"] == ["c6g.2xlarge", "m6g.xlarge"]
@@ -117,8 +140,10 @@ def test_attribute_filters_choose_types():
 def test_type_without_prices_is_reported_missing():
     fake = FakePriceHistory(price_series("m5.large", "us-east-1a", [0.03], START))
     with fake.installed():
-        res = run_module(spot_price_info.main, {"instance_types": ["m5.large", "c5.large"],
-                                                "zones": ["us-east-1a"], "lookback_hours": 48})
+        res = run_module(
+            spot_price_info.main,
+            {"instance_types": ["m5.large", "c5.large"], "zones": ["us-east-1a"], "lookback_hours": 48},
+        )
     assert res["exit_code"] == 0, res
     assert res["missing"] == [{"instance_type": "c5.large", "zone": "us-east-1a"}]
 
@@ -127,21 +152,29 @@ def test_check_mode_gives_the_same_answer():
     fake = FakePriceHistory(history())
     with fake.installed():
         normal = run_module(spot_price_info.main, {"instance_types": ["m5.large"], "lookback_hours": 48})
-        checked = run_module(spot_price_info.main, {"instance_types": ["m5.large"], "lookback_hours": 48},
-                             check_mode=True)
+        checked = run_module(
+            spot_price_info.main, {"instance_types": ["m5.large"], "lookback_hours": 48}, check_mode=True
+        )
     assert checked["exit_code"] == 0
     assert checked["prices"] == normal["prices"] and checked["recommendations"] == normal["recommendations"]
 
 
-@pytest.mark.parametrize("args,option,needle", [
-    ({"instance_types": ["m5.large", "m5.bogus"]}, "instance_types", "m5.bogus"),
-    ({"instance_types": ["m5.large"], "lookback_hours": 0}, "lookback_hours", "at least 1"),
-    ({"instance_types": ["m5.large"], "lookback_hours": 5000}, "lookback_hours", "2160"),
-    ({"instance_types": ["m5.large"], "zones": ["us-east-1a", "mars-1a"]}, "zones", "mars-1a"),
-    ({"instance_types": ["m5.large"], "max_recommendations": -1}, "max_recommendations", "0 or more"),
-    ({"instance_types": ["m5.large"], "on_demand_prices": {"m5.large": "free"}}, "on_demand_prices", "m5.large"),
-    ({"instance_requirements": {"min_vcpus": 512, "architecture": "arm64"}}, "instance_requirements", "no instance"),
-])
+@pytest.mark.parametrize(
+    "args,option,needle",
+    [
+        ({"instance_types": ["m5.large", "m5.bogus"]}, "instance_types", "m5.bogus"),
+        ({"instance_types": ["m5.large"], "lookback_hours": 0}, "lookback_hours", "at least 1"),
+        ({"instance_types": ["m5.large"], "lookback_hours": 5000}, "lookback_hours", "2160"),
+        ({"instance_types": ["m5.large"], "zones": ["us-east-1a", "mars-1a"]}, "zones", "mars-1a"),
+        ({"instance_types": ["m5.large"], "max_recommendations": -1}, "max_recommendations", "0 or more"),
+        ({"instance_types": ["m5.large"], "on_demand_prices": {"m5.large": "free"}}, "on_demand_prices", "m5.large"),
+        (
+            {"instance_requirements": {"min_vcpus": 512, "architecture": "arm64"}},
+            "instance_requirements",
+            "no instance",
+        ),
+    ],
+)
 def test_bad_input_fails_naming_the_option_before_reading_prices(args, option, needle):
     fake = FakePriceHistory(history())
     with fake.installed():

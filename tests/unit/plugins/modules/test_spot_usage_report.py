@@ -24,7 +24,8 @@ from moto import mock_aws
 from moto.ec2 import utils as moto_ec2_utils
 
 from ansible_collections.parkingspot.ec2.plugins.modules import spot_usage_report
-from ansible_collections.parkingspot.ec2.tests.unit.plugins.modules.spot_prices import FakePriceHistory, price_series
+from ansible_collections.parkingspot.ec2.tests.unit.plugins.modules.spot_prices import FakePriceHistory
+from ansible_collections.parkingspot.ec2.tests.unit.plugins.modules.spot_prices import price_series
 from ansible_collections.parkingspot.ec2.tests.unit.plugins.modules.utils import run_module
 
 UTC = datetime.timezone.utc
@@ -34,8 +35,11 @@ ZONE = "us-east-1a"
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setitem(moto_ec2_utils.filter_dict_attribute_mapping, "instance-lifecycle", "lifecycle")
     with mock_aws():
@@ -43,20 +47,28 @@ def aws(monkeypatch):
 
 
 def launch(ec2, image, tags=None, spot=True, itype="m5.large"):
-    kwargs = {"ImageId": image, "MinCount": 1, "MaxCount": 1, "InstanceType": itype,
-              "Placement": {"AvailabilityZone": ZONE}}
+    kwargs = {
+        "ImageId": image,
+        "MinCount": 1,
+        "MaxCount": 1,
+        "InstanceType": itype,
+        "Placement": {"AvailabilityZone": ZONE},
+    }
     if spot:
         kwargs["InstanceMarketOptions"] = {"MarketType": "spot"}
     if tags:
-        kwargs["TagSpecifications"] = [{"ResourceType": "instance",
-                                        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+        kwargs["TagSpecifications"] = [
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ]
     inst = ec2.run_instances(**kwargs)["Instances"][0]
     return inst["InstanceId"], inst["LaunchTime"].astimezone(UTC)
 
 
 def feed_file(lines):
-    header = ("#Version: 1.0\n#Fields: Timestamp UsageType Operation InstanceID MyBidID MyMaxPrice MarketPrice "
-              "Charge Version\n")
+    header = (
+        "#Version: 1.0\n#Fields: Timestamp UsageType Operation InstanceID MyBidID MyMaxPrice MarketPrice "
+        "Charge Version\n"
+    )
     return gzip.compress((header + "".join(line + "\n" for line in lines)).encode())
 
 
@@ -135,8 +147,10 @@ def test_pools_filter_and_owner_tag(fleet):
         res = run_module(spot_usage_report.main, {"pools": ["ci"], "now": now.isoformat()})
     assert {r["instance_id"] for r in res["instances"]} == {ids[k] for k in ("ci1", "ci2", "ci_gone", "ci_od")}
     with prices.installed():
-        res = run_module(spot_usage_report.main, {"pools": ["ci"], "include_unpooled_spot": True,
-                                                  "owner_tag": "Name", "now": now.isoformat()})
+        res = run_module(
+            spot_usage_report.main,
+            {"pools": ["ci"], "include_unpooled_spot": True, "owner_tag": "Name", "now": now.isoformat()},
+        )
     names = {(g["kind"], g["name"]) for g in res["summary"]}
     assert names == {("pool", "ci"), ("owner", "(no owner)")}
 
@@ -147,10 +161,14 @@ def test_datafeed_charges_and_malformed_lines(fleet):
     hour = (now - datetime.timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     stamp = hour.strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
-        (f"{stamp}\tUSE1-SpotUsage:m5.large\tRunInstances:SV050\t{ids['ci1']}\tsir-1\t0.096 USD\t0.030 USD\t"
-         "0.030 USD\t1"),
-        (f"{stamp}\tUSE1-SpotUsage:m5.large\tRunInstances:SV050\ti-0feedonly000000\tsir-2\t0.096 USD\t0.030 USD\t"
-         "0.015 USD\t1"),
+        (
+            f"{stamp}\tUSE1-SpotUsage:m5.large\tRunInstances:SV050\t{ids['ci1']}\tsir-1\t0.096 USD\t0.030 USD\t"
+            "0.030 USD\t1"
+        ),
+        (
+            f"{stamp}\tUSE1-SpotUsage:m5.large\tRunInstances:SV050\ti-0feedonly000000\tsir-2\t0.096 USD\t0.030 USD\t"
+            "0.015 USD\t1"
+        ),
         "garbage without tabs",
         f"{stamp}\tUSE1-SpotUsage:m5.large\tRunInstances\t{ids['ci2']}\tsir-3\t0.096 USD\tn/a USD\t0.01 USD\t1",
     ]
@@ -159,8 +177,10 @@ def test_datafeed_charges_and_malformed_lines(fleet):
     old = f"feed/123456789012.{(hour - datetime.timedelta(days=30)).strftime('%Y-%m-%d-%H')}.001.abcd1234.gz"
     s3.put_object(Bucket="feed", Key=old, Body=feed_file(lines[:1]))
     with prices.installed():
-        res = run_module(spot_usage_report.main, {"now": now.isoformat(), "lookback_hours": 24,
-                                                  "datafeed_bucket": "feed", "datafeed_prefix": "feed/"})
+        res = run_module(
+            spot_usage_report.main,
+            {"now": now.isoformat(), "lookback_hours": 24, "datafeed_bucket": "feed", "datafeed_prefix": "feed/"},
+        )
     assert res["exit_code"] == 0, res
     assert res["datafeed"]["files"] == 1  # the 30-day-old file is outside the window and never read
     assert res["datafeed"]["records"] == 2 and res["datafeed"]["skipped"] == 2
@@ -176,16 +196,20 @@ def test_interruption_from_spot_request_status_and_persistent_validity(aws):
     image = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
     past = datetime.datetime(2020, 1, 1, tzinfo=UTC)
     req = ec2.request_spot_instances(
-        InstanceCount=1, Type="persistent", ValidUntil=past,
+        InstanceCount=1,
+        Type="persistent",
+        ValidUntil=past,
         LaunchSpecification={"ImageId": image, "InstanceType": "m5.large"},
-        TagSpecifications=[{"ResourceType": "spot-instances-request",
-                            "Tags": [{"Key": "parkingspot:pool", "Value": "ci"}]}],
+        TagSpecifications=[
+            {"ResourceType": "spot-instances-request", "Tags": [{"Key": "parkingspot:pool", "Value": "ci"}]}
+        ],
     )["SpotInstanceRequests"][0]
     described = ec2.describe_spot_instance_requests()["SpotInstanceRequests"][0]
     iid = described["InstanceId"]
     ec2.create_tags(Resources=[iid], Tags=[{"Key": "parkingspot:pool", "Value": "ci"}])
     # moto never interrupts: set the status EC2 would show after a capacity interruption
     from moto.ec2.models import ec2_backends
+
     backend = ec2_backends["123456789012"][REGION]
     backend.spot_instance_requests[req["SpotInstanceRequestId"]]._status_code = "instance-terminated-no-capacity"
     ec2.terminate_instances(InstanceIds=[iid])
@@ -199,12 +223,15 @@ def test_interruption_from_spot_request_status_and_persistent_validity(aws):
     assert request["expired"] is True and request["re_evaluated"] is False
 
 
-@pytest.mark.parametrize("args,option", [
-    ({"lookback_hours": 0}, "lookback_hours"),
-    ({"now": "yesterday"}, "now"),
-    ({"pools": [""]}, "pools"),
-    ({"on_demand_prices": {"m5.large": -1}}, "on_demand_prices"),
-])
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        ({"lookback_hours": 0}, "lookback_hours"),
+        ({"now": "yesterday"}, "now"),
+        ({"pools": [""]}, "pools"),
+        ({"on_demand_prices": {"m5.large": -1}}, "on_demand_prices"),
+    ],
+)
 def test_bad_input_names_the_option(aws, args, option):
     res = run_module(spot_usage_report.main, args)
     assert res["exit_code"] == 1 and res["option"] == option and res["msg"].startswith(option + ":"), res

@@ -39,7 +39,7 @@ def run_module(main, args, check_mode=False, diff=False):
         raise AssertionError("the module returned without calling exit_json or fail_json")
     text = out.getvalue()
     try:
-        result = json.loads(text[text.index("{"):])
+        result = json.loads(text[text.index("{") :])
     except ValueError as exc:
         raise AssertionError(f"module printed no JSON result: {text!r}") from exc
     res = ModuleExit(result)

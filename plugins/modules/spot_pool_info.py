@@ -1,0 +1,122 @@
+#!/usr/bin/python
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: spot_pool_info
+short_description: Status of ParkingSpot pools
+version_added: 0.1.0
+description:
+  - Counts by state and market, leases with their remaining minutes, drains in progress and vCPU use of pools kept
+    by M(parkingspot.ec2.spot_pool).
+  - One paginated, tag-filtered DescribeInstances per 1000 instances for all pools together, plus one
+    DescribeInstanceTypes for the vCPU counts.
+author:
+  - ParkingSpot maintainers (@parkingspot)
+options:
+  names:
+    description: Pools to report on; all pools when empty.
+    type: list
+    elements: str
+    default: []
+  now:
+    description: Report as of this time (ISO 8601 with a zone) instead of the current time.
+    type: str
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+notes:
+  - Supports check mode.
+"""
+
+EXAMPLES = r"""
+- name: Status of every pool
+  parkingspot.ec2.spot_pool_info:
+  register: pools
+
+- name: Pools with instances draining
+  ansible.builtin.debug:
+    msg: "{{ pools.pools | selectattr('counts.draining', 'gt', 0) | map(attribute='name') | list }}"
+"""
+
+RETURN = r"""
+pools:
+  description: One entry per pool, sorted by name (empty list when there is none).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Pool name.
+      type: str
+    market:
+      description: C(block) when the pool holds leases, else C(spot).
+      type: str
+    counts:
+      description: Instances by state and market, capacity, draining, expiring and interrupted counts.
+      type: dict
+    blocks:
+      description: Leases with instance_id, expires_at, remaining_minutes and status.
+      type: list
+      elements: dict
+    draining:
+      description: Drains in progress with their deadline.
+      type: list
+      elements: dict
+    vcpus_used:
+      description: vCPUs of the pool's live instances.
+      type: int
+"""
+
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
+
+
+def read_pools(client, names):
+    """Instances of the named pools (or of every pool), grouped by pool name."""
+    if names:
+        pool_filter = [{"Name": "tag:%s" % TAG_POOL, "Values": sorted(names)}]
+    else:
+        pool_filter = [{"Name": "tag-key", "Values": [TAG_POOL]}]
+    instances = _aws.describe_instances_by_tags(client, {}, states=_aws.ALL_STATES, filters=pool_filter)
+    pools = {name: [] for name in names}
+    for instance in instances:
+        pools.setdefault(instance["tags"].get(TAG_POOL), []).append(instance)
+    return pools
+
+
+def do(module):
+    now = _keeper.utc(module.params["now"])
+    client = module.client("ec2")
+    pools = read_pools(client, module.params["names"])
+    types = {i["instance_type"] for members in pools.values() for i in members}
+    vcpus = _aws.instance_type_vcpus(client, types)
+    result = []
+    for name in sorted(pools):
+        members = pools[name]
+        market = "block" if any(TAG_EXPIRES_AT in i["tags"] for i in members) else "spot"
+        status = _planner.pool_status(members, now, market=market, vcpus=vcpus)
+        result.append(dict(status, name=name, market=market))
+    module.exit_json(changed=False, pools=result)
+
+
+def main():
+    argument_spec = dict(
+        names=dict(type="list", elements="str", default=[]),
+        now=dict(type="str"),
+    )
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        do(module)
+    except AnsibleAWSError as e:
+        module.fail_json_aws_error(e)
+
+
+if __name__ == "__main__":
+    main()
