@@ -68,7 +68,7 @@ test: lint sanity units integration
 	@echo "make test: all tiers passed"
 
 demo: collection
-	$(PY) tools/with_moto.py -- ansible-playbook playbooks/demo.yml
+	$(PY) tools/demo.py
 
 clean:
 	rm -rf $(BUILD) $(VENV) tests/output
