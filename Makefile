@@ -62,7 +62,7 @@ units: collection
 	cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) $(PY) -m pytest $(PYTEST_ARGS) tests/unit
 
 integration: collection
-	$(PY) tools/with_moto.py -- $(PY) tools/run_integration.py $(COLLECTION)/tests/integration/targets
+	$(PY) tools/with_moto.py -- $(PY) tools/run_integration.py $(COLLECTION)/tests/integration/targets $(T)
 
 test: lint sanity units integration
 	@echo "make test: all tiers passed"

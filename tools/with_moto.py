@@ -2,8 +2,10 @@
 
 Usage: python tools/with_moto.py [--port N] -- COMMAND [ARGS...]
 
-The command sees MOTO_URL (the endpoint) and throw-away credentials in its
-environment; the server stops when the command ends, whatever its exit code.
+The command sees MOTO_URL (the endpoint, through the counting and fault-injecting
+proxy of tools/ec2_proxy.py), MOTO_DIRECT_URL (moto itself) and throw-away
+credentials in its environment; both servers stop when the command ends,
+whatever its exit code.
 """
 
 import argparse
@@ -12,6 +14,10 @@ import os
 import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ec2_proxy  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def free_port():
@@ -50,11 +56,13 @@ def main(argv):
     port = args.port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    url = "http://127.0.0.1:%d" % port
-    print("local EC2 API (moto) listening on %s" % url, flush=True)
+    direct = "http://127.0.0.1:%d" % port
+    proxy, url, _state = ec2_proxy.start(direct)
+    print("local EC2 API (moto) on %s, through the proxy on %s" % (direct, url), flush=True)
     try:
-        return subprocess.call(command, env=fake_credentials_env(url))
+        return subprocess.call(command, env=dict(fake_credentials_env(url), MOTO_DIRECT_URL=direct))
     finally:
+        proxy.shutdown()
         server.stop()
 
 
