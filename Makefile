@@ -22,7 +22,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup collection lint sanity units integration test demo clean
+.PHONY: help setup collection lint sanity units integration test demo clean bench unit-fast
 
 help:
 	@echo "make demo    keep a CI runner pool through a simulated day on a local EC2 API"
@@ -76,3 +76,7 @@ clean:
 # Quick loop while developing: make unit-fast T=tests/unit/plugins/modules
 unit-fast: collection
 	cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) $(PY) -m pytest $(PYTEST_ARGS) -x $(or $(T),tests/unit)
+
+# Benchmarks: make bench B=pool_api_calls ARGS="--sizes 10,100,1000"
+bench: collection
+	cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) $(PY) bench/$(B).py $(ARGS)

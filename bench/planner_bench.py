@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import os
 import platform
 import statistics
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PLANNER = os.path.join(HERE, "..", "plugins", "module_utils", "_planner.py")
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 
 
 def load_planner():
-    spec = importlib.util.spec_from_file_location("parkingspot_planner", PLANNER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+
+    return _planner
 
 
 NOW = datetime.datetime(2026, 11, 23, 8, 0, tzinfo=datetime.timezone.utc)
@@ -44,7 +41,7 @@ def steady_pool(planner, n):
             "zone": f"eu-west-1{'abc'[k % 3]}",
             "market": "spot",
             "tags": {
-                planner.TAG_POOL: "ci",
+                TAG_POOL: "ci",
                 planner.TAG_EXPIRES_AT: planner.lease_end(NOW - datetime.timedelta(minutes=k % 30), 60),
             },
         }
@@ -57,7 +54,7 @@ def busy_pool(planner, n):
     for k in range(n):
         age = k % 70
         tags = {
-            planner.TAG_POOL: "ci",
+            TAG_POOL: "ci",
             planner.TAG_EXPIRES_AT: planner.lease_end(NOW - datetime.timedelta(minutes=age), 60),
         }
         state, market = "running", "spot"

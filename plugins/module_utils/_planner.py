@@ -27,7 +27,6 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_D
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
-from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL  # noqa: F401  (re-exported)
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
 
 STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
