@@ -15,6 +15,8 @@ COLLECTION := $(COLLECTIONS)/ansible_collections/parkingspot/ec2
 ANSIBLE_WHEEL := ansible==14.5.0
 DEP_COLLECTIONS := amazon.aws
 PIP_BOOTSTRAP_VERSION := 25_2
+TAR_EXCLUDES := --exclude=./.venv --exclude=./.build --exclude=./.git --exclude=./tests/output \
+    --exclude='__pycache__' --exclude=./.pytest_cache --exclude=./.ruff_cache --exclude=./demo-output
 PYTEST_ARGS := -q -p no:cacheprovider --import-mode=importlib
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
@@ -47,8 +49,7 @@ setup: $(BUILD)/.deps-stamp
 collection: setup
 	rm -rf $(COLLECTION)
 	mkdir -p $(COLLECTION)
-	tar -c --exclude=./.venv --exclude=./.build --exclude=./.git --exclude=./tests/output \
-	    --exclude='__pycache__' --exclude=./.pytest_cache --exclude=./.ruff_cache . | tar -x -C $(COLLECTION)
+	tar -c $(TAR_EXCLUDES) . | tar -x -C $(COLLECTION)
 	cd $(COLLECTION) && git init -q && git add -A
 
 lint: setup
@@ -78,5 +79,11 @@ unit-fast: collection
 	cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) $(PY) -m pytest $(PYTEST_ARGS) -x $(or $(T),tests/unit)
 
 # Benchmarks: make bench B=pool_api_calls ARGS="--sizes 10,100,1000"
-bench: collection
-	cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) $(PY) bench/$(B).py $(ARGS)
+# Benchmarks run from their own copy, so tests can rebuild the main one meanwhile.
+BENCH_COLLECTIONS := $(abspath $(BUILD))/bench-collections
+bench: setup
+	rm -rf $(BENCH_COLLECTIONS) && mkdir -p $(BENCH_COLLECTIONS)/ansible_collections/parkingspot/ec2
+	ln -s $(COLLECTIONS)/ansible_collections/amazon $(BENCH_COLLECTIONS)/ansible_collections/amazon
+	tar -c $(TAR_EXCLUDES) . | tar -x -C $(BENCH_COLLECTIONS)/ansible_collections/parkingspot/ec2
+	cd $(BENCH_COLLECTIONS)/ansible_collections/parkingspot/ec2 && ANSIBLE_COLLECTIONS_PATH=$(BENCH_COLLECTIONS) \
+	    PYTHONPATH=$(BENCH_COLLECTIONS) $(PY) bench/$(B).py $(ARGS)
