@@ -8,14 +8,20 @@ a spot pool is empty, which moto never does.
 
 Control endpoints (not forwarded):
   GET  /_proxy/counts             {"Action": n, ...}
-  POST /_proxy/reset              clear the counts
+  POST /_proxy/reset              clear the counts and the client tokens seen
   POST /_proxy/spot?available=0   refuse spot RunInstances/CreateFleet (1 accepts them again)
+  POST /_proxy/delay?action=A&seconds=S   hold every A request S seconds before forwarding it
+
+moto ignores EC2 client tokens; AWS does not. The proxy gives RunInstances and
+CreateFleet their AWS meaning: a repeated ClientToken returns the first call's
+response instead of launching again (requests with one token are serialised).
 """
 
 import http.client
 import http.server
 import json
 import threading
+import time
 import urllib.parse
 from collections import Counter
 
@@ -33,7 +39,14 @@ class ProxyState:
         self.counts = Counter()
         self.spot_available = True
         self.refused = 0
+        self.delays = {}
         self.lock = threading.Lock()
+        self.tokens = {}
+        self.token_locks = {}
+
+    def token_lock(self, token):
+        with self.lock:
+            return self.token_locks.setdefault(token, threading.Lock())
 
 
 def _action(headers, body):
@@ -51,6 +64,14 @@ def _is_spot_launch(action, body):
     if action == "CreateFleet":
         return "DefaultTargetCapacityType=spot" in text
     return action == "RequestSpotInstances"
+
+
+def _client_token(action, body):
+    if action not in ("RunInstances", "CreateFleet"):
+        return None
+    fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    token = (fields.get("ClientToken") or [None])[0]
+    return "%s:%s" % (action, token) if token else None
 
 
 def make_handler(state):
@@ -76,7 +97,12 @@ def make_handler(state):
             if url.path == "/_proxy/reset":
                 with state.lock:
                     state.counts.clear()
+                    state.tokens.clear()
                 return self._reply(200, "{}")
+            if url.path == "/_proxy/delay":
+                query = urllib.parse.parse_qs(url.query)
+                state.delays[query["action"][0]] = float(query.get("seconds", ["0"])[0])
+                return self._reply(200, json.dumps(state.delays))
             if url.path == "/_proxy/spot":
                 query = urllib.parse.parse_qs(url.query)
                 state.spot_available = (query.get("available") or ["1"])[0] not in ("0", "false", "no")
@@ -98,19 +124,39 @@ def make_handler(state):
                 with state.lock:
                     state.refused += 1
                 return self._reply(400, CAPACITY_ERROR, "text/xml")
+            if state.delays.get(action):
+                time.sleep(state.delays[action])
+            token = _client_token(action, body)
+            if token:
+                with state.token_lock(token):
+                    if token in state.tokens:
+                        status, headers, data = state.tokens[token]
+                    else:
+                        status, headers, data = self._upstream(body)
+                        if status == 200:  # a failed call does not use up its token
+                            state.tokens[token] = (status, headers, data)
+            else:
+                status, headers, data = self._upstream(body)
+            self.send_response(status)
+            for key, value in headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _upstream(self, body):
             connection = http.client.HTTPConnection(state.host, state.port, timeout=300)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read()
-            self.send_response(response.status)
-            for key, value in response.getheaders():
-                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            kept = [
+                (key, value)
+                for key, value in response.getheaders()
+                if key.lower() not in ("transfer-encoding", "connection", "content-length")
+            ]
             connection.close()
+            return response.status, kept, data
 
         do_GET = _forward
         do_POST = _forward

@@ -36,6 +36,17 @@ def main(argv):
         print("integration target %s: %s in %.1fs" % (name, outcome, time.monotonic() - started))
         if code:
             failed.append(name)
+    python_tests = os.path.join(os.path.dirname(targets_dir), "python")
+    if not argv[1:] and os.path.isdir(python_tests):
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", python_tests], env=env)
+        print(
+            "integration tests in %s: %s in %.1fs"
+            % (python_tests, "ok" if code == 0 else "FAILED", time.monotonic() - started)
+        )
+        names = names + ["python"]
+        if code:
+            failed.append("python")
     print("%d passed, %d failed" % (len(names) - len(failed), len(failed)))
     return 1 if failed else 0
 

@@ -113,13 +113,15 @@ def combine_user_data(parts: List[str]) -> str:
 def client_token(pool_key: str, market: str, count: int, instances: List[Dict[str, Any]], now_bucket: str) -> str:
     """An EC2 client token for one planned launch.
 
-    It hashes the pool, the market, the count and the live instance ids: two
-    runs that read the same pool and plan the same launch send the same token
-    and EC2 performs the launch once. ``now_bucket`` (the minute) keeps a later,
-    legitimately identical launch from being swallowed.
+    It hashes the pool, the market, the count and the ids of every instance the
+    run saw (terminated ones included: EC2 lists them for about an hour). Two runs
+    that read the same pool and plan the same launch send the same token and EC2
+    performs the launch once; after any change to the pool, even instances
+    vanishing, the token differs. ``now_bucket`` (the minute) separates launches
+    further apart in time.
     """
-    live = sorted(i["instance_id"] for i in instances if i["state"] in _aws.LIVE_STATES)
-    text = "|".join([pool_key, market, str(count), now_bucket] + live)
+    seen = sorted(i["instance_id"] for i in instances)
+    text = "|".join([pool_key, market, str(count), now_bucket] + seen)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:64]
 
 

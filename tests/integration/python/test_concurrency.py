@@ -1,0 +1,154 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Two keeper runs at once, a run killed mid-launch, a run killed mid-drain.
+
+Real ansible-playbook processes against the local EC2 API (MOTO_URL, through the
+proxy of tools/ec2_proxy.py, which gives EC2 client tokens their AWS meaning and
+can hold a call back so a run can be killed in the middle of it).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import boto3
+import pytest
+
+PROXY = os.environ.get("MOTO_URL")
+DIRECT = os.environ.get("MOTO_DIRECT_URL")
+pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
+
+NOW = "2026-11-30T10:00:00Z"
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - parkingspot.ec2.spot_pool:
+        region: us-east-1
+        endpoint_url: "{url}"
+        name: race
+        desired: {desired}
+        launch_template: {{name: race-runner}}
+        instance_type: m6i.large
+        now: "{now}"
+        drain: {drain}
+      register: result
+    - ansible.builtin.copy:
+        content: "{{{{ result | to_json }}}}"
+        dest: "{out}"
+"""
+
+
+def counts():
+    with urllib.request.urlopen(PROXY + "/_proxy/counts", timeout=30) as response:
+        return json.loads(response.read())
+
+
+def post(path):
+    request = urllib.request.Request(PROXY + path, method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+@pytest.fixture
+def ec2():
+    urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
+    post("/_proxy/delay?action=RunInstances&seconds=0")
+    post("/_proxy/reset")
+    client = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
+    image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    client.create_launch_template(LaunchTemplateName="race-runner", LaunchTemplateData={"ImageId": image})
+    return client
+
+
+def live(ec2, states=("pending", "running")):
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[
+            {"Name": "tag:parkingspot:pool", "Values": ["race"]},
+            {"Name": "instance-state-name", "Values": list(states)},
+        ]
+    )
+    return {
+        i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]}
+        for p in pages
+        for r in p["Reservations"]
+        for i in r["Instances"]
+    }
+
+
+def start(tmp_path, name, desired, now=NOW, drain=None):
+    play = tmp_path / ("%s.yml" % name)
+    out = tmp_path / ("%s.json" % name)
+    play.write_text(PLAY.format(url=PROXY, desired=desired, now=now, drain=json.dumps(drain or {}), out=out))
+    process = subprocess.Popen(
+        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return process, out
+
+
+def finish(process, out):
+    output = process.communicate(timeout=240)[0].decode()
+    assert process.returncode == 0, output[-2000:]
+    return json.loads(out.read_text())
+
+
+def kill(process):
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_two_concurrent_runs_launch_the_pool_once(ec2, tmp_path, round_):
+    first = start(tmp_path, "a", 3)
+    second = start(tmp_path, "b", 3)
+    results = [finish(*first), finish(*second)]
+    held = live(ec2)
+    assert len(held) == 3, "round %d: %d instances for desired 3" % (round_, len(held))
+    assert all(tags["parkingspot:pool"] == "race" for tags in held.values())
+    launched = set(results[0]["pool"]["launched"]) | set(results[1]["pool"]["launched"])
+    assert launched <= set(held)
+    settled = finish(*start(tmp_path, "c", 3))
+    assert settled["changed"] is False
+
+
+def test_a_run_killed_mid_launch_converges(ec2, tmp_path):
+    post("/_proxy/delay?action=RunInstances&seconds=6")
+    victim = start(tmp_path, "killed", 3)
+    deadline = time.monotonic() + 60
+    while not counts().get("RunInstances") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert counts().get("RunInstances") == 1, "the run never reached RunInstances"
+    kill(victim[0])  # killed while its launch is held back by the proxy
+    post("/_proxy/delay?action=RunInstances&seconds=0")
+    # The next run sees an empty pool and plans the same launch: same client token.
+    follower = finish(*start(tmp_path, "next", 3))
+    time.sleep(7)  # the killed run's held-back call reaches the API now
+    held = live(ec2)
+    assert len(held) == 3, "killed launch plus next run left %d instances" % len(held)
+    assert set(follower["pool"]["launched"]) == set(held)
+    assert finish(*start(tmp_path, "again", 3))["changed"] is False
+
+
+def test_a_run_killed_mid_drain_leaves_a_lease_that_expires(ec2, tmp_path):
+    finish(*start(tmp_path, "up", 2))
+    drain = {"command": "sleep 60", "timeout": 120}
+    victim = start(tmp_path, "draining", 1, drain=drain)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        marked = [i for i, tags in live(ec2).items() if tags.get("parkingspot:state") == "draining"]
+        if marked:
+            break
+        time.sleep(0.5)
+    kill(victim[0])
+    assert len(marked) == 1
+    # A later run inside the drain lease leaves the draining instance alone and launches nothing.
+    within = finish(*start(tmp_path, "within", 1, now="2026-11-30T10:01:00Z", drain=drain))
+    assert within["pool"]["launched"] == [] and within["pool"]["terminated"] == []
+    assert marked[0] in live(ec2)
+    # Once the lease has passed, any run terminates it: nothing drains forever.
+    after = finish(*start(tmp_path, "after", 1, now="2026-11-30T10:03:00Z", drain=drain))
+    assert after["pool"]["terminated"] == marked
+    assert len(live(ec2)) == 1
