@@ -34,4 +34,16 @@ if [ -z "${ANSIBLE_RULEBOOK:-}" ]; then
 fi
 export ANSIBLE_RULEBOOK
 
+# Schema check of every rulebook with ansible-rulebook's own validator (the controller variant
+# cannot run here: it needs an AWX to launch a job template).
+"$(dirname "$ANSIBLE_RULEBOOK")/python" - "$ROOT"/extensions/eda/rulebooks/*.yml <<'PY'
+import sys
+import yaml
+from ansible_rulebook.validators import Validate
+for path in sys.argv[1:]:
+    with open(path) as handle:
+        Validate.rulebook(yaml.safe_load(handle))
+    print("schema ok:", path.rsplit("/", 1)[-1])
+PY
+
 exec "$PYTHON" "$HERE/rulebook_e2e.py"
