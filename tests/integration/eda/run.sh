@@ -40,10 +40,11 @@ sys.exit("moto server did not start")
 PY
 
 export AWS_URL="http://127.0.0.1:$PORT" AWS_ENDPOINT_URL="http://127.0.0.1:$PORT"
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=eu-west-1
-unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN 2>/dev/null || true
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+# No region in the environment: the playbook must pass parkingspot_eda_region to every module.
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION 2>/dev/null || true
 export ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0
-REGION=eu-west-1
+REGION=ap-southeast-2
 failures=0
 
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
@@ -67,7 +68,7 @@ play() {
 }
 
 verify() {
-    "$PYTHON" "$HERE/verify.py" "$@" || fail "verify $*"
+    AWS_DEFAULT_REGION=$REGION "$PYTHON" "$HERE/verify.py" "$@" || fail "verify $*"
 }
 
 play bad-input 2 any

@@ -55,7 +55,7 @@ def verify_present():
     url = sqs.get_queue_url(QueueName=NAME)["QueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     queue_arn = attributes["QueueArn"]
-    rule_arn = f"arn:aws:events:eu-west-1:{account}:rule/{NAME}"
+    rule_arn = f"arn:aws:events:{os.environ['AWS_DEFAULT_REGION']}:{account}:rule/{NAME}"
     check(attributes["ReceiveMessageWaitTimeSeconds"] == "20", "long polling not enabled on the queue")
     check(attributes["VisibilityTimeout"] == "60", "visibility timeout not set")
     policy = json.loads(attributes["Policy"])

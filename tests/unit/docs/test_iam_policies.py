@@ -83,7 +83,7 @@ WAITER = re.compile(r"(?:self\.)?\b(\w+)\.get_waiter\(\s*[\"'](\w+)[\"']")
 
 def actions_in_source(text, default_service=None):
     """IAM actions of the boto3 calls in one Python source text."""
-    clients = {var: svc for var, svc in ASSIGN_CLIENT.findall(text)}
+    clients = dict(ASSIGN_CLIENT.findall(text))
     if default_service:
         for var in ("client", "connection", "conn"):
             clients.setdefault(var, default_service)
