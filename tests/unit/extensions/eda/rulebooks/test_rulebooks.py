@@ -1,0 +1,47 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The local and the controller rulebooks react to the same events in the same way.
+
+The local rulebook runs end to end under ansible-rulebook in tests/integration/eda/; the
+controller variant cannot (it needs an AWX to launch a job template), so it is held to the
+local one here, and schema-checked by tests/integration/eda/rulebook.sh.
+"""
+
+import os
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RULEBOOKS = os.path.join(HERE, "..", "..", "..", "..", "..", "extensions", "eda", "rulebooks")
+
+
+def load(name):
+    with open(os.path.join(RULEBOOKS, name)) as handle:
+        return yaml.safe_load(handle)
+
+
+def test_both_rulebooks_match_except_for_the_action():
+    (local,) = load("spot_interruptions.yml")
+    (controller,) = load("spot_interruptions_controller.yml")
+    assert local["sources"] == controller["sources"]
+    assert [r["condition"] for r in local["rules"]] == [r["condition"] for r in controller["rules"]]
+    assert [r.get("throttle") for r in local["rules"]] == [r.get("throttle") for r in controller["rules"]]
+    run = local["rules"][0]["action"]["run_playbook"]
+    launch = controller["rules"][0]["action"]["run_job_template"]
+    assert run["name"] == "parkingspot.ec2.runner_pool"
+    assert run["extra_vars"] == launch["job_args"]["extra_vars"] == {"parkingspot_pool_names": ["{{ event.pool }}"]}
+
+
+def test_source_is_the_collection_event_source():
+    (local,) = load("spot_interruptions.yml")
+    (source,) = local["sources"]
+    plugin = [key for key in source if key != "name"]
+    assert plugin == ["parkingspot.ec2.spot_interruptions"]
+    path = os.path.join(RULEBOOKS, "..", "plugins", "event_source", "spot_interruptions.py")
+    assert os.path.isfile(path)
+
+
+def test_throttle_groups_by_pool():
+    (local,) = load("spot_interruptions.yml")
+    throttle = local["rules"][0]["throttle"]
+    assert throttle["group_by_attributes"] == ["event.pool"]
+    assert throttle["once_within"] == "1 minute"
