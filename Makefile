@@ -13,7 +13,7 @@ BUILD := .build
 COLLECTIONS := $(abspath $(BUILD))/collections
 COLLECTION := $(COLLECTIONS)/ansible_collections/parkingspot/ec2
 ANSIBLE_WHEEL := ansible==14.5.0
-DEP_COLLECTIONS := amazon.aws
+DEP_COLLECTIONS := amazon.aws community.aws
 PIP_BOOTSTRAP_VERSION := 25_2
 TAR_EXCLUDES := --exclude=./.venv --exclude=./.build --exclude=./.git --exclude=./tests/output \
     --exclude='__pycache__' --exclude=./.pytest_cache --exclude=./.ruff_cache --exclude=./demo-output
@@ -24,7 +24,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup collection lint sanity units integration test demo clean bench unit-fast
+.PHONY: help setup collection lint sanity units integration integration-eda test demo clean bench unit-fast
 
 help:
 	@echo "make demo    keep a CI runner pool through a simulated day on a local EC2 API"
@@ -36,13 +36,12 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-$(BUILD)/.deps-stamp: $(VENV)/.stamp tools/bootstrap_collections.py tools/get_pip_offline.py
+# Dependency collections come from the ansible wheel on PyPI (no-op once present);
+# ansible-test gets a pip bootstrap script that needs no network.
+setup: $(VENV)/.stamp
 	$(PY) tools/bootstrap_collections.py $(COLLECTIONS) $(ANSIBLE_WHEEL) $(DEP_COLLECTIONS)
 	mkdir -p $(HOME)/.ansible/test/cache
 	cp tools/get_pip_offline.py $(HOME)/.ansible/test/cache/get_pip_$(PIP_BOOTSTRAP_VERSION).py
-	touch $@
-
-setup: $(BUILD)/.deps-stamp
 
 # A fresh copy of the working tree where ansible-test and the tests expect it:
 # .../ansible_collections/parkingspot/ec2 (ansible-test needs its own git tree).
@@ -64,6 +63,13 @@ units: collection
 
 integration: collection
 	$(PY) tools/with_moto.py -- $(PY) tools/run_integration.py $(COLLECTION)/tests/integration/targets $(T)
+	$(if $(T),,$(MAKE) --no-print-directory integration-eda)
+
+# EventBridge/SQS setup playbook, and the rulebook end to end (ansible-rulebook, Java 17).
+integration-eda: collection
+	cd $(COLLECTION) && PYTHON=$(PY) sh tests/integration/eda/run.sh
+	cd $(COLLECTION) && PYTHON=$(PY) EDA_PYTHON=$(PYTHON_BIN) EDA_VENV=$(abspath $(BUILD))/eda-venv \
+	    sh tests/integration/eda/rulebook.sh
 
 test: lint sanity units integration
 	@echo "make test: all tiers passed"

@@ -28,7 +28,7 @@ if [ -z "${ANSIBLE_RULEBOOK:-}" ]; then
     if [ ! -x "$EDA_VENV/bin/ansible-rulebook" ]; then
         EDA_PYTHON=${EDA_PYTHON:-$(command -v python3.12 || command -v python3)}
         "$EDA_PYTHON" -m venv "$EDA_VENV"
-        "$EDA_VENV/bin/pip" install --quiet ansible-rulebook ansible-core boto3
+        "$EDA_VENV/bin/pip" install --quiet ansible-rulebook==1.3.2 ansible-core==2.21.5 boto3==1.44.8
     fi
     ANSIBLE_RULEBOOK=$EDA_VENV/bin/ansible-rulebook
 fi
