@@ -13,6 +13,7 @@ import json
 import boto3
 import botocore.stub
 import pytest
+
 from ansible_collections.parkingspot.ec2.extensions.eda.plugins.event_source import spot_interruptions as src
 
 INTERRUPTION = "EC2 Spot Instance Interruption Warning"
