@@ -43,6 +43,16 @@ setup: $(VENV)/.stamp
 	mkdir -p $(HOME)/.ansible/test/cache
 	cp tools/get_pip_offline.py $(HOME)/.ansible/test/cache/get_pip_$(PIP_BOOTSTRAP_VERSION).py
 
+# $(call copy-to,ROOT): a fresh copy of the working tree at ROOT/ansible_collections/parkingspot/ec2,
+# with the dependency collections linked beside it (for quick loops and benchmarks, which must not
+# disturb a running make test).
+define copy-to
+	rm -rf $(1) && mkdir -p $(1)/ansible_collections/parkingspot/ec2
+	for dep in $(COLLECTIONS)/ansible_collections/*; do \
+	    [ "$$(basename $$dep)" = parkingspot ] || ln -s $$dep $(1)/ansible_collections/; done
+	tar -c $(TAR_EXCLUDES) . | tar -x -C $(1)/ansible_collections/parkingspot/ec2
+endef
+
 # A fresh copy of the working tree where ansible-test and the tests expect it:
 # .../ansible_collections/parkingspot/ec2 (ansible-test needs its own git tree).
 collection: setup
@@ -81,15 +91,16 @@ clean:
 	rm -rf $(BUILD) $(VENV) tests/output
 
 # Quick loop while developing: make unit-fast T=tests/unit/plugins/modules
-unit-fast: collection
-	cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) $(PY) -m pytest $(PYTEST_ARGS) -x $(or $(T),tests/unit)
+DEV_COLLECTIONS := $(abspath $(BUILD))/dev-collections
+unit-fast: setup
+	$(call copy-to,$(DEV_COLLECTIONS))
+	cd $(DEV_COLLECTIONS)/ansible_collections/parkingspot/ec2 && ANSIBLE_COLLECTIONS_PATH=$(DEV_COLLECTIONS) \
+	    PYTHONPATH=$(DEV_COLLECTIONS) $(PY) -m pytest $(PYTEST_ARGS) -x $(or $(T),tests/unit)
 
 # Benchmarks: make bench B=pool_api_calls ARGS="--sizes 10,100,1000"
 # Benchmarks run from their own copy, so tests can rebuild the main one meanwhile.
 BENCH_COLLECTIONS := $(abspath $(BUILD))/bench-collections
 bench: setup
-	rm -rf $(BENCH_COLLECTIONS) && mkdir -p $(BENCH_COLLECTIONS)/ansible_collections/parkingspot/ec2
-	ln -s $(COLLECTIONS)/ansible_collections/amazon $(BENCH_COLLECTIONS)/ansible_collections/amazon
-	tar -c $(TAR_EXCLUDES) . | tar -x -C $(BENCH_COLLECTIONS)/ansible_collections/parkingspot/ec2
+	$(call copy-to,$(BENCH_COLLECTIONS))
 	cd $(BENCH_COLLECTIONS)/ansible_collections/parkingspot/ec2 && ANSIBLE_COLLECTIONS_PATH=$(BENCH_COLLECTIONS) \
 	    PYTHONPATH=$(BENCH_COLLECTIONS) $(PY) bench/$(B).py $(ARGS)

@@ -31,6 +31,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
@@ -59,17 +60,6 @@ DRAIN_ARGUMENT_SPEC = dict(
         kubectl=dict(type="bool", default=False),
         kubectl_path=dict(type="str", default="kubectl"),
         timeout=dict(type="int", default=600),
-    ),
-)
-
-QUOTA_ARGUMENT_SPEC = dict(
-    type="dict",
-    default={},
-    options=dict(
-        max_vcpus=dict(type="int"),
-        owner_tag=dict(type="str"),
-        per_owner_max_vcpus=dict(type="int"),
-        check_account_quota=dict(type="bool", default=False),
     ),
 )
 
@@ -131,71 +121,6 @@ def client_token(pool_key: str, market: str, count: int, instances: List[Dict[st
 def read_pool(client, identity: Dict[str, str]) -> List[Dict[str, Any]]:
     """The pool's instances in every state (terminated ones stay visible for about an hour)."""
     return _aws.describe_instances_by_tags(client, identity, states=_aws.ALL_STATES)
-
-
-def launch_types(params: Dict[str, Any]) -> List[str]:
-    return sorted(set(params.get("instance_types") or [])) or (
-        [params["instance_type"]] if params.get("instance_type") else []
-    )
-
-
-def quota_inputs(module, client, params, instances, identity) -> Dict[str, Any]:
-    """Quota numbers for the planner, read with as few calls as possible (none without quotas)."""
-    quota = params.get("quota") or {}
-    wanted = quota.get("max_vcpus") is not None or quota.get("per_owner_max_vcpus") is not None
-    wanted = wanted or quota.get("check_account_quota")
-    if not wanted:
-        return {"quota": {}, "vcpus": {}}
-    types = launch_types(params)
-    if not types:
-        raise ParkingSpotError(message="quota: vCPU quotas need instance_type or instance_types to count vCPUs")
-    owner_used = 0
-    owner_instances = []
-    if quota.get("per_owner_max_vcpus") is not None:
-        key = quota.get("owner_tag")
-        owner = (params.get("tags") or {}).get(key) if key else None
-        if not key or owner is None:
-            raise ParkingSpotError(
-                message="quota.per_owner_max_vcpus needs quota.owner_tag and that tag in tags to know the owner"
-            )
-        owner_instances = _aws.describe_instances_by_tags(
-            client, {key: owner}, states=["pending", "running", "stopping"]
-        )
-    account_instances = []
-    available = None
-    if quota.get("check_account_quota"):
-        account_instances = [
-            i
-            for i in _aws.describe_instances_by_tags(client, {}, states=["pending", "running", "stopping"])
-            if i["market"] == "spot"
-        ]
-    all_types = set(types) | {i["instance_type"] for i in instances + owner_instances + account_instances}
-    vcpus = _aws.instance_type_vcpus(client, all_types)
-    unknown = sorted(t for t in types if t not in vcpus)
-    if unknown:
-        raise ParkingSpotError(message="instance_type: unknown instance type(s) %s" % ", ".join(unknown))
-    if owner_instances:
-        pool_ids = {i["instance_id"] for i in instances}
-        owner_used = sum(vcpus.get(i["instance_type"], 0) for i in owner_instances if i["instance_id"] not in pool_ids)
-    if quota.get("check_account_quota"):
-        sq = module.client("service-quotas")
-        codes = sorted({_aws.spot_quota_code(t) for t in types})
-        limit = min(_aws.get_ec2_quota(sq, code) for code in codes)
-        used = sum(
-            vcpus.get(i["instance_type"], 0)
-            for i in account_instances
-            if _aws.spot_quota_code(i["instance_type"]) in codes
-        )
-        available = max(0, int(limit) - used)
-    return {
-        "quota": {
-            "max_vcpus": quota.get("max_vcpus"),
-            "per_owner_max_vcpus": quota.get("per_owner_max_vcpus"),
-            "owner_used_vcpus": owner_used,
-            "account_available_vcpus": available,
-        },
-        "vcpus": vcpus,
-    }
 
 
 # --- acting --------------------------------------------------------------------------
@@ -284,7 +209,7 @@ def tag_drains(client, plan_drains: List[Dict[str, Any]]) -> int:
 def reconcile(module, client, *, pool_key, identity, params, desired, market, now, block_mode="emulated", window=None):
     """Plan and (unless in check mode) carry out one reconcile; returns the module result pieces."""
     instances = read_pool(client, identity)
-    facts = quota_inputs(module, client, params, instances, identity)
+    facts = _quota.quota_inputs(module, client, params, instances)
     fallback = params.get("on_demand_fallback") or {}
     drain = dict(params.get("drain") or {}, pool=pool_key)
     asg_name = fallback.get("asg_name")
@@ -310,7 +235,7 @@ def reconcile(module, client, *, pool_key, identity, params, desired, market, no
             fallback=planner_fallback,
             quota=facts["quota"],
             vcpus=facts["vcpus"],
-            launch_instance_types=launch_types(params),
+            launch_instance_types=_quota.launch_types(params),
             # Without a drain there is nothing to wait for: leases run to their end.
             drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
             mode=block_mode,

@@ -260,6 +260,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
@@ -331,7 +332,7 @@ def main():
         renew_before_minutes=dict(type="int", default=20),
         on_demand_fallback=_keeper.FALLBACK_ARGUMENT_SPEC,
         drain=_keeper.DRAIN_ARGUMENT_SPEC,
-        quota=_keeper.QUOTA_ARGUMENT_SPEC,
+        quota=_quota.QUOTA_ARGUMENT_SPEC,
         now=dict(type="str"),
     )
     argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)

@@ -44,6 +44,26 @@ options:
     description: With O(state=absent), also terminate the instances of the cancelled requests.
     type: bool
     default: true
+  quota:
+    description:
+      - vCPU limits checked before any launch. A launch that would pass one fails before any write call, with a
+        message giving the quota, the use and the ask.
+    type: dict
+    default: {}
+    suboptions:
+      max_vcpus:
+        description: Most vCPUs this request may hold.
+        type: int
+      owner_tag:
+        description: Tag key naming the owner; its value is taken from O(tags).
+        type: str
+      per_owner_max_vcpus:
+        description: Most vCPUs all live instances carrying the owner's tag may hold (pools and requests together).
+        type: int
+      check_account_quota:
+        description: Check the account's spot vCPU quota (Service Quotas) against the spot instances running.
+        type: bool
+        default: false
 extends_documentation_fragment:
   - parkingspot.ec2.launch
   - parkingspot.ec2.launch.SPOT
@@ -175,6 +195,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REQUEST
 
@@ -223,6 +244,7 @@ def ensure_present(module, client, params, instances, requests):
 
     if missing > 0:
         actions["launch"] = missing
+        _quota.check_request(module, client, params, instances, missing)
         if not module.check_mode:
             outcome = _launch.launch(client, params, missing, tags)
             launched_ids = sorted(i["instance_id"] for i in outcome["instances"])
@@ -334,6 +356,7 @@ def main():
         wait=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=300),
         terminate_instances=dict(type="bool", default=True),
+        quota=_quota.QUOTA_ARGUMENT_SPEC,
     )
     argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
     argument_spec.update(_launch.SPOT_ARGUMENT_SPEC)

@@ -128,3 +128,24 @@ def capacity_errors(monkeypatch):
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", maybe_refuse)
     return state
+
+
+@pytest.fixture
+def spot_vcpu_quota(monkeypatch):
+    """Answer Service Quotas' GetServiceQuota for the EC2 spot vCPU quotas (moto has none for EC2).
+
+    Set ``quota["value"]``; ``quota["asked"]`` records the quota codes read.
+    """
+    import botocore.client
+
+    quota = {"value": 0.0, "asked": []}
+    original = botocore.client.BaseClient._make_api_call
+
+    def answer(self, operation_name, api_params):
+        if operation_name == "GetServiceQuota" and api_params.get("ServiceCode") == "ec2":
+            quota["asked"].append(api_params["QuotaCode"])
+            return {"Quota": {"QuotaCode": api_params["QuotaCode"], "Value": quota["value"]}}
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", answer)
+    return quota

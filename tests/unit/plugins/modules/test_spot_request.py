@@ -197,3 +197,42 @@ def test_bad_input_fails_before_any_write(ec2, base, run_module, api_calls, over
     assert message in result["msg"]
     assert api_calls.writes() == []
     assert live(ec2, "runners") == []
+
+
+def test_owner_quota_fails_before_any_write(ec2, base, image_id, run_module, api_calls):
+    # Another workload of the same owner already holds 2 x t3.micro = 4 vCPUs.
+    ec2.run_instances(
+        ImageId=image_id,
+        InstanceType="t3.micro",
+        MinCount=2,
+        MaxCount=2,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "build"}]}],
+    )
+    quota = {"owner_tag": "team", "per_owner_max_vcpus": 6}
+    api_calls.clear()
+    refused = run_module(spot_request, dict(base, count=2, quota=quota))
+    assert refused["failed"] is True
+    assert "owner build may use 6 vCPUs, uses 4, asking 4 more" in refused["msg"]
+    assert api_calls.writes() == []
+    assert live(ec2, "runners") == []
+    allowed = run_module(spot_request, dict(base, count=1, quota=quota))
+    assert allowed["changed"] is True
+    assert len(live(ec2, "runners")) == 1
+
+
+def test_account_spot_quota_is_checked(ec2, base, run_module, api_calls, spot_vcpu_quota):
+    spot_vcpu_quota["value"] = 4.0
+    refused = run_module(spot_request, dict(base, count=3, quota={"check_account_quota": True}))
+    assert refused["failed"] is True
+    assert "leaves 4 vCPUs, asking 6" in refused["msg"]
+    assert spot_vcpu_quota["asked"] == ["L-34B43A08"]
+    assert api_calls.writes() == []
+    fits = run_module(spot_request, dict(base, count=2, quota={"check_account_quota": True}))
+    assert fits["changed"] is True and len(live(ec2, "runners")) == 2
+
+
+def test_own_vcpu_limit_counts_what_the_request_holds(ec2, base, run_module):
+    run_module(spot_request, dict(base, count=1, quota={"max_vcpus": 4}))
+    refused = run_module(spot_request, dict(base, count=3, quota={"max_vcpus": 4}))
+    assert "quota.max_vcpus: 4 vCPUs allowed, 2 in use by runners, asking 4 more" in refused["msg"]
+    assert len(live(ec2, "runners")) == 1
