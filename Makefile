@@ -24,7 +24,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup collection lint sanity units integration integration-eda test demo clean bench unit-fast
+.PHONY: help setup collection lint sanity units integration integration-dev integration-eda test demo clean bench unit-fast
 
 help:
 	@echo "make demo    keep a CI runner pool through a simulated day on a local EC2 API"
@@ -74,6 +74,12 @@ units: collection
 integration: collection
 	$(PY) tools/with_moto.py -- $(PY) tools/run_integration.py $(COLLECTION)/tests/integration/targets $(T)
 	$(if $(T),,$(MAKE) --no-print-directory integration-eda)
+
+# One target (or python/FILE) from a dev copy: make integration-dev T=spot_pool
+integration-dev: setup
+	$(call copy-to,$(DEV_COLLECTIONS))
+	cd $(DEV_COLLECTIONS)/ansible_collections/parkingspot/ec2 && ANSIBLE_COLLECTIONS_PATH=$(DEV_COLLECTIONS) \
+	    $(PY) tools/with_moto.py -- $(PY) tools/run_integration.py tests/integration/targets $(T)
 
 # EventBridge/SQS setup playbook, and the rulebook end to end (ansible-rulebook, Java 17).
 integration-eda: collection

@@ -2,6 +2,9 @@
 
 Usage: python tools/run_integration.py TARGETS_DIR [NAME...]
 
+NAME is a target, or python/FILE for one file of tests/integration/python; with no
+NAME, every target and then every Python integration test runs.
+
 Each target is a role (tests/integration/targets/<name>/tasks/main.yml). The
 API is reset before each target so targets cannot see each other's leftovers.
 """
@@ -28,6 +31,8 @@ def main(argv):
     playbook = os.path.join(os.path.dirname(targets_dir), "run_target.yml")
     env = dict(os.environ, ANSIBLE_ROLES_PATH=targets_dir)
     failed = []
+    python_names = [name for name in names if name.startswith("python/")]
+    names = [name for name in names if not name.startswith("python/")]
     for name in names:
         reset(url)
         started = time.monotonic()
@@ -37,9 +42,15 @@ def main(argv):
         if code:
             failed.append(name)
     python_tests = os.path.join(os.path.dirname(targets_dir), "python")
-    if not argv[1:] and os.path.isdir(python_tests):
+    if python_names:
+        python_tests = [os.path.join(os.path.dirname(targets_dir), name) for name in python_names]
+    elif argv[1:] or not os.path.isdir(python_tests):
+        python_tests = []
+    else:
+        python_tests = [python_tests]
+    if python_tests:
         started = time.monotonic()
-        code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", python_tests], env=env)
+        code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"] + python_tests, env=env)
         print(
             "integration tests in %s: %s in %.1fs"
             % (python_tests, "ok" if code == 0 else "FAILED", time.monotonic() - started)

@@ -138,16 +138,23 @@ def _end_of(instance, request, feed):
     return None, "unknown"
 
 
+def request_validity(request_type, state, status_code, valid_until, now):
+    """(expired, re_evaluated) of a spot request: does EC2 still relaunch a persistent one?"""
+    valid_until = to_utc(valid_until) if valid_until else None
+    expired = bool(valid_until and valid_until <= now) or status_code == "schedule-expired"
+    persistent = request_type == "persistent"
+    return expired, persistent and not expired and state in ("open", "active", "disabled")
+
+
 def request_rows(spot_requests, now):
     """Spot requests with their validity: persistent ones say whether EC2 still re-evaluates them."""
     rows = []
     for req in spot_requests:
         valid_until = to_utc(req["ValidUntil"]) if req.get("ValidUntil") else None
-        expired = (
-            bool(valid_until and valid_until <= now) or (req.get("Status") or {}).get("Code") == "schedule-expired"
-        )
-        persistent = req.get("Type") == "persistent"
         state = req.get("State")
+        expired, re_evaluated = request_validity(
+            req.get("Type"), state, (req.get("Status") or {}).get("Code"), valid_until, now
+        )
         rows.append(
             {
                 "spot_request_id": req.get("SpotInstanceRequestId"),
@@ -157,7 +164,7 @@ def request_rows(spot_requests, now):
                 "instance_id": req.get("InstanceId"),
                 "valid_until": iso(valid_until),
                 "expired": expired,
-                "re_evaluated": persistent and not expired and state in ("open", "active", "disabled"),
+                "re_evaluated": re_evaluated,
                 "tags": tags_dict(req.get("Tags")),
             }
         )

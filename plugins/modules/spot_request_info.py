@@ -34,6 +34,12 @@ options:
     description: Also describe the instances (spot instances tagged with O(names), and those of matched requests).
     type: bool
     default: true
+  instance_filters:
+    description:
+      - EC2 filters for DescribeInstances, as a dict. When given, the spot instances matching them are returned
+        too, for example C(tag:owner=build) to find a team's spot fleet whatever launched it.
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -84,6 +90,12 @@ spot_requests:
     valid_until:
       description: End of a persistent request's validity.
       type: str
+    expired:
+      description: Whether the request's validity has ended.
+      type: bool
+    re_evaluated:
+      description: Whether EC2 still relaunches this persistent request when capacity returns.
+      type: bool
     tags:
       description: Tags as a dict.
       type: dict
@@ -102,15 +114,21 @@ instances:
     market:
       description: C(spot) or C(on-demand).
       type: str
+    age_hours:
+      description: Hours since launch, at the time of the call.
+      type: float
     tags:
       description: Tags as a dict.
       type: dict
 """
 
+import datetime
+
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.transformation import ansible_dict_to_boto3_filter_list
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REQUEST
 
 
@@ -125,6 +143,10 @@ def request_filters(params):
 
 def find_instances(client, params, requests):
     found = {}
+    if params["instance_filters"]:
+        filters = ansible_dict_to_boto3_filter_list(params["instance_filters"])
+        matched = _aws.describe_instances_by_tags(client, {}, states=_aws.ALL_STATES, filters=filters)
+        found.update((i["instance_id"], i) for i in matched if i["market"] == "spot")
     if params["names"]:
         tagged = _aws.describe_instances_by_tags(
             client, {}, states=_aws.ALL_STATES, filters=[{"Name": "tag:%s" % TAG_REQUEST, "Values": params["names"]}]
@@ -141,7 +163,15 @@ def do(module):
     client = module.client("ec2")
     requests = _aws.describe_spot_requests(client, filters=request_filters(params))
     requests.sort(key=lambda r: r["spot_instance_request_id"])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for request in requests:
+        request["expired"], request["re_evaluated"] = _usage.request_validity(
+            request["type"], request["state"], request["status_code"], request["valid_until"], now
+        )
     instances = find_instances(client, params, requests) if params["include_instances"] else []
+    for instance in instances:
+        launched = _usage.to_utc(instance["launch_time"]) if instance.get("launch_time") else now
+        instance["age_hours"] = round((now - launched).total_seconds() / 3600.0, 2)
     module.exit_json(changed=False, spot_requests=requests, instances=instances)
 
 
@@ -156,6 +186,7 @@ def main():
         ),
         filters=dict(type="dict", default={}),
         include_instances=dict(type="bool", default=True),
+        instance_filters=dict(type="dict", default={}),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     try:
