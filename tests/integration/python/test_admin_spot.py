@@ -43,7 +43,7 @@ def admin(*extra):
     command = ["ansible-playbook", PLAYBOOK, "-e", json.dumps(variables)]
     for item in extra:
         command += ["-e", item]
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     return done.returncode, done.stdout.decode()
 
 
