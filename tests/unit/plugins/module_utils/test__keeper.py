@@ -1,0 +1,57 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lease backstop script, run for real with fake date/shutdown; client tokens."""
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
+
+END = "2026-11-30T10:00:00Z"
+END_EPOCH = 1796032800
+
+
+def fake(bin_dir, name, body):
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.mark.parametrize(
+    "seconds_left, expected", [(3600, "-h +60"), (61 * 60 + 30, "-h +61"), (45, "-h now"), (-5, "-h now")]
+)
+def test_backstop_powers_off_at_the_lease_end(tmp_path, seconds_left, expected):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake(bin_dir, "date", "echo %d\n" % (END_EPOCH - seconds_left))
+    fake(bin_dir, "shutdown", 'echo "$@" > %s\n' % (tmp_path / "shutdown.args"))
+    script = tmp_path / "backstop.sh"
+    script.write_text(_keeper.backstop_script(END))
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
+    subprocess.run(["sh", str(script)], env=env, check=True)
+    assert (tmp_path / "shutdown.args").read_text().strip() == expected
+
+
+def test_backstop_epoch_matches_the_tag():
+    assert "end=%d" % END_EPOCH in _keeper.backstop_script(END)
+
+
+def test_single_user_data_stays_as_it_is():
+    assert _keeper.combine_user_data(["#!/bin/sh\necho hi\n", ""]) == "#!/bin/sh\necho hi\n"
+
+
+def test_client_token_depends_on_what_the_run_saw():
+    seen = [{"instance_id": "i-1", "state": "running"}, {"instance_id": "i-2", "state": "terminated"}]
+    token = _keeper.client_token("ci", "spot", 2, seen, "2026-11-30T10:00")
+    assert token == _keeper.client_token("ci", "spot", 2, list(reversed(seen)), "2026-11-30T10:00")
+    assert len(token) <= 64
+    others = [
+        _keeper.client_token("ci", "spot", 3, seen, "2026-11-30T10:00"),
+        _keeper.client_token("ci", "on-demand", 2, seen, "2026-11-30T10:00"),
+        _keeper.client_token("ci", "spot", 2, seen[:1], "2026-11-30T10:00"),
+        _keeper.client_token("ci", "spot", 2, seen, "2026-11-30T10:01"),
+        _keeper.client_token("other", "spot", 2, seen, "2026-11-30T10:00"),
+    ]
+    assert token not in others and len(set(others)) == len(others)
