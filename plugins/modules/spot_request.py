@@ -44,6 +44,15 @@ options:
     description: With O(state=absent), also terminate the instances of the cancelled requests.
     type: bool
     default: true
+  renew_expired:
+    description:
+      - Persistent requests whose O(valid_until) has passed are no longer re-evaluated by EC2; their stopped
+        instances can never start again. With C(true), such instances are terminated, the expired requests
+        cancelled, and O(count) is met with fresh requests (give a new O(valid_until)). Running instances of an
+        expired request keep running.
+      - With C(false), expired requests are reported in RV(expired_requests) with a warning.
+    type: bool
+    default: false
   quota:
     description:
       - vCPU limits checked before any launch. A launch that would pass one fails before any write call, with a
@@ -137,6 +146,11 @@ spot_requests:
     tags:
       description: Tags as a dict.
       type: dict
+expired_requests:
+  description: Persistent requests of this name whose validity has ended (EC2 no longer relaunches them).
+  returned: always
+  type: list
+  elements: dict
 instances:
   description: Live instances of this name after the run (in check mode, the ones that would remain).
   returned: always
@@ -188,6 +202,10 @@ actions:
       description: Ids of existing instances that received missing tags.
       type: list
       elements: str
+    renewed:
+      description: Ids of expired persistent requests replaced by this run.
+      type: list
+      elements: str
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
@@ -196,23 +214,67 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REQUEST
 
 
-def read_current(client, name):
-    """Live instances and open requests carrying this request's name tag."""
+def read_current(client, name, now):
+    """Live instances, open requests and expired persistent requests carrying this request's name tag."""
     identity = {TAG_REQUEST: name}
-    requests = _aws.describe_spot_requests(
-        client, filters=_aws.tag_filters(identity) + [{"Name": "state", "Values": _aws.OPEN_REQUEST_STATES}]
-    )
+    requests = []
+    expired = []
+    for request in _aws.describe_spot_requests(client, filters=_aws.tag_filters(identity)):
+        is_expired, _re_evaluated = _usage.request_validity(
+            request["type"], request["state"], request["status_code"], request["valid_until"], now
+        )
+        if is_expired and request["type"] == "persistent":
+            expired.append(request)
+        elif request["state"] in _aws.OPEN_REQUEST_STATES:
+            requests.append(request)
     instances = _aws.describe_instances_by_tags(client, identity)
     known = {i["instance_id"] for i in instances}
     # Instances of legacy requests do not inherit the request's tags: find them through the request.
     untagged = [r["instance_id"] for r in requests if r.get("instance_id") and r["instance_id"] not in known]
     if untagged:
         instances += [i for i in _aws.describe_instances_by_ids(client, untagged) if i["state"] in _aws.LIVE_STATES]
-    return instances, requests
+    return instances, requests, expired
+
+
+def renew_expired(module, client, params, instances, expired, actions):
+    """Persistent requests past their validity: EC2 no longer relaunches or restarts their instances.
+
+    With ``renew_expired``, their stopped instances (which cannot be started again) are terminated
+    and the expired requests cancelled, so the count is met with fresh requests. Running ones keep
+    running. Returns the instances still counted as live.
+    """
+    if not expired:
+        return instances
+    ids = {r["spot_instance_request_id"] for r in expired}
+    owned = {r["instance_id"] for r in expired if r.get("instance_id")}
+    stale = [
+        i
+        for i in instances
+        if i["state"] in ("stopping", "stopped")
+        and (i["instance_id"] in owned or i.get("spot_instance_request_id") in ids)
+    ]
+    if not params["renew_expired"]:
+        module.warn(
+            "persistent spot requests %s of %s have expired; set renew_expired: true to replace them"
+            % (", ".join(sorted(ids)), params["name"])
+        )
+        return instances
+    actions["renewed"] = sorted(ids)
+    actions["terminated"] = sorted(i["instance_id"] for i in stale)
+    open_ids = sorted(r["spot_instance_request_id"] for r in expired if r["state"] in _aws.OPEN_REQUEST_STATES)
+    actions["cancelled"] = open_ids
+    if not module.check_mode:
+        if open_ids:
+            _aws.cancel_spot_requests(client, open_ids)
+        if actions["terminated"]:
+            _aws.terminate_instances(client, actions["terminated"])
+    gone = set(actions["terminated"])
+    return [i for i in instances if i["instance_id"] not in gone]
 
 
 def _validate(params, now):
@@ -228,10 +290,11 @@ def _pending_requests(requests):
     return [r for r in requests if r["state"] == "open" and not r.get("instance_id")]
 
 
-def ensure_present(module, client, params, instances, requests):
+def ensure_present(module, client, params, instances, requests, expired=()):
     name = params["name"]
     tags = dict(params["tags"], **{TAG_REQUEST: name})
-    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[])
+    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[], renewed=[])
+    instances = renew_expired(module, client, params, instances, list(expired), actions)
     pending = _pending_requests(requests)
     have = len(instances) + len(pending)
     missing = params["count"] - have
@@ -282,20 +345,23 @@ def ensure_present(module, client, params, instances, requests):
         drop_instances = _lifecycle.newest_first(instances)[: surplus - len(drop_requests)]
         cancel = [r["spot_instance_request_id"] for r in drop_requests]
         cancel += [i["spot_instance_request_id"] for i in drop_instances if i.get("spot_instance_request_id")]
-        actions["cancelled"] = sorted(cancel)
-        actions["terminated"] = sorted(i["instance_id"] for i in drop_instances)
+        dropped = sorted(i["instance_id"] for i in drop_instances)
+        actions["cancelled"] = sorted(set(actions["cancelled"]) | set(cancel))
+        actions["terminated"] = sorted(set(actions["terminated"]) | set(dropped))
         if not module.check_mode:
             # A persistent request would relaunch a terminated instance: cancel first.
             if cancel:
                 _aws.cancel_spot_requests(client, cancel)
-            if actions["terminated"]:
-                _aws.terminate_instances(client, actions["terminated"])
-    changed = bool(actions["launch"] or actions["terminated"] or actions["cancelled"] or actions["tagged"])
+            if dropped:
+                _aws.terminate_instances(client, dropped)
+    changed = bool(
+        actions["launch"] or actions["terminated"] or actions["cancelled"] or actions["tagged"] or actions["renewed"]
+    )
     return changed, actions
 
 
-def ensure_absent(module, client, params, instances, requests):
-    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[])
+def ensure_absent(module, client, params, instances, requests, expired=()):
+    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[], renewed=[])
     cancel = {r["spot_instance_request_id"] for r in requests}
     cancel |= {i["spot_instance_request_id"] for i in instances if i.get("spot_instance_request_id")}
     actions["cancelled"] = sorted(cancel)
@@ -320,15 +386,16 @@ def _summary(instances):
 
 def do(module):
     params = module.params
-    _validate(params, _launch.utcnow())
+    now = _launch.utcnow()
+    _validate(params, now)
     client = module.client("ec2")
-    instances, requests = read_current(client, params["name"])
+    instances, requests, expired = read_current(client, params["name"], now)
     before = _summary(instances)
 
     if params["state"] == "present":
-        changed, actions = ensure_present(module, client, params, instances, requests)
+        changed, actions = ensure_present(module, client, params, instances, requests, expired)
     else:
-        changed, actions = ensure_absent(module, client, params, instances, requests)
+        changed, actions = ensure_absent(module, client, params, instances, requests, expired)
 
     if module.check_mode or not changed:
         gone = set(actions["terminated"])
@@ -337,11 +404,12 @@ def do(module):
         after = _summary(after_instances)
         after["count"] += actions["launch"]
     else:
-        after_instances, after_requests = read_current(client, params["name"])
+        after_instances, after_requests, expired = read_current(client, params["name"], now)
         after = _summary(after_instances)
     module.exit_json(
         changed=changed,
         spot_requests=after_requests,
+        expired_requests=expired,
         instances=after_instances,
         actions=actions,
         diff=dict(before=before, after=after),
@@ -357,6 +425,7 @@ def main():
         wait_timeout=dict(type="int", default=300),
         terminate_instances=dict(type="bool", default=True),
         quota=_quota.QUOTA_ARGUMENT_SPEC,
+        renew_expired=dict(type="bool", default=False),
     )
     argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
     argument_spec.update(_launch.SPOT_ARGUMENT_SPEC)

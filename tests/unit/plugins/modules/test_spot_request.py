@@ -236,3 +236,51 @@ def test_own_vcpu_limit_counts_what_the_request_holds(ec2, base, run_module):
     refused = run_module(spot_request, dict(base, count=3, quota={"max_vcpus": 4}))
     assert "quota.max_vcpus: 4 vCPUs allowed, 2 in use by runners, asking 4 more" in refused["msg"]
     assert len(live(ec2, "runners")) == 1
+
+
+def expire_in_moto(request_id):
+    """moto never ends a persistent request at ValidUntil (AWS does): age it in moto's own store."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    request = ec2_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].spot_instance_requests[request_id]
+    request.valid_until = "2020-01-01T00:00:00.000Z"
+    request._status_code = "schedule-expired"
+
+
+def test_expired_persistent_request_is_reported_then_renewed(ec2, base, run_module, api_calls):
+    until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    args = dict(
+        base,
+        api="request_spot_instances",
+        request_type="persistent",
+        interruption_behavior="stop",
+        valid_until=until,
+        wait=True,
+        wait_timeout=30,
+    )
+    created = run_module(spot_request, args)
+    (request,) = created["spot_requests"]
+    (instance_id,) = live(ec2, "runners")
+    expire_in_moto(request["spot_instance_request_id"])
+    ec2.stop_instances(InstanceIds=[instance_id])  # interrupted with stop; EC2 will never restart it now
+
+    api_calls.clear()
+    reported = run_module(spot_request, dict(args, wait=False))
+    assert reported["changed"] is False and api_calls.writes() == []
+    assert [r["spot_instance_request_id"] for r in reported["expired_requests"]] == [
+        request["spot_instance_request_id"]
+    ]
+    assert any("renew_expired" in str(w) for w in reported.get("warnings", [])), sorted(reported)
+
+    check = run_module(spot_request, dict(args, wait=False, renew_expired=True), check_mode=True)
+    assert check["actions"]["terminated"] == [instance_id] and check["actions"]["launch"] == 1
+    assert api_calls.writes() == []
+
+    renewed = run_module(spot_request, dict(args, renew_expired=True))
+    assert renewed["changed"] is True
+    assert renewed["actions"]["renewed"] == [request["spot_instance_request_id"]]
+    assert renewed["actions"]["terminated"] == [instance_id]
+    (fresh,) = live(ec2, "runners")
+    assert fresh != instance_id
+    assert api_calls.count("RequestSpotInstances") == 1
