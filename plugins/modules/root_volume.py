@@ -294,6 +294,9 @@ def ensure_present(plan, params, found, zone):
             volume = plan.wait_available(volume, created_here=True)
         found.current = volume
         return volume
+    if volume["state"] == "creating" and (params["wait"] or params["state"] == "attached"):
+        # Left creating by an earlier run (or someone else): wait for it rather than create another.
+        volume = plan.wait_available(volume, created_here=False)
     if volume["state"] == "error":
         raise ParkingSpotError(
             message="volume %s (Name=%s) is in state error; remove it with state: absent and run again"

@@ -454,3 +454,73 @@ def test_absent_detaches_from_stopped_instance_only_with_force_detach(ec2, image
     done = run_module(root_volume, {"name": NAME, "state": "absent", "force_detach": True})
     assert done["changed"] is True
     assert volumes_named(ec2) == []
+
+
+# --- a volume that never becomes available (botocore Stubber: moto creates volumes at once) ----------
+
+
+@pytest.fixture
+def stubbed(aws_credentials, monkeypatch):
+    boto3 = pytest.importorskip("boto3")
+    from botocore.stub import Stubber
+
+    from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+
+    client = boto3.client("ec2", region_name="us-east-1")
+    stub = Stubber(client)
+    monkeypatch.setattr(AnsibleAWSModule, "client", lambda self, *args, **kwargs: client)
+    with stub:
+        yield stub
+
+
+def _raw_volume(state):
+    return {
+        "VolumeId": "vol-0123456789abcdef0",
+        "AvailabilityZone": "us-east-1a",
+        "State": state,
+        "Size": 4,
+        "VolumeType": "gp3",
+        "Encrypted": False,
+        "Attachments": [],
+        "Tags": [{"Key": "Name", "Value": NAME}],
+    }
+
+
+def test_volume_stuck_creating_times_out_saying_what_remains(stubbed, run_module, api_calls, monkeypatch):
+    monkeypatch.setattr(_root_volume, "POLL_INTERVAL", 0.3)
+    stubbed.add_response("describe_volumes", {"Volumes": []})
+    stubbed.add_response("create_volume", _raw_volume("creating"))
+    for _ in range(12):
+        stubbed.add_response("describe_volumes", {"Volumes": [_raw_volume("creating")]})
+    result = run_module(root_volume, {"name": NAME, "size": 4, "zone": "us-east-1a", "wait_timeout": 1})
+    assert result["failed"] is True
+    assert "vol-0123456789abcdef0 is still creating after 1s" in result["msg"]
+    assert "it remains (tagged Name=dev-root) and the next run continues with it" in result["msg"]
+    assert api_calls.writes() == ["CreateVolume"]
+    # Polled several times until the deadline, not once and not forever.
+    assert 2 <= api_calls.count("DescribeVolumes") - 1 <= 6
+
+
+def test_volume_in_error_state_is_deleted_and_nothing_remains(stubbed, run_module, api_calls):
+    stubbed.add_response("describe_volumes", {"Volumes": []})
+    stubbed.add_response("create_volume", _raw_volume("creating"))
+    stubbed.add_response("describe_volumes", {"Volumes": [_raw_volume("error")]})
+    stubbed.add_response("delete_volume", {}, {"VolumeId": "vol-0123456789abcdef0"})
+    result = run_module(root_volume, {"name": NAME, "size": 4, "zone": "us-east-1a", "wait_timeout": 5})
+    assert result["failed"] is True
+    assert "went into state error" in result["msg"] and "nothing remains" in result["msg"]
+    assert api_calls.writes() == ["CreateVolume", "DeleteVolume"]
+    stubbed.assert_no_pending_responses()
+
+
+def test_resumed_run_waits_for_a_volume_a_previous_run_left_creating(stubbed, run_module, api_calls, monkeypatch):
+    monkeypatch.setattr(_root_volume, "POLL_INTERVAL", 0.01)
+    stubbed.add_response("describe_volumes", {"Volumes": [_raw_volume("creating")]})
+    stubbed.add_response("describe_volumes", {"Volumes": [_raw_volume("creating")]})
+    stubbed.add_response("describe_volumes", {"Volumes": [_raw_volume("available")]})
+    result = run_module(root_volume, {"name": NAME, "zone": "us-east-1a", "state": "detached", "wait_timeout": 5})
+    assert api_calls.writes() == []
+    assert result["changed"] is False
+    assert result["volume"]["state"] == "available"
+    assert api_calls.count("DescribeVolumes") == 3
+    stubbed.assert_no_pending_responses()
