@@ -490,7 +490,7 @@ def test_volume_stuck_creating_times_out_saying_what_remains(stubbed, run_module
     monkeypatch.setattr(_root_volume, "POLL_INTERVAL", 0.3)
     stubbed.add_response("describe_volumes", {"Volumes": []})
     stubbed.add_response("create_volume", _raw_volume("creating"))
-    for _ in range(12):
+    for _attempt in range(12):
         stubbed.add_response("describe_volumes", {"Volumes": [_raw_volume("creating")]})
     result = run_module(root_volume, {"name": NAME, "size": 4, "zone": "us-east-1a", "wait_timeout": 1})
     assert result["failed"] is True
