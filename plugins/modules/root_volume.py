@@ -1,0 +1,467 @@
+#!/usr/bin/python
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: root_volume
+short_description: A persistent EBS root volume for spot instances, found by name, attached safely
+version_added: 0.1.0
+description:
+  - Manages the EBS volume that a spot instance boots into through the P(parkingspot.ec2.root_pivot#role) shim,
+    so system state survives interruptions.
+  - The volume is identified by its C(Name) tag, which must be unique. Two volumes with the same name are an
+    error that lists both; the module never guesses which one holds the data.
+  - A new volume is created from O(snapshot_id), from the root-device snapshot of O(image_id), or empty with
+    O(size).
+  - B(Single-writer guard.) The module never takes the volume away from a pending, running, stopping or
+    shutting-down instance. It detaches it from a stopped or terminated instance only with O(force_detach=true).
+  - B(Zones.) An EBS volume can only be attached in its own availability zone. When the volume's zone differs
+    from the zone of O(instance_id) (or O(zone)), O(zone_mismatch=fail) stops before any write;
+    O(zone_mismatch=migrate) snapshots the volume, creates a copy in the target zone with the same tags, tags the
+    old volume C(parkingspot:superseded-by=<new id>) and deletes the migration snapshot. Every step leaves tags
+    behind, so a migration that was interrupted is finished by the next run instead of starting over.
+  - Old volumes are deleted only with O(delete_superseded=true).
+author:
+  - ParkingSpot maintainers (@parkingspot)
+options:
+  name:
+    description: Value of the C(Name) tag that identifies the volume.
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) makes sure the volume exists (in O(zone) or the zone of O(instance_id) when given).
+      - C(attached) also attaches it to O(instance_id) at O(device_name).
+      - C(detached) makes sure it exists and is attached to no instance.
+      - C(absent) deletes the volume, its superseded copies and leftover migration snapshots.
+    type: str
+    default: present
+    choices: [present, attached, detached, absent]
+  snapshot_id:
+    description: Create the volume from this snapshot. Only used when the volume does not exist yet.
+    type: str
+  image_id:
+    description:
+      - Create the volume from the snapshot behind the root device of this AMI. Only used when the volume does
+        not exist yet.
+    type: str
+  size:
+    description:
+      - Size in GiB of a new volume. Required when neither O(snapshot_id) nor O(image_id) is given; with them it
+        may only grow the volume beyond the snapshot's size.
+      - An existing volume is never resized; a warning says so when its size differs.
+    type: int
+  volume_type:
+    description: EBS volume type of a new volume.
+    type: str
+    default: gp3
+    choices: [gp2, gp3, io1, io2, st1, sc1, standard]
+  encrypted:
+    description: Encrypt a new volume (volumes from encrypted snapshots are always encrypted).
+    type: bool
+    default: false
+  kms_key_id:
+    description: KMS key for an encrypted new volume. Requires O(encrypted=true).
+    type: str
+  zone:
+    description:
+      - Availability zone of a new volume, or the zone an existing volume must be in.
+      - When O(instance_id) is given, its zone is used, and O(zone) must be the same if set.
+    type: str
+  instance_id:
+    description: The instance that uses the volume. Required with O(state=attached).
+    type: str
+  device_name:
+    description:
+      - Device name given to EC2 when attaching. On Nitro instances the volume appears as an NVMe device whatever
+        the name; the shim finds it by its serial (RV(volume.nvme_serial)).
+    type: str
+    default: /dev/sdf
+  zone_mismatch:
+    description: What to do when the volume is in another zone than the instance (or O(zone)).
+    type: str
+    default: fail
+    choices: [fail, migrate]
+  delete_superseded:
+    description: Delete volumes this name's migrations superseded (only when no instance holds them).
+    type: bool
+    default: false
+  force_detach:
+    description:
+      - Allow detaching the volume from a stopped or terminated instance (to attach it elsewhere, migrate it,
+        leave it detached or delete it). Never detaches from a live instance.
+    type: bool
+    default: false
+  wait:
+    description:
+      - Wait until a new volume is available and an attach or detach has completed.
+      - Migrations and attaching a just-created volume always wait.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait for each of those steps.
+    type: int
+    default: 300
+  tags:
+    description: Tags for a new volume; tags missing on an existing volume are added, none are removed.
+    type: dict
+    default: {}
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+notes:
+  - Supports check mode (the result predicts what would change, without a write call) and diff mode.
+  - Bad input, a name that is not unique, a zone mismatch with O(zone_mismatch=fail) and a refusal of the
+    single-writer guard all fail before any write call.
+"""
+
+EXAMPLES = r"""
+- name: A persistent root for the dev box, created from the AMI's root snapshot
+  parkingspot.ec2.root_volume:
+    name: dev-box-root
+    image_id: ami-0123456789abcdef0
+    size: 30
+    zone: eu-west-1a
+    encrypted: true
+    tags:
+      team: platform
+
+- name: Attach it to the new spot instance, moving it to the instance's zone if it has to
+  parkingspot.ec2.root_volume:
+    name: dev-box-root
+    state: attached
+    instance_id: "{{ spot.instances[0].instance_id }}"
+    zone_mismatch: migrate
+    delete_superseded: true
+  register: root
+
+- name: Free it from the old instance that the spot service stopped
+  parkingspot.ec2.root_volume:
+    name: dev-box-root
+    state: detached
+    force_detach: true
+
+- name: Remove the volume, old copies and migration snapshots
+  parkingspot.ec2.root_volume:
+    name: dev-box-root
+    state: absent
+"""
+
+RETURN = r"""
+volume:
+  description: The volume after the run (in check mode, as predicted). Empty after O(state=absent).
+  returned: always
+  type: dict
+  contains:
+    volume_id:
+      description: Volume id (null in check mode for a volume that would be created).
+      type: str
+      sample: vol-0123456789abcdef0
+    zone:
+      description: Availability zone.
+      type: str
+    state:
+      description: EBS state (creating, available, in-use).
+      type: str
+    size:
+      description: Size in GiB.
+      type: int
+    volume_type:
+      description: Volume type.
+      type: str
+    encrypted:
+      description: Whether the volume is encrypted.
+      type: bool
+    attachment:
+      description: The attachment (instance_id, device, state), or null when detached.
+      type: dict
+    nvme_serial:
+      description: Serial of the NVMe device on Nitro instances (the id without the dash); what the shim looks for.
+      type: str
+      sample: vol0123456789abcdef0
+    tags:
+      description: Tags as a dict.
+      type: dict
+superseded:
+  description: Ids of older copies of this volume left by migrations that still exist.
+  returned: always
+  type: list
+  elements: str
+actions:
+  description: The writes the run made (or, in check mode, would make), in order.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_volumes
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _root_volume
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._root_volume import TAG_NAME
+
+USABLE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def validate(params):
+    if params["size"] is not None and params["size"] < 1:
+        raise ParkingSpotError(message="size must be at least 1 GiB, got %d" % params["size"])
+    if params["wait_timeout"] < 1:
+        raise ParkingSpotError(message="wait_timeout must be at least 1 second")
+    if params["kms_key_id"] and not params["encrypted"]:
+        raise ParkingSpotError(message="kms_key_id requires encrypted: true")
+    if not params["device_name"].startswith("/dev/"):
+        raise ParkingSpotError(
+            message="device_name must be a device path such as /dev/sdf, got %s" % params["device_name"]
+        )
+    if params["state"] == "attached" and not params["instance_id"]:
+        raise ParkingSpotError(message="instance_id is required with state: attached")
+
+
+def read_instance(client, params):
+    """The instance named by instance_id, checked before any write; None without instance_id."""
+    if not params["instance_id"]:
+        return None
+    found = _aws.describe_instances_by_ids(client, [params["instance_id"]])
+    if not found:
+        raise ParkingSpotError(message="instance_id %s was not found" % params["instance_id"])
+    instance = found[0]
+    if params["state"] == "attached" and instance["state"] not in USABLE_INSTANCE_STATES:
+        raise ParkingSpotError(
+            message="instance_id %s is %s: a volume can only be attached to a live instance"
+            % (instance["instance_id"], instance["state"])
+        )
+    if params["zone"] and params["zone"] != instance["zone"]:
+        raise ParkingSpotError(
+            message="zone %s differs from the zone %s of instance_id %s; leave zone unset or make them agree"
+            % (params["zone"], instance["zone"], instance["instance_id"])
+        )
+    return instance
+
+
+def creation_source(client, params):
+    """SnapshotId/Size/VolumeType for a new volume, checked before the create call."""
+    source = {"SnapshotId": None, "Size": params["size"], "VolumeType": params["volume_type"]}
+    if params["snapshot_id"]:
+        snapshot = _aws_volumes.get_snapshot(client, params["snapshot_id"])
+        if not snapshot:
+            raise ParkingSpotError(message="snapshot_id %s was not found" % params["snapshot_id"])
+        source["SnapshotId"] = snapshot["snapshot_id"]
+    elif params["image_id"]:
+        root = _aws_volumes.image_root_snapshot(client, params["image_id"])
+        source["SnapshotId"] = root["snapshot_id"]
+        if params["size"] is not None and root["size"] and params["size"] < root["size"]:
+            raise ParkingSpotError(
+                message="size %d is smaller than the %d GiB root snapshot of image_id %s"
+                % (params["size"], root["size"], params["image_id"])
+            )
+    elif params["size"] is None:
+        raise ParkingSpotError(
+            message="size is required to create volume %s without snapshot_id or image_id" % params["name"]
+        )
+    return source
+
+
+def ensure_present(plan, params, found, zone):
+    """The volume exists, in ``zone`` when one is required. Returns it (predicted in check mode)."""
+    if found.target is not None:
+        # A previous run stopped half-way through a migration: finish it before anything else.
+        plan.migrate(found, found.target["zone"], params["force_detach"])
+    volume = found.current
+    tags = dict(params["tags"], **{TAG_NAME: params["name"]})
+    if volume is None:
+        if not zone:
+            raise ParkingSpotError(message="zone or instance_id is required to create volume %s" % params["name"])
+        source = creation_source(plan.client, params)
+        created = plan.act(
+            "create volume %s in %s" % (params["name"], zone),
+            lambda: _aws_volumes.create_volume(
+                plan.client,
+                zone,
+                tags,
+                Encrypted=params["encrypted"] or None,
+                KmsKeyId=params["kms_key_id"],
+                **source,
+            ),
+        )
+        volume = created or _root_volume.predicted_volume(
+            None, zone, source["Size"], source["VolumeType"], tags, params["encrypted"], source["SnapshotId"]
+        )
+        if params["wait"] or params["state"] == "attached":
+            volume = plan.wait_available(volume, created_here=True)
+        found.current = volume
+        return volume
+    if volume["state"] == "creating" and (params["wait"] or params["state"] == "attached"):
+        # Left creating by an earlier run (or someone else): wait for it rather than create another.
+        volume = plan.wait_available(volume, created_here=False)
+    if volume["state"] == "error":
+        raise ParkingSpotError(
+            message="volume %s (Name=%s) is in state error; remove it with state: absent and run again"
+            % (volume["volume_id"], params["name"])
+        )
+    if zone and volume["zone"] != zone:
+        if params["zone_mismatch"] == "fail":
+            raise ParkingSpotError(
+                message="volume %s is in zone %s but zone %s is required; set zone_mismatch: migrate to copy it there"
+                % (volume["volume_id"], volume["zone"], zone)
+            )
+        volume = plan.migrate(found, zone, params["force_detach"])
+    if params["size"] is not None and volume["size"] is not None and params["size"] != volume["size"]:
+        plan.warnings.append(
+            "volume %s is %d GiB, not %d: existing volumes are not resized"
+            % (volume["volume_id"], volume["size"], params["size"])
+        )
+    missing = {k: str(v) for k, v in tags.items() if volume["tags"].get(k) != str(v)}
+    if missing:
+        plan.act(
+            "tag %s with %s" % (volume["volume_id"], ", ".join(sorted(missing))),
+            lambda: _aws.create_tags(plan.client, [volume["volume_id"]], missing),
+        )
+        volume = dict(volume, tags=dict(volume["tags"], **missing))
+    found.current = volume
+    return volume
+
+
+def ensure_attached(plan, params, found, instance):
+    volume = ensure_present(plan, params, found, instance["zone"])
+    att = volume.get("attachment")
+    if att and att["instance_id"] == instance["instance_id"]:
+        if att["device"] != params["device_name"]:
+            plan.warnings.append(
+                "volume %s is attached to %s as %s, not %s; left as it is"
+                % (volume["volume_id"], instance["instance_id"], att["device"], params["device_name"])
+            )
+        return volume
+    volume = plan.release(volume, params["force_detach"], keep_on=instance["instance_id"])
+    plan.act(
+        "attach %s to %s as %s" % (volume["volume_id"], instance["instance_id"], params["device_name"]),
+        lambda: _aws_volumes.attach_volume(
+            plan.client, params["device_name"], instance["instance_id"], volume["volume_id"]
+        ),
+    )
+    attachment = {"instance_id": instance["instance_id"], "device": params["device_name"], "state": "attached"}
+    if plan.check_mode:
+        return dict(volume, attachment=attachment, state="in-use")
+    if params["wait"]:
+        return plan.wait_attached(volume["volume_id"], instance["instance_id"])
+    return volume
+
+
+def ensure_detached(plan, params, found, zone):
+    volume = ensure_present(plan, params, found, zone)
+    if not volume.get("attachment"):
+        return volume
+    released = plan.release(volume, params["force_detach"])
+    return released
+
+
+def ensure_absent(plan, params, found):
+    doomed = [v for v in [found.current, found.target] + found.superseded if v]
+    # Every guard is checked before the first write, so a refusal leaves everything as it was.
+    for volume in doomed:
+        _guard_only(plan, volume, params["force_detach"])
+    for volume in doomed:
+        plan.release(volume, params["force_detach"])
+        plan.delete(volume)
+    # Migration snapshots carry the name too: also those of source volumes that are already gone.
+    for snapshot in _aws_volumes.find_snapshots(plan.client, {TAG_NAME: params["name"]}):
+        if _root_volume.TAG_MIGRATION_SOURCE in snapshot["tags"]:
+            plan.act(
+                "delete migration snapshot %s" % snapshot["snapshot_id"],
+                lambda s=snapshot: _aws_volumes.delete_snapshot(plan.client, s["snapshot_id"]),
+            )
+    found.current, found.target, found.superseded = None, None, []
+    return None
+
+
+def _guard_only(plan, volume, force_detach):
+    check = _root_volume.Planner(plan.client, check_mode=True, wait_timeout=plan.wait_timeout)
+    check.release(volume, force_detach)
+
+
+def delete_superseded(plan, params, found):
+    kept = []
+    for old in found.superseded:
+        if old.get("attachment"):
+            try:
+                _guard_only(plan, old, params["force_detach"])
+            except ParkingSpotError as e:
+                plan.warnings.append("superseded volume %s kept: %s" % (old["volume_id"], e.message))
+                kept.append(old)
+                continue
+            plan.release(old, params["force_detach"])
+        plan.delete(old)
+    found.superseded = kept
+
+
+def do(module):
+    params = module.params
+    validate(params)
+    client = module.client("ec2")
+    plan = _root_volume.Planner(client, module.check_mode, params["wait_timeout"])
+    found = _root_volume.read(client, params["name"])
+    before = _root_volume.summary(found.current)
+    instance = read_instance(client, params) if params["state"] != "absent" else None
+    zone = instance["zone"] if instance else params["zone"]
+
+    if params["state"] == "absent":
+        volume = ensure_absent(plan, params, found)
+    elif params["state"] == "attached":
+        volume = ensure_attached(plan, params, found, instance)
+    elif params["state"] == "detached":
+        volume = ensure_detached(plan, params, found, zone)
+    else:
+        volume = ensure_present(plan, params, found, zone)
+    if params["delete_superseded"] and params["state"] != "absent":
+        delete_superseded(plan, params, found)
+
+    changed = bool(plan.actions)
+    if changed and not module.check_mode and volume and volume["volume_id"]:
+        volume = _aws_volumes.get_volume(client, volume["volume_id"]) or volume
+    for warning in plan.warnings:
+        module.warn(warning)
+    module.exit_json(
+        changed=changed,
+        volume=volume or {},
+        superseded=sorted(v["volume_id"] for v in found.superseded),
+        actions=plan.actions,
+        diff=dict(before=before, after=_root_volume.summary(volume)),
+    )
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "attached", "detached", "absent"]),
+        snapshot_id=dict(type="str"),
+        image_id=dict(type="str"),
+        size=dict(type="int"),
+        volume_type=dict(type="str", default="gp3", choices=["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"]),
+        encrypted=dict(type="bool", default=False),
+        kms_key_id=dict(type="str"),
+        zone=dict(type="str"),
+        instance_id=dict(type="str"),
+        device_name=dict(type="str", default="/dev/sdf"),
+        zone_mismatch=dict(type="str", default="fail", choices=["fail", "migrate"]),
+        delete_superseded=dict(type="bool", default=False),
+        force_detach=dict(type="bool", default=False),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=300),
+        tags=dict(type="dict", default={}),
+    )
+    module = AnsibleAWSModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        mutually_exclusive=[("snapshot_id", "image_id")],
+    )
+    try:
+        do(module)
+    except AnsibleAWSError as e:
+        module.fail_json_aws_error(e)
+
+
+if __name__ == "__main__":
+    main()
