@@ -142,13 +142,17 @@ def _cancel_spot_requests(client, request_ids: List[str]) -> None:
     client.cancel_spot_instance_requests(SpotInstanceRequestIds=request_ids)
 
 
+def in_batches(call, client, ids: List[str], *args) -> int:
+    """Call ``call(client, batch, *args)`` for every 1000 distinct ids; returns the number of calls."""
+    batches = list(chunks(sorted(set(ids))))
+    for batch in batches:
+        call(client, batch, *args)
+    return len(batches)
+
+
 def cancel_spot_requests(client, request_ids: List[str]) -> int:
     """Cancel requests in batches; returns the number of calls made."""
-    calls = 0
-    for batch in chunks(sorted(set(request_ids))):
-        _cancel_spot_requests(client, batch)
-        calls += 1
-    return calls
+    return in_batches(_cancel_spot_requests, client, request_ids)
 
 
 @SpotErrorHandler.common_error_handler("terminate instances")
@@ -159,11 +163,7 @@ def _terminate(client, instance_ids: List[str]) -> None:
 
 def terminate_instances(client, instance_ids: List[str]) -> int:
     """Terminate in batches of 1000 ids; returns the number of calls made."""
-    calls = 0
-    for batch in chunks(sorted(set(instance_ids))):
-        _terminate(client, batch)
-        calls += 1
-    return calls
+    return in_batches(_terminate, client, instance_ids)
 
 
 @SpotErrorHandler.common_error_handler("tag resources")
@@ -175,11 +175,7 @@ def _create_tags(client, resource_ids: List[str], tags: List[Dict[str, str]]) ->
 def create_tags(client, resource_ids: List[str], tags: Dict[str, str]) -> int:
     """Put the same tags on many resources: one call per 1000 ids, never one per resource."""
     tag_list = [{"Key": key, "Value": str(value)} for key, value in sorted(tags.items())]
-    calls = 0
-    for batch in chunks(sorted(set(resource_ids))):
-        _create_tags(client, batch, tag_list)
-        calls += 1
-    return calls
+    return in_batches(_create_tags, client, resource_ids, tag_list)
 
 
 # --- shapes ------------------------------------------------------------------
