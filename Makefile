@@ -18,6 +18,7 @@ PIP_BOOTSTRAP_VERSION := 25_2
 TAR_EXCLUDES := --exclude=./.venv --exclude=./.build --exclude=./.git --exclude=./tests/output \
     --exclude='__pycache__' --exclude=./.pytest_cache --exclude=./.ruff_cache --exclude=./demo-output
 PYTEST_ARGS := -q -p no:cacheprovider --import-mode=importlib
+UNIT_WORKERS ?= 2
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
@@ -69,7 +70,7 @@ sanity: collection
 	cd $(COLLECTION) && ansible-test sanity --venv --python 3.12 --color no
 
 units: collection
-	cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) $(PY) -m pytest $(PYTEST_ARGS) tests/unit
+	cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) $(PY) -m pytest $(PYTEST_ARGS) -n $(UNIT_WORKERS) tests/unit
 
 integration: collection
 	$(PY) tools/with_moto.py -- $(PY) tools/run_integration.py $(COLLECTION)/tests/integration/targets $(T)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import re
 from decimal import Decimal
 from decimal import InvalidOperation
 from typing import Any
@@ -23,6 +22,7 @@ from typing import List
 from typing import Optional
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 
 LAUNCH_ARGUMENT_SPEC: Dict[str, Any] = dict(
@@ -70,18 +70,14 @@ SPOT_ARGUMENT_SPEC: Dict[str, Any] = dict(
 )
 
 RESOURCE_TAG_TYPES = ("instance", "volume")
-_ISO_Z = re.compile(r"Z$")
 
 
 def parse_time(value: str, option: str) -> datetime.datetime:
     """ISO 8601 to an aware UTC datetime; naive values are taken as UTC."""
     try:
-        parsed = datetime.datetime.fromisoformat(_ISO_Z.sub("+00:00", value.strip()))
-    except (ValueError, AttributeError):
+        return _time.to_utc(value)
+    except (ValueError, TypeError):
         raise ParkingSpotError(message="%s: %r is not an ISO 8601 date and time" % (option, value))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.astimezone(datetime.timezone.utc)
 
 
 def utcnow() -> datetime.datetime:

@@ -28,6 +28,8 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_E
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import parse_time
 
 STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
 MARKETS = ("spot", "on-demand")
@@ -53,29 +55,6 @@ class PlanError(ValueError):
 
 
 # ---------------------------------------------------------------- time helpers
-
-
-def format_time(value):
-    """ISO 8601 UTC with a ``Z`` suffix and whole seconds (the tag format)."""
-    return value.astimezone(_UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value):
-    """Parse an ISO 8601 time (``Z`` or offset) into an aware UTC datetime; None if invalid."""
-    if isinstance(value, datetime.datetime):
-        return value.astimezone(_UTC) if value.tzinfo is not None and value.utcoffset() is not None else None
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        return None
-    return parsed.astimezone(_UTC)
 
 
 def parse_now(value, option="now"):

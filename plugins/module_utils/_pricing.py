@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime
 import math
 
-from ._ondemand_prices import on_demand_price
-from ._ondemand_prices import table_shape
+from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
+from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import table_shape
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
 UTC = datetime.timezone.utc
 
@@ -29,26 +31,9 @@ class PricingInputError(ValueError):
         self.option = option
 
 
-def to_utc(value):
-    """Parse a datetime or an ISO 8601 / data-feed style string into an aware UTC datetime."""
-    if isinstance(value, datetime.datetime):
-        dt = value
-    else:
-        text = str(value).strip()
-        text = text.removesuffix(" UTC")
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        dt = datetime.datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
-def iso(dt):
+def iso(value):
     """Format an aware datetime as ISO 8601 UTC with a ``Z`` suffix (None stays None)."""
-    if dt is None:
-        return None
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(value)
 
 
 def percentile(sorted_values, fraction):

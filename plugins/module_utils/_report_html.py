@@ -16,8 +16,8 @@ import io
 import os
 import tempfile
 
-from ._pricing import iso
-from ._pricing import to_utc
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
 CSV_COLUMNS = (
     "pool",

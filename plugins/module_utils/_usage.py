@@ -13,9 +13,9 @@ import datetime
 import gzip
 import re
 
-from ._ondemand_prices import on_demand_price
-from ._pricing import iso
-from ._pricing import to_utc
+from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
 POOL_TAG = "parkingspot:pool"
 REQUEST_TAG = "parkingspot:request"

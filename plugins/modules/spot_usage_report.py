@@ -202,7 +202,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_htm
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import to_utc
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
 _FEED_NAME = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.\d+\.[^./]+\.gz$")
 _PRICE_HISTORY_DAYS = 90
