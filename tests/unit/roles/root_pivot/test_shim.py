@@ -46,10 +46,10 @@ def _missing_prerequisite():
     for tool in ("unshare", "losetup", "mkfs.ext4", "debugfs", "busybox", "chroot"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
-    probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "true"], capture_output=True)
+    probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "true"], check=False, capture_output=True)
     if probe.returncode != 0:
         return f"unshare --mount --pid does not work here: {probe.stderr.decode().strip()}"
-    if subprocess.run(["losetup", "--find"], capture_output=True).returncode != 0:
+    if subprocess.run(["losetup", "--find"], check=False, capture_output=True).returncode != 0:
         return "no free loop device"
     return None
 
@@ -68,7 +68,7 @@ def _copy_with_libs(binary: str, root: Path, dest: str | None = None) -> None:
     if target.is_symlink() or target.exists():
         target.unlink()
     shutil.copy2(src, target)
-    ldd = subprocess.run(["ldd", str(src)], capture_output=True, text=True)
+    ldd = subprocess.run(["ldd", str(src)], check=False, capture_output=True, text=True)
     for line in ldd.stdout.splitlines():
         parts = line.split()
         paths = [p for p in parts if p.startswith("/")]
@@ -204,12 +204,25 @@ class Machine:
         rdev = os.stat(dev).st_rdev
         return f"{os.major(rdev)} {os.minor(rdev)}"
 
-    def boot(self, volume_img: Path | None, node: str = "", delay: int = 0, nvme: str = "",
-             shared: bool = False, run: bool = False, not_mount: bool = False) -> Boot:
+    def boot(
+        self,
+        volume_img: Path | None,
+        node: str = "",
+        delay: int = 0,
+        nvme: str = "",
+        shared: bool = False,
+        run: bool = False,
+        not_mount: bool = False,
+    ) -> Boot:
         env = dict(os.environ)
-        env.update(CASE_NODE=node if volume_img else "", CASE_DELAY=str(delay), CASE_NVME=nvme,
-                   CASE_SHARED="1" if shared else "", CASE_RUN="1" if run else "",
-                   CASE_NOT_MOUNT="1" if not_mount else "")
+        env.update(
+            CASE_NODE=node if volume_img else "",
+            CASE_DELAY=str(delay),
+            CASE_NVME=nvme,
+            CASE_SHARED="1" if shared else "",
+            CASE_RUN="1" if run else "",
+            CASE_NOT_MOUNT="1" if not_mount else "",
+        )
         if volume_img is not None:
             env["CASE_MAJMIN"] = self.attach(volume_img)
         if nvme:
@@ -218,15 +231,30 @@ class Machine:
         console.write_text("")
         started = time.monotonic()
         proc = subprocess.run(
-            ["unshare", "--mount", "--pid", "--fork", "--propagation", "private",
-             "sh", str(HARNESS), str(self.ami), *KERNEL_ARGS],
-            env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+            [
+                "unshare",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--propagation",
+                "private",
+                "sh",
+                str(HARNESS),
+                str(self.ami),
+                *KERNEL_ARGS,
+            ],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
         )
         return Boot(console.read_text(), proc, time.monotonic() - started)
 
     def close(self):
         for dev in self.loops:
-            subprocess.run(["losetup", "-d", dev], capture_output=True)
+            subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)
 
 
 @pytest.fixture
@@ -271,8 +299,7 @@ def test_xvd_name_for_sdf(machine):
 def test_nvme_by_serial_skips_other_disks(machine):
     """No DEVICE: the NVMe disk whose serial is the volume id wins over the first NVMe disk."""
     machine.config(f'VOLUME_ID="{VOLUME_ID}"\nTIMEOUT=10\n')
-    boot = machine.boot(machine.image(machine.volume_tree, "vol"), node="nvme1n1", nvme=NVME_SERIAL,
-                        run=True)
+    boot = machine.boot(machine.image(machine.volume_tree, "vol"), node="nvme1n1", nvme=NVME_SERIAL, run=True)
     _assert_volume_booted(boot)
     assert "at /dev/nvme1n1" in boot.console
     assert boot.run == "from-early-boot", boot  # /run was moved, not left behind
@@ -347,8 +374,10 @@ def test_wrong_volume_falls_back(machine):
     _assert_fell_back(boot, "the volume records id vol-0aaaaaaaaaaaaaaaa")
 
 
-@pytest.mark.skipif(shutil.which("e2fsck") is None or shutil.which("blkid") is None,
-                    reason="e2fsck and blkid are needed inside the AMI root")
+@pytest.mark.skipif(
+    shutil.which("e2fsck") is None or shutil.which("blkid") is None,
+    reason="e2fsck and blkid are needed inside the AMI root",
+)
 def test_damaged_file_system_falls_back(machine):
     img = machine.image(machine.volume_tree, "vol")
     # Clearing the root directory's inode is beyond what e2fsck -p repairs on its own; the
