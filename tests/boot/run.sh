@@ -90,7 +90,8 @@ userland() {
 fake_init() {
     cat >"$1" <<EOT
 #!/bin/sh
-echo "PSBOOT init=$2 pid=\$\$ args=[\$*] root=[\$(ls / | tr '\n' ' ')] oldroot=[\$(ls /old-root 2>/dev/null | tr '\n' ' ')] rootdev=[\$(awk '\$2 == "/" {print \$1}' /proc/mounts | tail -n 1)]"
+read -r up _ </proc/uptime
+echo "PSBOOT init=$2 pid=\$\$ args=[\$*] root=[\$(ls / | tr '\n' ' ')] oldroot=[\$(ls /old-root 2>/dev/null | tr '\n' ' ')] rootdev=[\$(awk '\$2 == "/" {print \$1}' /proc/mounts | tail -n 1)] uptime=\$up"
 sync
 poweroff -f
 EOT
@@ -121,6 +122,8 @@ if [ "${pstest_bare:-0}" = 1 ]; then
 else
     for d in dev run sys proc; do mount --move "/$d" "/root/$d"; done
 fi
+read -r up _ </proc/uptime
+echo "PSBOOT-HANDOVER uptime=$up"
 exec switch_root /root /sbin/init "$@"
 EOT
     chmod 755 "$initrd/init"
@@ -200,8 +203,11 @@ run_case() {
             esac
         fi
     fi
+    handover=$(sed -n 's/^PSBOOT-HANDOVER uptime=\([0-9.]*\).*/\1/p' "$log" | tail -n 1)
+    final=${marker##*uptime=}
+    shim_time=$(awk -v a="$handover" -v b="$final" 'BEGIN { if (a != "" && b != "") printf "%.2f", b - a; else print "?" }')
     if [ "$verdict" = ok ]; then
-        say "PASS $name (${seconds}s): $marker"
+        say "PASS $name (${seconds}s wall, ${shim_time}s guest time from the initramfs hand-over to the final init): $marker"
         return 0
     fi
     say "FAIL $name (${seconds}s): $verdict"
