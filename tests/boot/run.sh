@@ -117,13 +117,13 @@ while read -r m; do insmod "/modules/$m" || echo "initramfs: insmod $m failed"; 
 n=0
 while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.2; n=$((n + 1)); done
 mount -t ext4 -o ro /dev/vda /root || { echo "initramfs: cannot mount /dev/vda"; poweroff -f; }
+read -r up _ </proc/uptime
+echo "PSBOOT-HANDOVER uptime=$up"
 if [ "${pstest_bare:-0}" = 1 ]; then
     umount /run; umount /sys; umount /dev; umount /proc
 else
     for d in dev run sys proc; do mount --move "/$d" "/root/$d"; done
 fi
-read -r up _ </proc/uptime
-echo "PSBOOT-HANDOVER uptime=$up"
 exec switch_root /root /sbin/init "$@"
 EOT
     chmod 755 "$initrd/init"
@@ -196,6 +196,9 @@ run_case() {
             "PSBOOT init=$expect pid=1 args=[single pstest-arg]"*) ;;
             *) verdict="expected init=$expect with the kernel's arguments, got: ${marker:-nothing}" ;;
         esac
+        if [ "$name" = nvme-hotplug ] && ! grep -aq "at /dev/nvme0n1 after [1-9]" "$log"; then
+            verdict="the volume was not found late, after the shim had waited"
+        fi
         if [ "$expect" = volume ]; then
             case $marker in
                 *"oldroot=[ami-root-marker "*) ;;
