@@ -28,6 +28,11 @@ for tool in qemu-system-x86_64 busybox mkfs.ext4 cpio gzip dpkg-deb apt-get time
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
 done
 
+# The initramfs and the images get a copy of busybox, so it must not need shared libraries.
+if ldd "$(command -v busybox)" >/dev/null 2>&1; then
+    die "busybox is dynamically linked; install busybox-static"
+fi
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/parkingspot-boot.XXXXXX") || die "cannot create a work directory"
 if [ "${PARKINGSPOT_BOOT_KEEP:-0}" = 1 ]; then
     say "keeping $WORK"
