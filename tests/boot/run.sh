@@ -76,7 +76,7 @@ prepare_kernel() {
         done
     done
     echo "$kver" >"$CACHE/kernel/version"
-    rm -rf "$CACHE/extract"
+    rm -rf "$CACHE/extract" "$CACHE/download"
     touch "$CACHE/kernel/ready"
 }
 
