@@ -227,6 +227,24 @@ def test_bad_input_fails_before_any_write(play, image, bad, option):
     assert snapshot(image) == before
 
 
+def test_merged_usr_image(play, image):
+    """sbin -> usr/sbin (relative) works; an absolute /sbin link would escape the image."""
+    (image / "usr" / "sbin").mkdir(parents=True)
+    (image / "sbin" / "init").rename(image / "usr" / "sbin" / "init")
+    (image / "sbin").rmdir()
+    (image / "sbin").symlink_to("usr/sbin")
+    assert play(**_install_vars(image)).rc == 0
+    assert _sha(image / "usr" / "sbin" / "init") == _sha(SHIM)
+    assert os.readlink(image / "usr" / "sbin" / "init.orig") == "/lib/systemd/systemd"
+
+    (image / "sbin").unlink()
+    (image / "sbin").symlink_to("/usr/sbin")
+    before = snapshot(image)
+    run = play(**_install_vars(image))
+    assert run.rc != 0 and "outside root_pivot_target_root" in run.out, run
+    assert snapshot(image) == before
+
+
 def test_uninstall_refuses_without_the_original(play, image):
     assert play(**_install_vars(image)).rc == 0
     (image / "sbin" / "init.orig").unlink()
