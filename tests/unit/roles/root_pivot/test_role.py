@@ -190,6 +190,17 @@ def test_regular_file_init_is_kept_and_restored(play, image):
     assert snapshot(image) == before
 
 
+def test_interrupted_uninstall_is_finished_by_the_next_run(play, image):
+    before = snapshot(image)
+    assert play(**_install_vars(image)).rc == 0
+    # As if a run had put /sbin/init back and stopped before removing the rest.
+    (image / "sbin" / "init").unlink()
+    (image / "sbin" / "init").symlink_to("/lib/systemd/systemd")
+    run = play(**_install_vars(image, root_pivot_state="absent"))
+    assert run.rc == 0 and run.changed > 0, run
+    assert snapshot(image) == before
+
+
 def test_an_older_shim_is_never_saved_as_the_original(play, image):
     assert play(**_install_vars(image)).rc == 0
     # Pretend /sbin/init is an older release of the shim.
