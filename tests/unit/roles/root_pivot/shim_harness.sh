@@ -5,7 +5,8 @@
 # Environment (set by test_shim.py):
 #   CASE_NODE      name of the block device node to create under /dev (empty: none)
 #   CASE_MAJMIN    "major minor" of the loop device holding the volume
-#   CASE_DELAY     seconds before the node (and its sysfs entry) appears
+#   CASE_DELAY     seconds after the shim starts waiting until the node (and its sysfs entry)
+#                  appears
 #   CASE_NVME      serial for a fake /sys/block/<node>/device/serial (empty: no fake sysfs)
 #   CASE_DECOY     "major minor" of another volume shown as the first NVMe disk (fake sysfs)
 #   CASE_SHARED    "1": make the AMI root a shared mount (pivot_root then refuses)
@@ -45,7 +46,15 @@ fi
 
 if [ -n "${CASE_NODE:-}" ]; then
     (
-        sleep "${CASE_DELAY:-0}"
+        if [ "${CASE_DELAY:-0}" -gt 0 ]; then
+            # Attach late: only once the shim says it is waiting, then after the delay.
+            n=0
+            until grep -q "waiting up to" "$ami.console" || [ $n -ge 300 ]; do
+                sleep 0.1
+                n=$((n + 1))
+            done
+            sleep "$CASE_DELAY"
+        fi
         if [ -n "${CASE_NVME:-}" ]; then
             mkdir -p "$ami/sys/block/$CASE_NODE/device"
             # NVMe serials are space-padded to 20 characters.
