@@ -675,10 +675,10 @@ def simulate(config, policies=POLICIES):
 
 def markdown(report):
     rows = [
-        "| policy | cost USD | effective discount | spot h | on-demand h | notices | jobs cut by interruption "
-        "| jobs lost to interruption | cut by lease / drain deadline | re-run | wait p50 s | wait p95 s "
-        "| p95 vs on-demand | spot launch failures |",
-        "|" + " --- |" * 14,
+        "| policy | cost USD | effective discount | spot h | on-demand h | notices "
+        "| jobs cut: interruption / lease / drain deadline | re-run | jobs lost: interruption / other "
+        "| wait p50 s | wait p95 s | p95 vs on-demand | spot launch failures |",
+        "|" + " --- |" * 13,
     ]
     for name in POLICIES:
         r = report["results"].get(name)
@@ -686,7 +686,7 @@ def markdown(report):
             continue
         ratio = r["wait_p95_vs_on_demand"]
         rows.append(
-            "| {} | {:.2f} | {} | {:.1f} | {:.1f} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |".format(
+            "| {} | {:.2f} | {} | {:.1f} | {:.1f} | {} | {} / {} / {} | {} | {} / {} | {} | {} | {} | {} |".format(
                 name,
                 r["cost_usd"],
                 "-" if r["effective_discount"] is None else f"{r['effective_discount'] * 100:.1f}%",
@@ -694,10 +694,11 @@ def markdown(report):
                 r["instance_hours"]["on_demand"],
                 r["notices"],
                 r["jobs_cut_by_interruption"],
-                r["jobs_lost_to_interruption"],
                 r["jobs_cut_by_lease"],
                 r["jobs_cut_by_drain_deadline"],
                 r["jobs"]["retried"],
+                r["jobs_lost_to_interruption"],
+                r["jobs_lost_other"],
                 r["wait_seconds"]["p50"],
                 r["wait_seconds"]["p95"],
                 "-" if ratio is None else f"{ratio:.2f}x",

@@ -195,3 +195,18 @@ def test_chart_of_a_week_stays_small():
 def test_unknown_policy_is_refused(capsys):
     assert ci_sim.main(["--synthetic", "--policies", "parkingspot,cheapest"]) == 2
     assert "--policies: unknown policy cheapest" in capsys.readouterr().err
+
+
+def test_sweep_prints_one_row_per_trace_pair(tmp_path, capsys):
+    from ansible_collections.parkingspot.ec2.bench import ci_sim_sweep
+
+    write_trace(tmp_path / "p1.json", 3600, [3] * 10 + [1] * 14)
+    write_trace(tmp_path / "a1.json", 3600, [1] * 20 + [0] * 4)
+    write_trace(tmp_path / "a2.json", 3600, [0] * 24)
+    argv = ["--traces", str(tmp_path), "--seeds", "1,2", "--preemption", "p1.json"]
+    argv += ["--availability", "a1.json", "--availability", "a2.json", "--", "--days", "1"]
+    assert ci_sim_sweep.main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| p1 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["a1", "a2"]
+    # Spot never available in a2: the keeper's pool is all on-demand, no discount.
+    assert rows[1].split(" | ")[2] == "24.0" and rows[1].split(" | ")[4] == "0.0% (0.0%-0.0%)"
