@@ -436,7 +436,7 @@ class Sim:
             self.start_drain(t, entry["instance_id"], _planner.parse_time(entry["deadline"]))
 
     def launch(self, t, market, count, expires_at):
-        for _ in range(count):
+        for _unused in range(count):
             self.counter += 1
             iid = f"i-{self.counter:08d}"
             boot = self.boot_rng.randint(self.cfg["boot_min_seconds"], self.cfg["boot_max_seconds"])
@@ -710,7 +710,7 @@ def markdown(report):
 
 def parse_args(argv):
     d = default_config()
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     p.add_argument("--traces", default=d["traces"], help="directory of the spot traces (default: %(default)s)")
     p.add_argument("--preemption", action="append", help="preemption trace, relative to --traces (repeatable)")
     p.add_argument("--availability", default=d["availability"], help="availability trace, relative to --traces")

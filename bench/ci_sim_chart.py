@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 
-WIDTH, HEIGHT, PAD = 960, 150, 40
+WIDTH, HEIGHT, PAD = 960, 180, 40
 COLORS = {"spot": "#2a9d8f", "on_demand": "#e76f51", "queue": "#264653", "notice": "#d62828"}
 
 
@@ -36,9 +36,11 @@ def _step_path(points, horizon, top):
 
 
 def _panel(title, samples, notices, horizon, top):
+    """Instances on the left axis (``top`` shared by all panels), jobs waiting on this panel's right axis."""
     spot = [(t, s) for t, s, _o, _q in samples]
     total = [(t, s + o) for t, s, o, _q in samples]
-    queue = [(t, q) for t, _s, _o, q in samples]
+    qtop = max([1] + [q for _t, _s, _o, q in samples])
+    queue = [(t, q * top / qtop) for t, _s, _o, q in samples]
     days = int(horizon // 86400)
     grid = "".join(
         f'<line x1="{_x(d * 86400, horizon):.1f}" y1="{PAD / 2}" x2="{_x(d * 86400, horizon):.1f}" '
@@ -54,6 +56,10 @@ def _panel(title, samples, notices, horizon, top):
     )
     axis = f'<text x="4" y="{_y(top, top) + 4:.1f}" font-size="10">{top}</text>'
     axis += f'<text x="4" y="{_y(0, top) + 4:.1f}" font-size="10">0</text>'
+    axis += (
+        f'<text x="{WIDTH - 2}" y="{_y(top, top) - 6:.1f}" font-size="10" text-anchor="end" '
+        f'fill="{COLORS["queue"]}">{qtop} waiting</text>'
+    )
     return (
         f"<h2>{html.escape(title)}</h2>"
         f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
@@ -71,12 +77,12 @@ def render(report):
     series = report["series"]
     top = 1
     for data in series.values():
-        for _t, s, o, q in data["samples"]:
-            top = max(top, s + o, q)
+        for _t, s, o, _q in data["samples"]:
+            top = max(top, s + o)
     legend = (
         f'<p><span style="color:{COLORS["spot"]}">&#9632; spot instances</span> &nbsp; '
         f'<span style="color:{COLORS["on_demand"]}">&#9632; all instances (spot + on-demand)</span> &nbsp; '
-        f'<span style="color:{COLORS["queue"]}">- - jobs waiting</span> &nbsp; '
+        f'<span style="color:{COLORS["queue"]}">- - jobs waiting (right axis, scaled per policy)</span> &nbsp; '
         f'<span style="color:{COLORS["notice"]}">| interruption notice</span></p>'
     )
     rows = "".join(
@@ -85,7 +91,7 @@ def render(report):
             r["cost_usd"],
             "-" if r["effective_discount"] is None else f"{r['effective_discount'] * 100:.1f}%",
             r["jobs_cut_by_interruption"],
-            r["jobs_lost_to_interruption"],
+            r["jobs_lost_to_interruption"] + r["jobs_lost_other"],
             r["wait_seconds"]["p95"],
         )
         for name, r in report["results"].items()
@@ -97,8 +103,8 @@ def render(report):
         "<style>body{font-family:sans-serif;margin:1em 2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head><body>"
         "<h1>ParkingSpot CI simulation</h1>"
-        f"<p>{described}</p>"
+        f"<p>{described}</p><p>Left axis: instances; right axis: jobs waiting; marks on top: interruption notices.</p>"
         "<table><tr><th>policy</th><th>cost USD</th><th>effective discount</th><th>jobs cut by interruption</th>"
-        f"<th>jobs lost</th><th>wait p95 s</th></tr>{rows}</table>"
+        f"<th>jobs lost (any cause)</th><th>wait p95 s</th></tr>{rows}</table>"
         f"{legend}{panels}</body></html>\n"
     )

@@ -37,12 +37,20 @@ def spread(values, fmt):
     return f"{fmt(mid)} ({fmt(values[0])}-{fmt(values[-1])})"
 
 
+def pct(value):
+    return f"{value * 100:.1f}%"
+
+
+def ratio(value):
+    return f"{value:.2f}x"
+
+
 def short(path):
     return path.rsplit("/", 1)[-1].replace(".json", "")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     p.add_argument("--traces", default=ci_sim.DEFAULT_TRACES)
     p.add_argument("--seeds", default="1,2,3,4,5")
     p.add_argument("--preemption", action="append")
@@ -55,8 +63,6 @@ def main(argv=None):
         print(f"--seeds: must be comma-separated whole numbers, got {args.seeds!r}", file=sys.stderr)
         return 2
     base = ci_sim.config_from_args(ci_sim.parse_args(args.rest))
-    pct = lambda v: f"{v * 100:.1f}%"  # noqa: E731
-    ratio = lambda v: f"{v:.2f}x"  # noqa: E731
     print(
         "| preemption | availability | spot unavailable h | notices | parkingspot discount | parkingspot lost "
         "| parkingspot p95 vs on-demand | naive lost | naive p95 vs on-demand | blocks discount | blocks lost "
