@@ -25,7 +25,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup collection lint sanity units integration integration-dev integration-eda test demo clean bench unit-fast
+.PHONY: help setup collection lint sanity units integration integration-dev integration-eda test-boot test demo clean bench unit-fast
 
 help:
 	@echo "make demo    keep a CI runner pool through a simulated day on a local EC2 API"
@@ -88,7 +88,11 @@ integration-eda: collection
 	cd $(COLLECTION) && PYTHON=$(PY) EDA_PYTHON=$(PYTHON_BIN) EDA_VENV=$(abspath $(BUILD))/eda-venv \
 	    sh tests/integration/eda/rulebook.sh
 
-test: lint sanity units integration
+# The init shim booted for real: qemu (no KVM) with Debian's kernel, virtio and NVMe disks.
+test-boot:
+	sh tests/boot/run.sh
+
+test: lint sanity units integration test-boot
 	@echo "make test: all tiers passed"
 
 demo: collection

@@ -89,7 +89,7 @@ def default_config():
         # _keeper.reconcile tags on-demand fallback instances without a lease even in a block
         # pool (the planner then drains them on its next run); True gives them the lease the
         # planner asked for, as docs/keeper-planning.md describes.
-        "on_demand_lease": False,
+        "on_demand_lease": True,
         # interruptions and capacity
         "synthetic": False,
         "interrupt_rate": 0.0,  # notices per running spot instance-hour (synthetic mode)
@@ -732,7 +732,9 @@ def parse_args(argv):
     p.add_argument("--block-minutes", type=int, default=d["block_minutes"])
     p.add_argument("--renew-before-minutes", type=int, default=d["renew_before_minutes"])
     p.add_argument(
-        "--on-demand-lease", action="store_true", help="block pools: give on-demand fallback instances a lease too"
+        "--on-demand-without-lease",
+        action="store_true",
+        help="block pools: launch on-demand fallback instances without a lease (the keeper before 0.1.0's fix)",
     )
     p.add_argument("--drain-timeout", type=int, default=d["drain_timeout_seconds"])
     p.add_argument("--notice-seconds", type=int, default=d["notice_seconds"])
@@ -766,7 +768,7 @@ def config_from_args(args):
         "renew_before_minutes": args.renew_before_minutes,
         "drain_timeout_seconds": args.drain_timeout,
         "notice_seconds": args.notice_seconds,
-        "on_demand_lease": args.on_demand_lease,
+        "on_demand_lease": not args.on_demand_without_lease,
     }
 
 

@@ -187,11 +187,15 @@ def launch_spot(client, params, count, tags, block, token, on_errors):
     return launched, (last_code or "InsufficientCapacity") if len(launched) < count else None
 
 
-def launch_on_demand(client, params, count, tags, token):
-    if _launch.choose_api(params) == "fleet":
+def launch_on_demand(client, params, count, tags, token, block=None):
+    """Launch the on-demand shortfall. In a block pool it is a lease too: tagged and backstopped."""
+    if not block and _launch.choose_api(params) == "fleet":
         outcome = _launch.launch(client, params, count, tags, market="on-demand", client_token=token)
         return outcome["instances"]
-    kwargs = _launch.build_run_instances(params, count, tags, market="on-demand", client_token=token)
+    extra = {}
+    if block and block.get("user_data"):
+        extra = dict(user_data=block["user_data"], shutdown_behavior="terminate")
+    kwargs = _launch.build_run_instances(params, count, tags, market="on-demand", client_token=token, **extra)
     return _aws.run_instances(client, **kwargs)
 
 
@@ -276,8 +280,8 @@ def reconcile(module, client, *, pool_key, identity, params, desired, market, no
             _aws.set_asg_desired(asg_client, asg_name, plan["fallback"]["asg_desired"])
         else:
             token = client_token(pool_key, "on-demand", plan["launch"]["on_demand"], instances, bucket)
-            tags = _instance_tags(base_tags, "on-demand", None)
-            launched = launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token)
+            tags = _instance_tags(base_tags, "on-demand", expires_at)
+            launched = launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token, block)
             actions["launched"] += sorted(i["instance_id"] for i in launched)
     elif asg_client is not None and plan["fallback"]["asg_desired"] != asg_capacity:
         _aws.set_asg_desired(asg_client, asg_name, plan["fallback"]["asg_desired"])

@@ -175,3 +175,18 @@ def test_bad_input_fails_before_any_write(ec2, pool, run_module, api_calls, over
     assert result["failed"] is True
     assert message in result["msg"]
     assert api_calls.writes() == []
+
+
+def test_block_pool_fallback_instances_are_leases_too(ec2, pool, run_module, capacity_errors, api_calls):
+    args = dict(pool, desired=2, market="block", duration_minutes=120, on_demand_fallback={"enabled": True, "max": 2})
+    capacity_errors["spot"] = False
+    run_module(spot_pool, dict(args, now="2026-11-30T09:00:00Z"))
+    held = pool_instances(ec2, "ci")
+    assert sorted(t["parkingspot:market"] for t in held.values()) == ["on-demand", "on-demand"]
+    assert {t["parkingspot:expires-at"] for t in held.values()} == {"2026-11-30T11:00:00Z"}
+    (params,) = [p for name, p in api_calls.calls if name == "RunInstances" and "InstanceMarketOptions" not in p]
+    assert params["InstanceInitiatedShutdownBehavior"] == "terminate"
+    assert "shutdown -h" in base64.b64decode(params["UserData"]).decode()
+    # The next run keeps them: a lease in a block pool is not drained for lack of a tag.
+    steady = run_module(spot_pool, dict(args, now="2026-11-30T09:05:00Z"))
+    assert steady["pool"]["terminated"] == [] and steady["plan"]["drain"] == []
