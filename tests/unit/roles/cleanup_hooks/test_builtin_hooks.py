@@ -87,8 +87,7 @@ def env(tmp_path):
 def run(hook, env, **extra):
     merged = dict(env, **extra)
     started = time.monotonic()
-    proc = subprocess.run([os.path.join(BUILTIN, hook + ".sh")], env=merged, capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run([os.path.join(BUILTIN, hook + ".sh")], env=merged, capture_output=True, text=True, timeout=30)
     proc.took = time.monotonic() - started
     return proc
 
@@ -105,8 +104,10 @@ def set_counter(env, name, value):
         handle.write(str(value))
 
 
-@pytest.mark.parametrize("hook,unit,signal", [("gitlab_runner", "gitlab-runner", "SIGQUIT"),
-                                              ("buildkite_agent", "buildkite-agent", "SIGTERM")])
+@pytest.mark.parametrize(
+    "hook,unit,signal",
+    [("gitlab_runner", "gitlab-runner", "SIGQUIT"), ("buildkite_agent", "buildkite-agent", "SIGTERM")],
+)
 def test_runner_gets_graceful_signal_then_stop_after_job(env, hook, unit, signal):
     set_counter(env, "active", 4)  # active at the first check and for three waits
     proc = run(hook, env)
@@ -175,7 +176,8 @@ def test_kubectl_failing_cordon_fails_the_hook(env):
 
 
 def test_elb_deregister_calls_every_target_group(env):
-    arns = "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/a/1 arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/b/2"
+    prefix = "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup"
+    arns = f"{prefix}/a/1 {prefix}/b/2"
     proc = run("elb_deregister", env, PS_TARGET_GROUP_ARNS=arns, PS_TARGET_PORT="8080", PS_AWS_REGION="eu-west-1")
     assert proc.returncode == 0, proc.stderr
     assert calls(env) == [
@@ -203,17 +205,28 @@ def test_aws_hooks_without_the_cli_say_so(env, tmp_path):
 
 def test_eip_moves_to_standby_only_when_held_here(env):
     describe = f"{INSTANCE}\teipassoc-1"
-    proc = run("eip_handoff", env, PS_EIP_ALLOCATION_ID="eipalloc-1", PS_EIP_STANDBY_INSTANCE_ID="i-standby",
-               FAKE_AWS_DESCRIBE=describe)
+    proc = run(
+        "eip_handoff",
+        env,
+        PS_EIP_ALLOCATION_ID="eipalloc-1",
+        PS_EIP_STANDBY_INSTANCE_ID="i-standby",
+        FAKE_AWS_DESCRIBE=describe,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert calls(env)[1] == ("aws ec2 associate-address --allocation-id eipalloc-1 --instance-id i-standby "
-                             "--allow-reassociation")
+    assert calls(env)[1] == (
+        "aws ec2 associate-address --allocation-id eipalloc-1 --instance-id i-standby --allow-reassociation"
+    )
     os.unlink(env["FAKE_LOG"])
     proc = run("eip_handoff", env, PS_EIP_ALLOCATION_ID="eipalloc-1", FAKE_AWS_DESCRIBE=describe)
     assert calls(env)[1] == "aws ec2 disassociate-address --association-id eipassoc-1"
     os.unlink(env["FAKE_LOG"])
-    proc = run("eip_handoff", env, PS_EIP_ALLOCATION_ID="eipalloc-1", PS_EIP_STANDBY_INSTANCE_ID="i-standby",
-               FAKE_AWS_DESCRIBE="i-other\teipassoc-9")
+    proc = run(
+        "eip_handoff",
+        env,
+        PS_EIP_ALLOCATION_ID="eipalloc-1",
+        PS_EIP_STANDBY_INSTANCE_ID="i-standby",
+        FAKE_AWS_DESCRIBE="i-other\teipassoc-9",
+    )
     assert proc.returncode == 0
     assert len(calls(env)) == 1 and "describe-addresses --allocation-ids eipalloc-1" in calls(env)[0]
 
@@ -243,6 +256,5 @@ def test_shell_hooks_are_shellcheck_clean():
         pytest.skip("shellcheck not installed (Debian package shellcheck)")
     scripts = sorted(glob.glob(os.path.join(BUILTIN, "*.sh")))
     assert len(scripts) == 9
-    proc = subprocess.run([shellcheck, "-s", "sh", "-x", "-P", "SCRIPTDIR"] + scripts, capture_output=True,
-                          text=True)
+    proc = subprocess.run([shellcheck, "-s", "sh", "-x", "-P", "SCRIPTDIR"] + scripts, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
