@@ -48,9 +48,14 @@ def test_notice_flips_health_runs_hooks_once_in_order_and_survives_restart(imds,
         assert int(run["deadline"]) == parse_stamp(stamp) - 15
         assert 90 <= int(run["left"]) <= 105
         assert run["instance"] == "i-0123456789abcdef0"
-    state = json.loads((tmp_path / "state" / "notices.json").read_text())
-    (entry,) = state["notices"].values()
-    assert {name: rec["result"] for name, rec in entry["hooks"].items()} == {
+
+    def results():
+        state = json.loads((tmp_path / "state" / "notices.json").read_text())
+        (entry,) = state["notices"].values()
+        return {name: rec["result"] for name, rec in entry["hooks"].items()}
+
+    wait_until(lambda: "started" not in results().values(), timeout=3)
+    assert results() == {
         "10-first": "ok",
         "20-second": "ok",
         "30-third": "ok",
