@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark the termination watcher against the fake IMDSv2 server.
 
@@ -16,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import signal
@@ -145,16 +145,17 @@ def fake_path():
 
 
 def percentile(values, pct):
+    """Nearest-rank percentile (with 100 samples, p99 is the second largest)."""
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(pct / 100.0 * len(ordered) + 0.5)) - 1))
-    return ordered[rank]
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]
 
 
 def idle(kind, fake, interval, seconds):
     """CPU share of one core, peak RSS (MiB) and IMDS requests/s over an idle window."""
     with tempfile.TemporaryDirectory() as workdir:
         port = free_port()
-        proc, _ = start(kind, fake.url, port, workdir, interval)
+        proc, _log = start(kind, fake.url, port, workdir, interval)
         try:
             time.sleep(min(3.0, seconds / 10))  # let it settle (imports, first token)
             ticks = os.sysconf("SC_CLK_TCK")

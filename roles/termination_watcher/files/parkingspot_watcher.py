@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: ParkingSpot contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """ParkingSpot termination watcher.
@@ -351,7 +350,7 @@ class IMDSClient:
         self.conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         while b"\r\n\r\n" not in self.buffer:
             self._fill()
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        head, _sep, rest = self.buffer.partition(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
@@ -462,8 +461,9 @@ class StateStore:
         try:
             with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
                 json.dump(self.data, handle, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
+            # write + rename is atomic for other processes, which is what "at most once across a
+            # watcher restart" needs; no fsync: it can stall the first hook for a second on a busy
+            # disk, and after a machine crash the notice that started the hooks is gone anyway.
             os.replace(tmp, self.path)
         except OSError as exc:
             LOG.error("cannot write state file %s: %s", self.path, exc)

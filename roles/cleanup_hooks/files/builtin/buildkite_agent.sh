@@ -4,5 +4,6 @@
 # the running one; after the deadline the unit is stopped.
 # Settings: PS_BUILDKITE_AGENT_UNIT (default buildkite-agent).
 PS_HOOK_NAME=buildkite_agent
+export PS_HOOK_NAME
 . "$(dirname "$0")/common.sh"
 ps_graceful_unit "${PS_BUILDKITE_AGENT_UNIT:-buildkite-agent}" SIGTERM

@@ -4,6 +4,7 @@
 # association), so the address keeps serving after the interruption.
 # Settings: PS_EIP_ALLOCATION_ID (required), PS_EIP_STANDBY_INSTANCE_ID (optional), PS_AWS_REGION.
 PS_HOOK_NAME=eip_handoff
+export PS_HOOK_NAME
 . "$(dirname "$0")/common.sh"
 ps_require aws
 ps_require_instance_id

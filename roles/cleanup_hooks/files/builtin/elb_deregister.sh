@@ -5,6 +5,7 @@
 # Settings: PS_TARGET_GROUP_ARNS (space separated, required), PS_TARGET_PORT (optional),
 # PS_AWS_REGION (optional).
 PS_HOOK_NAME=elb_deregister
+export PS_HOOK_NAME
 . "$(dirname "$0")/common.sh"
 ps_require aws
 ps_require_instance_id

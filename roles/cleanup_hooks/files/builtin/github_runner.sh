@@ -5,6 +5,7 @@
 # stops the runner unit as soon as it is idle, or at the deadline.
 # Settings: PS_GITHUB_RUNNER_UNIT (default: every active actions.runner.* unit).
 PS_HOOK_NAME=github_runner
+export PS_HOOK_NAME
 . "$(dirname "$0")/common.sh"
 ps_require systemctl
 units=${PS_GITHUB_RUNNER_UNIT:-$(systemctl list-units --type=service --state=active --plain --no-legend 'actions.runner.*' | awk '{print $1}')}

@@ -4,5 +4,6 @@
 # running ones; after the deadline the unit is stopped.
 # Settings: PS_GITLAB_RUNNER_UNIT (default gitlab-runner).
 PS_HOOK_NAME=gitlab_runner
+export PS_HOOK_NAME
 . "$(dirname "$0")/common.sh"
 ps_graceful_unit "${PS_GITLAB_RUNNER_UNIT:-gitlab-runner}" SIGQUIT

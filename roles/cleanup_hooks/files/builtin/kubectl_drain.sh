@@ -4,6 +4,7 @@
 # Settings: PS_NODE_NAME (default: hostname), PS_KUBECONFIG (optional),
 # PS_DRAIN_ARGS (default: --ignore-daemonsets --delete-emptydir-data --force).
 PS_HOOK_NAME=kubectl_drain
+export PS_HOOK_NAME
 . "$(dirname "$0")/common.sh"
 ps_require kubectl
 node=${PS_NODE_NAME:-$(hostname)}

@@ -3,6 +3,7 @@
 # Tag this instance parkingspot:interrupted=<notice time> so pools and reports can count
 # interruptions. Settings: PS_TAG_KEY (default parkingspot:interrupted), PS_AWS_REGION.
 PS_HOOK_NAME=tag_instance
+export PS_HOOK_NAME
 . "$(dirname "$0")/common.sh"
 ps_require aws
 ps_require_instance_id

@@ -40,6 +40,7 @@ def find_python38():
                 capture_output=True,
                 text=True,
                 timeout=20,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
             continue
@@ -94,8 +95,8 @@ def metric(text, name, **labels):
     for line in text.splitlines():
         if line.startswith("#"):
             continue
-        series, _, value = line.rpartition(" ")
-        base, _, label_part = series.partition("{")
+        series, _sep, value = line.rpartition(" ")
+        base, _sep, label_part = series.partition("{")
         if base != name:
             continue
         got = ",".join(sorted(label_part.rstrip("}").split(","))) if label_part else ""

@@ -174,7 +174,8 @@ def test_failing_and_hanging_hooks_do_not_stop_the_rest(imds, watcher_factory, t
     watcher = watcher_factory(imds.url)
     imds.set_instance_action()
     assert wait_until(lambda: len(read_hook_log(log)) == 3, timeout=8), watcher.output()
-    text = wait_until(lambda: (lambda t: t if "30-runs" in t else None)(watcher.metrics()), timeout=3)
+    assert wait_until(lambda: 'hook="30-runs"' in watcher.metrics(), timeout=3)
+    text = watcher.metrics()
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="10-fails", result="failed") == 1
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="20-hangs", result="timeout") == 1
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="30-runs", result="ok") == 1
