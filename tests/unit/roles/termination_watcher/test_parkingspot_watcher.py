@@ -12,13 +12,13 @@ from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 
 import pytest
-from conftest import free_port
-from conftest import metric
-from conftest import read_hook_log
-from conftest import wait_until
-from conftest import write_hook
 from fake_imds import INSTANCE_ACTION
 from fake_imds import FakeIMDS
+from watcher_harness import free_port
+from watcher_harness import metric
+from watcher_harness import read_hook_log
+from watcher_harness import wait_until
+from watcher_harness import write_hook
 
 
 def parse_stamp(stamp):
@@ -333,7 +333,7 @@ def test_webhook_receives_the_notice(imds, watcher_factory):
 def test_metrics_endpoint_and_unknown_paths(imds, watcher_factory):
     watcher = watcher_factory(imds.url, "--health-path", "/ready", "--metrics-path", "/prom")
     time.sleep(0.5)
-    from conftest import http_get
+    from watcher_harness import http_get
 
     status, text = http_get(f"http://127.0.0.1:{watcher.port}/prom")
     assert status == 200
