@@ -1,11 +1,11 @@
 #!/bin/sh
 # Run the molecule scenarios of the termination_watcher role (which also apply cleanup_hooks):
-# "default" and "changed", each in a systemd-nspawn container booted from a Debian bookworm
+# "default", "changed" and "runner_host" (the playbook), each in a systemd-nspawn container booted from a Debian bookworm
 # rootfs, with a fake IMDSv2 server on the host's loopback (the containers share the host
 # network). Needs root, systemd-nspawn (systemd-container), debootstrap, molecule and the
 # community.docker collection (nsenter connection).
 #
-#   tests/roles/run-molecule.sh [scenario ...]      (default: default changed)
+#   tests/roles/run-molecule.sh [scenario ...]   (default: default changed runner_host)
 #
 # PYTHON picks the interpreter for the fake IMDS (default python3); PCW_CACHE where the rootfs
 # is kept between runs (default ~/.cache/parkingspot).
@@ -15,7 +15,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 python=${PYTHON:-python3}
 cache=${PCW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/parkingspot}
 rootfs=$cache/rootfs-bookworm
-scenarios=${*:-default changed}
+scenarios=${*:-default changed runner_host}
 
 for tool in systemd-nspawn nsenter molecule "$python"; do
     command -v "$tool" >/dev/null 2>&1 || { echo "run-molecule: $tool not found" >&2; exit 2; }
