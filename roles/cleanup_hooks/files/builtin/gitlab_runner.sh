@@ -1,0 +1,9 @@
+#!/bin/sh
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Graceful GitLab Runner stop: SIGQUIT makes the runner take no new jobs and finish the
+# running ones; after the deadline the unit is stopped.
+# Settings: PS_GITLAB_RUNNER_UNIT (default gitlab-runner).
+PS_HOOK_NAME=gitlab_runner
+export PS_HOOK_NAME
+. "$(dirname "$0")/common.sh"
+ps_graceful_unit "${PS_GITLAB_RUNNER_UNIT:-gitlab-runner}" SIGQUIT

@@ -1,0 +1,20 @@
+#!/bin/sh
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Cordon this node and drain it within the deadline.
+# Settings: PS_NODE_NAME (default: hostname), PS_KUBECONFIG (optional),
+# PS_DRAIN_ARGS (default: --ignore-daemonsets --delete-emptydir-data --force).
+PS_HOOK_NAME=kubectl_drain
+export PS_HOOK_NAME
+. "$(dirname "$0")/common.sh"
+ps_require kubectl
+node=${PS_NODE_NAME:-$(hostname)}
+if [ -n "${PS_KUBECONFIG:-}" ]; then
+    KUBECONFIG=$PS_KUBECONFIG
+    export KUBECONFIG
+fi
+left=$(($(ps_end_time) - $(ps_now)))
+[ "$left" -lt 1 ] && left=1
+kubectl cordon "$node" || exit 1
+# Word splitting of PS_DRAIN_ARGS is intended: it holds several options.
+# shellcheck disable=SC2086
+kubectl drain "$node" ${PS_DRAIN_ARGS:---ignore-daemonsets --delete-emptydir-data --force} --timeout="${left}s"

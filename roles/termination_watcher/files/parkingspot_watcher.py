@@ -1,0 +1,933 @@
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ParkingSpot termination watcher.
+
+Polls the EC2 instance metadata service (IMDSv2 only) for spot interruption notices,
+rebalance recommendations, scheduled maintenance and Auto Scaling lifecycle changes.
+On a notice it flips its health endpoint to 503, runs the hooks in the hooks directory in
+name order within a deadline taken from the notice, optionally posts a webhook and exposes
+Prometheus metrics. Standard library only; runs on Python 3.8 and later.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and not any("https:" in arg for arg in sys.argv[1:]):
+    # With no https URL to talk to, keep OpenSSL out of the process: http.client imports ssl
+    # whenever it can, and that alone adds about 6 MiB of resident memory. Hooks are separate
+    # processes and are not affected.
+    sys.modules.setdefault("ssl", None)
+
+import argparse  # noqa: E402
+import calendar  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import queue  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import urllib.parse  # noqa: E402
+from datetime import datetime  # noqa: E402
+from datetime import timezone  # noqa: E402
+from http.server import BaseHTTPRequestHandler  # noqa: E402
+from http.server import ThreadingHTTPServer  # noqa: E402
+
+LOG = logging.getLogger("parkingspot-watcher")
+
+EVENTS = ("interruption", "rebalance", "maintenance", "lifecycle")
+RESPONSES = ("drain", "notify", "ignore")
+DEFAULT_RESPONSES = {"interruption": "drain", "lifecycle": "drain", "rebalance": "notify", "maintenance": "notify"}
+PATHS = {
+    "interruption": "/latest/meta-data/spot/instance-action",
+    "rebalance": "/latest/meta-data/events/recommendations/rebalance",
+    "maintenance": "/latest/meta-data/events/maintenance/scheduled",
+    "lifecycle": "/latest/meta-data/autoscaling/target-lifecycle-state",
+}
+# instance-action is read on every poll; one secondary path per poll keeps the steady rate
+# at two requests per poll. Lifecycle (which also drains) comes round twice as often.
+SECONDARY_ROTATION = ("lifecycle", "rebalance", "lifecycle", "maintenance")
+TOKEN_PATH = "/latest/api/token"
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
+TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+IGNORED_SUFFIXES = (".timeout", ".disabled", ".conf", ".md", ".txt", "~")
+TIMEOUT_MARKER = "parkingspot-timeout:"
+
+
+class _Closed(Exception):
+    """The server closed the connection."""
+
+
+class IMDSError(Exception):
+    """A metadata request failed; kind is a short label used in metrics."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def parse_iso(value):
+    """Parse an IMDS ISO 8601 UTC time ('2017-09-18T08:22:00Z') to epoch seconds."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def parse_maintenance_time(value):
+    """Parse the scheduled-events time format ('21 Jan 2019 09:00:43 GMT')."""
+    return float(calendar.timegm(time.strptime(value.strip(), "%d %b %Y %H:%M:%S GMT")))
+
+
+def parse_notice(event, status, body, now, default_budget):
+    """Turn one IMDS answer into a notice dict, or None when there is nothing to act on.
+
+    Raises ValueError on a payload that cannot be understood.
+    """
+    if status == 404 or (status == 200 and not body.strip()):
+        return None
+    if event == "interruption":
+        data = json.loads(body)
+        if not isinstance(data, dict) or "action" not in data or "time" not in data:
+            raise ValueError("instance-action without action/time")
+        at = parse_iso(str(data["time"]))
+        return {
+            "event": event,
+            "action": str(data["action"]),
+            "notice_time": str(data["time"]),
+            "key": "interruption:{}:{}".format(data["action"], data["time"]),
+            "deadline_base": at,
+        }
+    if event == "rebalance":
+        data = json.loads(body)
+        if not isinstance(data, dict) or "noticeTime" not in data:
+            raise ValueError("rebalance recommendation without noticeTime")
+        at = parse_iso(str(data["noticeTime"]))
+        return {
+            "event": event,
+            "action": "rebalance",
+            "notice_time": str(data["noticeTime"]),
+            "key": "rebalance:{}".format(data["noticeTime"]),
+            "deadline_base": max(at, now) + default_budget,
+        }
+    if event == "maintenance":
+        data = json.loads(body)
+        if not isinstance(data, list):
+            raise ValueError("scheduled maintenance is not a list")
+        active = [e for e in data if isinstance(e, dict) and e.get("State", "active") == "active"]
+        if not active:
+            return None
+        first = min(active, key=lambda e: parse_maintenance_time(str(e.get("NotBefore", ""))))
+        at = parse_maintenance_time(str(first["NotBefore"]))
+        return {
+            "event": event,
+            "action": str(first.get("Code", "maintenance")),
+            "notice_time": first["NotBefore"],
+            "key": "maintenance:{}".format(first.get("EventId", first["NotBefore"])),
+            "deadline_base": at,
+        }
+    if event == "lifecycle":
+        state = body.strip()
+        if state != "Terminated":
+            return None
+        return {
+            "event": event,
+            "action": "terminate",
+            "notice_time": format_iso(now),
+            "key": "lifecycle:Terminated",
+            "deadline_base": now + default_budget,
+        }
+    raise ValueError(f"unknown event {event}")
+
+
+def format_iso(epoch):
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_responses(items):
+    """Parse ['rebalance=drain', ...] into a full event -> response map."""
+    result = dict(DEFAULT_RESPONSES)
+    for item in items or ():
+        event, sep, response = item.partition("=")
+        event, response = event.strip(), response.strip()
+        if not sep or event not in EVENTS or response not in RESPONSES:
+            events, responses = "|".join(EVENTS), "|".join(RESPONSES)
+            raise ValueError(f"--on expects EVENT=RESPONSE (EVENT: {events}; RESPONSE: {responses}), got {item!r}")
+        result[event] = response
+    return result
+
+
+def list_hooks(directory):
+    """Executable regular files in directory, in name order (hidden and helper files skipped)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    hooks = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith(".") or name.endswith(IGNORED_SUFFIXES):
+            continue
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            hooks.append(path)
+    return hooks
+
+
+def hook_timeout(path, default):
+    """A hook's own timeout: '<hook>.timeout' file, else a 'parkingspot-timeout: N' comment."""
+    try:
+        with open(path + ".timeout") as handle:
+            return max(1.0, float(handle.read().strip()))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return default
+    for line in head.splitlines():
+        if TIMEOUT_MARKER in line:
+            try:
+                return max(1.0, float(line.split(TIMEOUT_MARKER, 1)[1].split()[0]))
+            except (IndexError, ValueError):
+                return default
+    return default
+
+
+def http_call(url, timeout, method="GET", body=None, headers=None):
+    """One HTTP(S) request without urllib.request (which pulls in much more of the stdlib); returns the status."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout)
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+class RateLimitedLog:
+    """Logs the first occurrence of a message key, then at most once per interval with a count."""
+
+    def __init__(self, interval=60.0):
+        self.interval = interval
+        self.seen = {}
+
+    def warning(self, key, message, *args):
+        now = time.monotonic()
+        last, count = self.seen.get(key, (None, 0))
+        if last is None or now - last >= self.interval:
+            suffix = f" ({count} similar messages suppressed)" if count else ""
+            LOG.warning(message + suffix, *args)
+            self.seen[key] = (now, 0)
+        else:
+            self.seen[key] = (last, count + 1)
+
+    def clear(self, key):
+        self.seen.pop(key, None)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+class Metrics:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counters = {}
+        self.gauges = {}
+
+    def inc(self, name, labels=(), value=1.0):
+        with self.lock:
+            key = (name, tuple(labels))
+            self.counters[key] = self.counters.get(key, 0.0) + value
+
+    def set(self, name, labels=(), value=0.0):
+        with self.lock:
+            self.gauges[(name, tuple(labels))] = value
+
+    def get(self, name, labels=()):
+        with self.lock:
+            key = (name, tuple(labels))
+            return self.counters.get(key, self.gauges.get(key, 0.0))
+
+    def render(self):
+        lines = []
+        with self.lock:
+            items = [(k, v, "counter") for k, v in self.counters.items()]
+            items += [(k, v, "gauge") for k, v in self.gauges.items()]
+        typed = set()
+        for (name, labels), value, kind in sorted(items, key=lambda i: (i[0][0], i[0][1])):
+            if name not in typed:
+                lines.append(f"# TYPE {name} {kind}")
+                typed.add(name)
+            label_text = ",".join(
+                '{}="{}"'.format(k, str(v).replace("\\", "\\\\").replace('"', '\\"')) for k, v in labels
+            )
+            lines.append("{}{} {}".format(name, f"{{{label_text}}}" if label_text else "", repr(float(value))))
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- IMDS client
+
+
+class IMDSClient:
+    """IMDSv2 client: one token, refreshed before it expires, one kept-alive connection."""
+
+    def __init__(self, base_url, timeout, token_ttl, metrics):
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme != "http" or not parsed.hostname:
+            raise ValueError(f"--imds-url must be an http:// URL, got {base_url!r}")
+        self.host = parsed.hostname
+        self.port = parsed.port or 80
+        self.timeout = timeout
+        self.token_ttl = token_ttl
+        self.metrics = metrics
+        self.conn = None
+        self.buffer = b""
+        self.token = None
+        self.token_expires = 0.0
+        self.lock = threading.Lock()  # the poll loop and the hook worker share one connection
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.buffer = b""
+
+    # The metadata client speaks the small part of HTTP/1.1 that IMDS needs over one socket.
+    # http.client parses every header block with the email package, which made polling cost
+    # about 0.45 ms of CPU per request; this costs a fraction of that (see docs/benchmarks.md).
+    def _request(self, method, path, headers):
+        self.metrics.inc("parkingspot_watcher_imds_requests_total")
+        reused = self.conn is not None
+        try:
+            try:
+                return self._exchange(method, path, headers)
+            except _Closed:
+                if not reused:
+                    raise
+                self.close()  # the kept-alive connection was closed by the server: one fresh try
+                return self._exchange(method, path, headers)
+        except ConnectionRefusedError as exc:
+            self.close()
+            raise IMDSError("refused", f"connection refused by {self.host}:{self.port}: {exc}")
+        except _Closed:
+            self.close()
+            raise IMDSError("connection", f"{method} {path}: connection closed without a response")
+        except socket.timeout:
+            self.close()
+            raise IMDSError("timeout", f"{method} {path} timed out after {self.timeout:.1f}s")
+        except OSError as exc:
+            self.close()
+            raise IMDSError("connection", f"{method} {path} failed: {exc}")
+        except ValueError as exc:
+            self.close()
+            raise IMDSError("protocol", f"{method} {path}: bad HTTP response: {exc}")
+
+    def _exchange(self, method, path, headers):
+        if self.conn is None:
+            self.conn = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            self.buffer = b""
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", "Content-Length: 0"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, _sep, rest = self.buffer.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise ValueError(f"status line {status_line[:80]!r}")
+        fields = {}
+        for line in header_lines:
+            name, sep, value = line.partition(":")
+            if sep:
+                fields[name.strip().lower()] = value.strip()
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            raise ValueError("chunked responses are not expected from IMDS")
+        self.buffer = rest
+        if "content-length" in fields:
+            length = int(fields["content-length"])
+            while len(self.buffer) < length:
+                self._fill()
+            body, self.buffer = self.buffer[:length], self.buffer[length:]
+        else:  # no length: the body ends when the server closes the connection
+            try:
+                while True:
+                    self._fill()
+            except _Closed:
+                pass
+            body, self.buffer = self.buffer, b""
+            fields["connection"] = "close"
+        if fields.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
+            self.close()
+        return int(parts[1]), body.decode("utf-8", "replace")
+
+    def _fill(self):
+        chunk = self.conn.recv(65536)
+        if not chunk:
+            raise _Closed()
+        self.buffer += chunk
+
+    def _fetch_token(self):
+        try:
+            status, body = self._request("PUT", TOKEN_PATH, {TOKEN_TTL_HEADER: str(self.token_ttl)})
+        except IMDSError as exc:
+            if exc.kind == "timeout":
+                raise IMDSError(
+                    "token_timeout",
+                    "IMDSv2 token request timed out; if this runs in a container or "
+                    "behind a proxy, the instance's metadata hop limit (HttpPutResponseHopLimit) is "
+                    "probably too low: raise it to 2",
+                )
+            raise
+        if status != 200 or not body.strip():
+            if status == 403:
+                raise IMDSError(
+                    "token_forbidden",
+                    "IMDS refused the token request (403): is the metadata "
+                    "service disabled for this instance (HttpEndpoint=disabled)?",
+                )
+            raise IMDSError("token_status", f"IMDSv2 token request answered HTTP {status}")
+        self.token = body.strip()
+        # Refresh at 80% of the TTL (at least one second early) so a poll never uses a dying token.
+        self.token_expires = time.monotonic() + max(0.5, min(self.token_ttl * 0.8, self.token_ttl - 1))
+        self.metrics.inc("parkingspot_watcher_imds_tokens_total")
+
+    def get(self, path):
+        """GET a metadata path with a valid token; returns (status, body). Never sends a tokenless GET."""
+        with self.lock:
+            return self._get(path)
+
+    def _get(self, path):
+        for attempt in (1, 2):
+            if self.token is None or time.monotonic() >= self.token_expires:
+                self._fetch_token()
+            status, body = self._request("GET", path, {TOKEN_HEADER: self.token})
+            if status == 401:
+                self.token = None
+                if attempt == 1:
+                    continue
+                raise IMDSError("unauthorized", f"GET {path} answered 401 even with a fresh token")
+            if status >= 500:
+                raise IMDSError("server", f"GET {path} answered HTTP {status}")
+            if status not in (200, 404):
+                raise IMDSError("status", f"GET {path} answered HTTP {status}")
+            return status, body
+        raise IMDSError("unauthorized", "unreachable")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------- state
+
+
+class StateStore:
+    """Remembers which hooks ran for which notice, in a JSON file written atomically."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.path = os.path.join(directory, "notices.json") if directory else None
+        self.lock = threading.Lock()
+        self.data = {"notices": {}}
+        if self.path and os.path.exists(self.path):
+            try:
+                with open(self.path) as handle:
+                    loaded = json.load(handle)
+                if isinstance(loaded, dict) and isinstance(loaded.get("notices"), dict):
+                    self.data = loaded
+            except (OSError, ValueError) as exc:
+                LOG.warning("state file %s unreadable (%s); starting with empty state", self.path, exc)
+
+    def _save(self):
+        if not self.path:
+            return
+        tmp = os.path.join(self.directory, f".notices.{os.getpid()}.tmp")
+        try:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+                json.dump(self.data, handle, sort_keys=True)
+            # write + rename is atomic for other processes, which is what "at most once across a
+            # watcher restart" needs; no fsync: it can stall the first hook for a second on a busy
+            # disk, and after a machine crash the notice that started the hooks is gone anyway.
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            LOG.error("cannot write state file %s: %s", self.path, exc)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    def notice(self, notice):
+        with self.lock:
+            entry = self.data["notices"].setdefault(notice["key"], {"hooks": {}})
+            entry.update({k: notice[k] for k in ("event", "action", "notice_time", "deadline", "response")})
+            self._save()
+            return dict(entry["hooks"])
+
+    def hook(self, key, name, record):
+        with self.lock:
+            self.data["notices"].setdefault(key, {"hooks": {}})["hooks"][name] = record
+            self._save()
+
+    def active_drain(self, now, grace):
+        """A drain notice whose deadline has not long passed (used to stay 503 across restarts)."""
+        with self.lock:
+            for key, entry in self.data["notices"].items():
+                if entry.get("response") == "drain" and float(entry.get("deadline", 0)) + grace > now:
+                    return dict(entry, key=key)
+        return None
+
+
+# ---------------------------------------------------------------------------- the watcher
+
+
+class Watcher:
+    def __init__(self, args):
+        self.args = args
+        self.responses = parse_responses(args.on)
+        self.metrics = Metrics()
+        self.stop = threading.Event()
+        self.imds = IMDSClient(args.imds_url, args.imds_timeout, args.token_ttl, self.metrics)
+        self.state = StateStore(args.state_dir)
+        self.work = queue.Queue()
+        self.lock = threading.Lock()
+        self.terminating = None
+        self.seen = set()
+        self.instance_id = args.instance_id or ""
+        self.current_proc = None
+        self.errlog = RateLimitedLog(args.error_log_interval)
+        self.rotation = 0
+        self.metrics.set("parkingspot_watcher_terminating", value=0)
+        restored = self.state.active_drain(time.time(), args.restore_grace)
+        if restored:
+            LOG.warning(
+                "restoring drain state from %s: %s notice at %s",
+                self.state.path,
+                restored.get("event"),
+                restored.get("notice_time"),
+            )
+            self._set_terminating(restored)
+
+    # -- health state
+    def _set_terminating(self, notice):
+        with self.lock:
+            if self.terminating is None:
+                self.terminating = {
+                    "event": notice.get("event"),
+                    "action": notice.get("action"),
+                    "notice_time": notice.get("notice_time"),
+                    "deadline": notice.get("deadline"),
+                }
+        self.metrics.set("parkingspot_watcher_terminating", value=1)
+
+    def health(self):
+        """(status, body dict) for the health endpoint."""
+        with self.lock:
+            terminating = dict(self.terminating) if self.terminating else None
+        if terminating:
+            terminating.update(status="terminating", reason="{} notice seen".format(terminating["event"]))
+            return 503, terminating
+        if not self.args.app_health_url:
+            return 200, {"status": "ok"}
+        try:
+            code = http_call(self.args.app_health_url, self.args.app_health_timeout)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            return 503, {"status": "unhealthy", "reason": f"application health check failed: {exc}"}
+        if 200 <= code < 300:
+            return 200, {"status": "ok", "app_status": code}
+        return 503, {"status": "unhealthy", "reason": f"application health answered {code}", "app_status": code}
+
+    # -- polling
+    def ensure_instance_id(self):
+        if self.instance_id:
+            return
+        try:
+            status, body = self.imds.get("/latest/meta-data/instance-id")
+            if status == 200:
+                self.instance_id = body.strip()
+        except IMDSError as exc:
+            self.errlog.warning("instance-id", "cannot read instance-id yet: %s", exc)
+
+    def poll_event(self, event):
+        now = time.time()
+        try:
+            status, body = self.imds.get(PATHS[event])
+        except IMDSError as exc:
+            self.metrics.inc("parkingspot_watcher_imds_errors_total", (("kind", exc.kind),))
+            self.errlog.warning("imds:" + exc.kind, "IMDS error on %s: %s", event, exc)
+            return
+        self.errlog.clear("imds:refused")
+        try:
+            notice = parse_notice(event, status, body, now, self.args.default_budget)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.metrics.inc("parkingspot_watcher_imds_errors_total", (("kind", "parse"),))
+            self.errlog.warning("parse:" + event, "cannot understand %s payload %r: %s", event, body[:200], exc)
+            return
+        if notice is not None:
+            self.on_notice(notice, now)
+
+    def on_notice(self, notice, now):
+        if notice["key"] in self.seen:
+            return
+        self.seen.add(notice["key"])
+        response = self.responses[notice["event"]]
+        notice["response"] = response
+        notice["deadline"] = notice["deadline_base"] - self.args.safety_margin
+        notice["seen_at"] = now
+        self.metrics.inc("parkingspot_watcher_notices_total", (("event", notice["event"]),))
+        LOG.warning(
+            "%s notice: action=%s time=%s response=%s (%.0fs left before deadline)",
+            notice["event"],
+            notice["action"],
+            notice["notice_time"],
+            response,
+            notice["deadline"] - now,
+        )
+        if response == "ignore":
+            return
+        if response == "drain":
+            self._set_terminating(notice)
+        self.work.put(notice)
+
+    def poll_once(self):
+        self.poll_event("interruption")
+        event = SECONDARY_ROTATION[self.rotation % len(SECONDARY_ROTATION)]
+        self.rotation += 1
+        self.poll_event(event)
+        self.metrics.set("parkingspot_watcher_last_poll_timestamp_seconds", value=time.time())
+        if not self.instance_id:
+            self.ensure_instance_id()
+
+    def poll_loop(self):
+        interval = self.args.poll_interval
+        self.ensure_instance_id()
+        next_tick = time.monotonic()
+        while not self.stop.is_set():
+            self.poll_once()
+            next_tick += interval
+            now = time.monotonic()
+            if next_tick < now:  # fell behind (slow IMDS): keep the cadence, skip missed ticks
+                next_tick += ((now - next_tick) // interval + 1) * interval
+            self.stop.wait(next_tick - now)
+
+    # -- actions
+    def worker_loop(self):
+        while not self.stop.is_set():
+            notice = self.work.get()
+            if notice is None:  # shutdown
+                return
+            self.ensure_instance_id()
+            if self.args.webhook_url:
+                threading.Thread(target=self.send_webhook, args=(notice,), daemon=True).start()
+            self.run_hooks(notice)
+
+    def hook_dir_for(self, notice):
+        if notice["response"] == "drain":
+            return self.args.hooks_dir
+        return os.path.join(self.args.hooks_dir, "{}.d".format(notice["event"]))
+
+    def run_hooks(self, notice):
+        phase = "drain" if notice["response"] == "drain" else notice["event"]
+        done = self.state.notice(notice)
+        for path in list_hooks(self.hook_dir_for(notice)):
+            name = os.path.basename(path)
+            if self.stop.is_set():
+                return
+            if name in done:
+                LOG.info("hook %s already ran for this notice (%s); not running it again", name, done[name]["result"])
+                continue
+            left = notice["deadline"] - time.time()
+            if left <= 0:
+                LOG.error("deadline passed; hook %s not run", name)
+                self._record(notice, name, "skipped", None, 0.0)
+                continue
+            timeout = min(hook_timeout(path, self.args.hook_timeout), left)
+            self.run_hook(notice, phase, path, name, timeout, left)
+
+    def run_hook(self, notice, phase, path, name, timeout, left):
+        env = dict(os.environ)
+        env.update(
+            {
+                "PARKINGSPOT_EVENT": notice["event"],
+                "PARKINGSPOT_ACTION": notice["action"],
+                "PARKINGSPOT_PHASE": phase,
+                "PARKINGSPOT_NOTICE_TIME": notice["notice_time"],
+                "PARKINGSPOT_DEADLINE": str(int(notice["deadline"])),
+                "PARKINGSPOT_SECONDS_LEFT": str(int(left)),
+                "PARKINGSPOT_HOOK_TIMEOUT": str(int(timeout)),
+                "PARKINGSPOT_INSTANCE_ID": self.instance_id,
+            }
+        )
+        # Record the start before running: a hook runs at most once per notice, even if we die now.
+        self.state.hook(notice["key"], name, {"result": "started", "started": time.time()})
+        started = time.monotonic()
+        self.metrics.set("parkingspot_watcher_hook_last_start_timestamp_seconds", (("hook", name),), time.time())
+        LOG.warning("running hook %s (timeout %.0fs, %.0fs left)", name, timeout, left)
+        try:
+            proc = subprocess.Popen(
+                [path], env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(), start_new_session=True, cwd="/"
+            )
+        except OSError as exc:
+            LOG.error("hook %s could not start: %s", name, exc)
+            self._record(notice, name, "failed", None, 0.0)
+            return
+        self.current_proc = proc
+        result = None
+        while result is None:
+            try:
+                proc.wait(timeout=0.1)
+                if proc.returncode == 0:
+                    result = "ok"
+                else:
+                    result = "interrupted" if self.stop.is_set() else "failed"
+            except subprocess.TimeoutExpired:
+                if self.stop.is_set():
+                    result = "interrupted"
+                elif time.monotonic() - started >= timeout:
+                    result = "timeout"
+        if result in ("timeout", "interrupted"):
+            kill_group(proc)
+        self.current_proc = None
+        duration = time.monotonic() - started
+        level = logging.INFO if result == "ok" else logging.ERROR
+        LOG.log(level, "hook %s %s (exit %s) after %.1fs", name, result, proc.returncode, duration)
+        self._record(notice, name, result, proc.returncode, duration)
+
+    def _record(self, notice, name, result, returncode, duration):
+        self.state.hook(notice["key"], name, {"result": result, "rc": returncode, "duration": round(duration, 3)})
+        self.metrics.inc("parkingspot_watcher_hook_runs_total", (("hook", name), ("result", result)))
+        self.metrics.set("parkingspot_watcher_hook_duration_seconds", (("hook", name),), duration)
+
+    def send_webhook(self, notice):
+        payload = {k: notice.get(k) for k in ("event", "action", "notice_time", "deadline", "response")}
+        payload["instance_id"] = self.instance_id
+        data = json.dumps(payload).encode()
+        for attempt in range(3):
+            headers = {"Content-Type": "application/json"}
+            try:
+                status = http_call(self.args.webhook_url, self.args.webhook_timeout, "POST", data, headers)
+                if 200 <= status < 300:
+                    self.metrics.inc("parkingspot_watcher_webhook_total", (("result", "ok"),))
+                    return
+                LOG.warning("webhook attempt %d answered HTTP %d", attempt + 1, status)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                LOG.warning("webhook attempt %d failed: %s", attempt + 1, exc)
+            if self.stop.wait(2**attempt):
+                break
+        self.metrics.inc("parkingspot_watcher_webhook_total", (("result", "failed"),))
+
+    def shutdown(self):
+        self.stop.set()
+        self.work.put(None)
+        proc = self.current_proc
+        if proc is not None and proc.poll() is None:
+            kill_group(proc)
+        self.imds.close()
+
+
+def kill_group(proc):
+    """Stop a hook and its children: SIGTERM, then SIGKILL after two seconds."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# ---------------------------------------------------------------------------- HTTP endpoint
+
+
+def make_handler(watcher):
+    args = watcher.args
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = 5
+        server_version = "parkingspot-watcher"
+
+        def log_message(self, fmt, *fmt_args):  # quiet: load balancers poll every few seconds
+            LOG.debug("http: " + fmt, *fmt_args)
+
+        def _send(self, status, body, content_type, head=False):
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if not head:
+                self.wfile.write(data)
+
+        def _dispatch(self, head):
+            path = urllib.parse.urlsplit(self.path).path
+            if path == args.health_path:
+                status, body = watcher.health()
+                self._send(status, json.dumps(body, sort_keys=True) + "\n", "application/json", head)
+            elif path == args.metrics_path:
+                self._send(200, watcher.metrics.render(), "text/plain; version=0.0.4", head)
+            else:
+                self._send(404, json.dumps({"status": "not found"}) + "\n", "application/json", head)
+
+        def do_GET(self):  # noqa: N802 (http.server naming)
+            self._dispatch(False)
+
+        def do_HEAD(self):  # noqa: N802
+            self._dispatch(True)
+
+    return Handler
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="parkingspot-watcher", description=__doc__.splitlines()[0])
+    p.add_argument("--imds-url", default="http://169.254.169.254", help="metadata service base URL")
+    p.add_argument("--imds-timeout", type=float, default=2.0, help="seconds per metadata request")
+    p.add_argument("--token-ttl", type=int, default=21600, help="IMDSv2 token lifetime in seconds")
+    p.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
+    p.add_argument("--health-address", default="0.0.0.0", help="address the health endpoint listens on")
+    p.add_argument("--health-port", type=int, default=8686)
+    p.add_argument("--health-path", default="/health")
+    p.add_argument("--metrics-path", default="/metrics")
+    p.add_argument("--app-health-url", default="", help="application health URL proxied by the health endpoint")
+    p.add_argument("--app-health-timeout", type=float, default=2.0)
+    p.add_argument("--hooks-dir", default="/etc/parkingspot/hooks.d")
+    p.add_argument("--state-dir", default="/var/lib/parkingspot-watcher")
+    p.add_argument("--hook-timeout", type=float, default=60.0, help="default per-hook timeout in seconds")
+    p.add_argument(
+        "--safety-margin",
+        type=float,
+        default=10.0,
+        help="seconds before the notice time by which all hooks must have finished",
+    )
+    p.add_argument(
+        "--default-budget",
+        type=float,
+        default=120.0,
+        help="hook budget for notices without a termination time (rebalance, lifecycle)",
+    )
+    p.add_argument(
+        "--restore-grace",
+        type=float,
+        default=300.0,
+        help="after a restart, stay 503 for a saved drain notice until this long past its deadline",
+    )
+    p.add_argument(
+        "--on",
+        action="append",
+        default=[],
+        metavar="EVENT=RESPONSE",
+        help="response to an event: drain (503 + hooks), notify (hooks in <hooks-dir>/<event>.d), "
+        "ignore; defaults: interruption=drain lifecycle=drain rebalance=notify maintenance=notify",
+    )
+    p.add_argument("--webhook-url", default="")
+    p.add_argument("--webhook-timeout", type=float, default=5.0)
+    p.add_argument("--instance-id", default="", help="override the instance id (read from IMDS by default)")
+    p.add_argument("--error-log-interval", type=float, default=60.0, help="seconds between repeated error logs")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def validate(args):
+    problems = []
+    if args.poll_interval <= 0 or args.poll_interval > 60:
+        problems.append("--poll-interval must be in (0, 60] seconds")
+    if not 0 < args.health_port < 65536:
+        problems.append("--health-port must be 1..65535")
+    for name in ("health_path", "metrics_path"):
+        if not getattr(args, name).startswith("/"):
+            problems.append("--{} must start with /".format(name.replace("_", "-")))
+    if args.health_path == args.metrics_path:
+        problems.append("--health-path and --metrics-path must differ")
+    if not 1 <= args.token_ttl <= 21600:
+        problems.append("--token-ttl must be 1..21600 seconds")
+    for name in ("imds_timeout", "app_health_timeout", "hook_timeout", "webhook_timeout"):
+        if getattr(args, name) <= 0:
+            problems.append("--{} must be positive".format(name.replace("_", "-")))
+    if args.safety_margin < 0:
+        problems.append("--safety-margin must not be negative")
+    try:
+        parse_responses(args.on)
+    except ValueError as exc:
+        problems.append(str(exc))
+    for name in ("app_health_url", "webhook_url"):
+        value = getattr(args, name)
+        if value and urllib.parse.urlsplit(value).scheme not in ("http", "https"):
+            problems.append("--{} must be an http(s) URL".format(name.replace("_", "-")))
+    if urllib.parse.urlsplit(args.imds_url).scheme != "http":
+        problems.append("--imds-url must be an http:// URL")
+    return problems
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, args.log_level), format="%(levelname)s %(message)s")
+    problems = validate(args)
+    if problems:
+        for problem in problems:
+            LOG.error("invalid option: %s", problem)
+        return 2
+    if args.state_dir:
+        try:
+            os.makedirs(args.state_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            LOG.error("--state-dir %s cannot be created: %s", args.state_dir, exc)
+            return 2
+    watcher = Watcher(args)
+    try:
+        server = ThreadingHTTPServer((args.health_address, args.health_port), make_handler(watcher))
+    except OSError as exc:
+        LOG.error("cannot listen on %s:%d (--health-port): %s", args.health_address, args.health_port, exc)
+        return 2
+    server.daemon_threads = True
+
+    def on_signal(signum, _frame):
+        watcher.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True).start()
+    worker = threading.Thread(target=watcher.worker_loop, daemon=True)
+    worker.start()
+    LOG.info(
+        "watching %s every %.2fs; health on %s:%d%s; hooks in %s",
+        args.imds_url,
+        args.poll_interval,
+        args.health_address,
+        args.health_port,
+        args.health_path,
+        args.hooks_dir,
+    )
+    try:
+        watcher.poll_loop()
+    finally:
+        watcher.shutdown()
+        server.shutdown()
+        server.server_close()
+        worker.join(timeout=5)
+    LOG.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
