@@ -13,7 +13,7 @@ BUILD := .build
 COLLECTIONS := $(abspath $(BUILD))/collections
 COLLECTION := $(COLLECTIONS)/ansible_collections/parkingspot/ec2
 ANSIBLE_WHEEL := ansible==14.5.0
-DEP_COLLECTIONS := amazon.aws community.aws
+DEP_COLLECTIONS := amazon.aws community.aws community.docker
 PIP_BOOTSTRAP_VERSION := 25_2
 TAR_EXCLUDES := --exclude=./.venv --exclude=./.build --exclude=./.git --exclude=./tests/output \
     --exclude='__pycache__' --exclude=./.pytest_cache --exclude=./.ruff_cache --exclude=./demo-output
@@ -25,7 +25,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup collection lint sanity units integration integration-dev integration-eda test-boot test demo clean bench unit-fast
+.PHONY: help setup collection lint sanity units integration integration-dev integration-eda test-boot test-roles test demo clean bench unit-fast
 
 help:
 	@echo "make demo    keep a CI runner pool through a simulated day on a local EC2 API"
@@ -92,7 +92,11 @@ integration-eda: collection
 test-boot:
 	sh tests/boot/run.sh
 
-test: lint sanity units integration test-boot
+# The roles on a booted systemd container (systemd-nspawn, root): molecule scenarios.
+test-roles: collection
+	cd $(COLLECTION) && PYTHON=$(PY) sh tests/roles/run-molecule.sh
+
+test: lint sanity units integration test-roles test-boot
 	@echo "make test: all tiers passed"
 
 demo: collection
