@@ -62,9 +62,10 @@ collection: setup
 	tar -c $(TAR_EXCLUDES) . | tar -x -C $(COLLECTION)
 	cd $(COLLECTION) && git init -q && git add -A
 
-lint: setup
+lint: collection
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	cd $(COLLECTION) && ansible-lint --offline --profile production --nocolor playbooks roles tests/integration extensions
 
 sanity: collection
 	cd $(COLLECTION) && ansible-test sanity --venv --python 3.12 --color no
