@@ -68,8 +68,8 @@ def render_csv(rows):
 
 
 def time_series(rows, start, end, buckets=24):
-    """Per bucket of ``[start, end]``: instances alive at the bucket middle by market, and
-    interruptions whose end falls in the bucket. Returns ``(labels, spot, on_demand, interruptions)``."""
+    """Per bucket of ``[start, end]``: instances that ran during the bucket (even briefly) by market,
+    and interruptions whose end falls in the bucket. Returns ``(labels, spot, on_demand, interruptions)``."""
     start, end = to_utc(start), to_utc(end)
     if end <= start or buckets < 1:
         return [], [], [], []
@@ -86,10 +86,10 @@ def time_series(rows, start, end, buckets=24):
     for idx in range(buckets):
         b_start = start + step * idx
         b_end = b_start + step
-        middle = b_start + step / 2
         labels.append(b_start.strftime("%m-%d %H:%M"))
-        spot.append(sum(1 for s, e, m, _i in spans if s <= middle < e and m == "spot"))
-        on_demand.append(sum(1 for s, e, m, _i in spans if s <= middle < e and m != "spot"))
+        ran = [m for s, e, m, _i in spans if s < b_end and e > b_start]
+        spot.append(sum(1 for m in ran if m == "spot"))
+        on_demand.append(sum(1 for m in ran if m != "spot"))
         interrupted.append(sum(1 for _s, e, _m, i in spans if i and b_start <= e < b_end))
     return labels, spot, on_demand, interrupted
 
@@ -202,7 +202,7 @@ def render_html(report):
     charts = [
         bar_chart(
             "chart-pool-size",
-            "Instances alive over time by market",
+            "Instances that ran in each interval, by market",
             labels,
             [("spot", COLORS["spot"], spot), ("on-demand", COLORS["on-demand"], on_demand)],
             "instances",

@@ -141,10 +141,17 @@ def test_empty_report_draws_no_data_placeholders():
 def test_time_series_counts_alive_and_interruptions():
     labels, spot, on_demand, interrupted = _report_html.time_series(sample_report()["rows"], T0, NOW, buckets=12)
     assert len(labels) == 12
-    # bucket 4 is 04:00-05:00, middle 04:30: i-run1, i-run2, i-gone, i-team alive (all spot)
+    # bucket 4 is 04:00-05:00: i-run1, i-run2, i-gone, i-team ran in it (all spot)
     assert spot[4] == 4 and on_demand[4] == 0
     assert on_demand[11] == 1
     assert interrupted[5] == 1 and sum(interrupted) == 1
+
+
+def test_time_series_counts_instances_shorter_than_a_bucket():
+    short = {"start": "2024-05-01T03:10:00Z", "end": "2024-05-01T03:11:00Z", "market": "spot", "interrupted": True}
+    labels, spot, on_demand, interrupted = _report_html.time_series([short], T0, NOW, buckets=12)
+    assert spot == [0, 0, 0, 1] + [0] * 8
+    assert interrupted[3] == 1 and on_demand == [0] * 12
 
 
 def test_write_if_changed_is_atomic_and_idempotent(tmp_path):
