@@ -104,7 +104,9 @@ options:
       - Which EC2 API launches the capacity.
       - C(auto) uses RunInstances with InstanceMarketOptions for one type and subnet, CreateFleet C(type=instant)
         when O(instance_types) or O(subnet_ids) diversify.
-      - C(request_spot_instances) uses the legacy RequestSpotInstances API, for EC2-compatible clouds.
+      - C(request_spot_instances) uses the legacy RequestSpotInstances API, for EC2-compatible clouds. Only
+        M(parkingspot.ec2.spot_request) accepts it, since pools and blocks find their instances by tags set at launch,
+        which that API cannot set.
     type: str
     default: auto
     choices: [auto, run_instances, fleet, request_spot_instances]

@@ -210,6 +210,15 @@ def tag_drains(client, plan_drains: List[Dict[str, Any]]) -> int:
     return calls
 
 
+def validate_pool_launch(params):
+    """Launch settings a pool cannot use, refused before any call."""
+    if params.get("api") == "request_spot_instances":
+        raise ParkingSpotError(
+            message="api: request_spot_instances cannot keep a pool: its instances carry no tags at launch, so"
+            " the next run would not see them and launch again; use auto, run_instances or fleet"
+        )
+
+
 def reconcile(module, client, *, pool_key, identity, params, desired, market, now, block_mode="emulated", window=None):
     """Plan and (unless in check mode) carry out one reconcile; returns the module result pieces."""
     instances = read_pool(client, identity)

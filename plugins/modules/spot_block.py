@@ -131,6 +131,7 @@ def do(module):
     except ValueError as e:
         raise ParkingSpotError(message=str(e))
     desired = params["count"] if params["state"] == "present" else 0
+    _keeper.validate_pool_launch(params)
     if desired:
         _launch.validate_launch(params, now)
     client = module.client("ec2")

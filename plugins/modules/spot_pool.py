@@ -291,6 +291,7 @@ def do(module):
         params = dict(params, on_demand_fallback=dict(params["on_demand_fallback"], enabled=False))
     else:
         desired, window = desired_now(params, now)
+        _keeper.validate_pool_launch(params)
         if desired > 0:
             _launch.validate_launch(params, now)
     client = module.client("ec2")

@@ -74,6 +74,7 @@ def test_native_mode_passes_block_duration(ec2, block, run_module, api_calls):
         ({"duration_minutes": 10, "renew_before_minutes": 20}, "renew_before_minutes"),
         ({"count": -2}, "count must be 0 or more"),
         ({"now": "soon"}, "now"),
+        ({"api": "request_spot_instances"}, "api: request_spot_instances cannot keep a pool"),
     ],
 )
 def test_bad_input_fails_before_any_write(ec2, block, run_module, api_calls, override, message):

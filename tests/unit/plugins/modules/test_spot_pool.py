@@ -167,6 +167,7 @@ def test_absent_twice(ec2, pool, run_module, api_calls):
         ({"market": "block", "duration_minutes": 30, "renew_before_minutes": 40}, "renew_before_minutes"),
         ({"now": "monday"}, "now"),
         ({"image_id": None}, "one of launch_template or image_id is required"),
+        ({"api": "request_spot_instances"}, "api: request_spot_instances cannot keep a pool"),
     ],
 )
 def test_bad_input_fails_before_any_write(ec2, pool, run_module, api_calls, override, message):
