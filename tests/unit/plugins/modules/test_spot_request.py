@@ -284,3 +284,43 @@ def test_expired_persistent_request_is_reported_then_renewed(ec2, base, run_modu
     (fresh,) = live(ec2, "runners")
     assert fresh != instance_id
     assert api_calls.count("RequestSpotInstances") == 1
+
+
+def test_wait_timeout_terminates_what_this_run_launched(ec2, base, run_module, monkeypatch):
+    """Instances that never reach running (EC2 stuck in pending): cleaned up, then a clear failure."""
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
+
+    real = _aws.describe_instances_by_ids
+    monkeypatch.setattr(_lifecycle, "POLL_INTERVAL", 0.2)
+    monkeypatch.setattr(
+        _aws, "describe_instances_by_ids", lambda client, ids: [dict(i, state="pending") for i in real(client, ids)]
+    )
+    result = run_module(spot_request, dict(base, count=2, wait=True, wait_timeout=1))
+    assert result["failed"] is True
+    assert "were not running within 1s; cleaned up: terminated instances i-" in result["msg"]
+    assert live(ec2, "runners") == []
+
+
+def test_wait_timeout_cancels_unfulfilled_requests(ec2, base, run_module, monkeypatch):
+    """Legacy requests that stay open (no capacity): cancelled before the module fails."""
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
+
+    real = _aws.describe_spot_requests
+    monkeypatch.setattr(_lifecycle, "POLL_INTERVAL", 0.2)
+
+    def still_open(client, filters=None, request_ids=None):
+        found = real(client, filters=filters, request_ids=request_ids)
+        return [dict(r, state="open", instance_id=None) for r in found] if request_ids else found
+
+    monkeypatch.setattr(_aws, "describe_spot_requests", still_open)
+    result = run_module(spot_request, dict(base, count=1, api="request_spot_instances", wait=True, wait_timeout=1))
+    assert result["failed"] is True
+    assert "were not fulfilled within 1s; cleaned up: cancelled spot requests sir-" in result["msg"]
+    assert (
+        ec2.describe_spot_instance_requests(Filters=[{"Name": "state", "Values": ["open", "active"]}])[
+            "SpotInstanceRequests"
+        ]
+        == []
+    )
