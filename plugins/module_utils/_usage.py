@@ -285,31 +285,29 @@ def _price_row(row, hours, points, start, stop, feed_info, overrides):
         row["savings_pct"] = round(100.0 * row["savings"] / row["on_demand_cost"], 1) if row["on_demand_cost"] else 0.0
 
 
+_COUNTS = ("instances", "running", "spot", "on_demand", "interrupted", "unpriced")
+_AMOUNTS = ("hours", "cost", "on_demand_cost", "savings")
+
+
+def _empty_totals():
+    return dict({name: 0 for name in _COUNTS}, **{name: 0.0 for name in _AMOUNTS})
+
+
+def _finish(totals_):
+    """Round the amounts and add the savings percentage."""
+    for name in _AMOUNTS:
+        totals_[name] = round(totals_[name], 4)
+    cost = totals_["on_demand_cost"]
+    totals_["savings_pct"] = round(100.0 * totals_["savings"] / cost, 1) if cost else None
+    return totals_
+
+
 def summarize(rows):
     """Totals per pool and, for spot instances outside any pool, per owner tag value."""
     groups = {}
     for row in rows:
-        if row["pool"]:
-            key = ("pool", row["pool"])
-        else:
-            key = ("owner", row["owner"])
-        g = groups.setdefault(
-            key,
-            {
-                "kind": key[0],
-                "name": key[1],
-                "instances": 0,
-                "running": 0,
-                "spot": 0,
-                "on_demand": 0,
-                "interrupted": 0,
-                "hours": 0.0,
-                "cost": 0.0,
-                "on_demand_cost": 0.0,
-                "savings": 0.0,
-                "unpriced": 0,
-            },
-        )
+        key = ("pool", row["pool"]) if row["pool"] else ("owner", row["owner"])
+        g = groups.setdefault(key, dict(_empty_totals(), kind=key[0], name=key[1]))
         g["instances"] += 1
         g["running"] += 1 if row["running"] else 0
         g["spot" if row["market"] == "spot" else "on_demand"] += 1
@@ -321,38 +319,15 @@ def summarize(rows):
         g["cost"] += row["cost"]
         g["on_demand_cost"] += row["on_demand_cost"]
         g["savings"] += row["savings"]
-    out = []
-    for key in sorted(groups):
-        g = groups[key]
-        for name in ("hours", "cost", "on_demand_cost", "savings"):
-            g[name] = round(g[name], 4)
-        g["savings_pct"] = round(100.0 * g["savings"] / g["on_demand_cost"], 1) if g["on_demand_cost"] else None
-        out.append(g)
-    return out
+    return [_finish(groups[key]) for key in sorted(groups)]
 
 
 def totals(groups):
-    total = {
-        "instances": 0,
-        "running": 0,
-        "spot": 0,
-        "on_demand": 0,
-        "interrupted": 0,
-        "hours": 0.0,
-        "cost": 0.0,
-        "on_demand_cost": 0.0,
-        "savings": 0.0,
-        "unpriced": 0,
-    }
+    total = _empty_totals()
     for g in groups:
         for name in total:
             total[name] += g[name]
-    for name in ("hours", "cost", "on_demand_cost", "savings"):
-        total[name] = round(total[name], 4)
-    total["savings_pct"] = (
-        round(100.0 * total["savings"] / total["on_demand_cost"], 1) if total["on_demand_cost"] else None
-    )
-    return total
+    return _finish(total)
 
 
 # --- spot data feed -------------------------------------------------------------------------
