@@ -37,7 +37,9 @@ options:
     type: int
     required: true
   renew_before_minutes:
-    description: A lease this close to its end gets its replacement launched.
+    description:
+      - A lease this close to its end gets its replacement launched.
+      - Make it at least as long as your longest job, so no job is cut at a lease end.
     type: int
     default: 20
   mode:

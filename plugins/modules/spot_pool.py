@@ -74,7 +74,9 @@ options:
     description: Lease length of each instance with O(market=block).
     type: int
   renew_before_minutes:
-    description: With O(market=block), a lease this close to its end gets its replacement launched.
+    description:
+      - With O(market=block), a lease this close to its end gets its replacement launched.
+      - Make it at least as long as your longest job, so no job is cut at a lease end.
     type: int
     default: 20
   on_demand_fallback:
