@@ -75,7 +75,8 @@ def tag_specifications(resource_types: Iterable[str], tags: Dict[str, str]) -> L
 
 @SpotErrorHandler.list_error_handler("describe instances", [])
 @AWSRetry.jittered_backoff()
-def _describe_instances(client, **params) -> List[Dict[str, Any]]:
+def describe_instances_raw(client, **params) -> List[Dict[str, Any]]:
+    """Instances as EC2 returns them, out of their reservations, every page (pass MaxResults=1000)."""
     paginator = client.get_paginator("describe_instances")
     pages = paginator.paginate(**params).build_full_result()
     return [instance for reservation in pages.get("Reservations", []) for instance in reservation["Instances"]]
@@ -85,19 +86,21 @@ def describe_instances_by_tags(client, tags: Dict[str, str], states: Optional[Li
     """Instances carrying every tag in ``tags``, in ``states`` (default: live ones)."""
     all_filters = tag_filters(tags) + list(filters or [])
     all_filters.append({"Name": "instance-state-name", "Values": list(states or LIVE_STATES)})
-    return [normalize_instance(i) for i in _describe_instances(client, Filters=all_filters, MaxResults=BATCH)]
+    return [normalize_instance(i) for i in describe_instances_raw(client, Filters=all_filters, MaxResults=BATCH)]
 
 
 def describe_instances_by_ids(client, instance_ids: List[str]) -> List[Dict[str, Any]]:
     found = []
     for batch in chunks(sorted(set(instance_ids))):
-        found.extend(_describe_instances(client, Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=BATCH))
+        found.extend(
+            describe_instances_raw(client, Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=BATCH)
+        )
     return [normalize_instance(i) for i in found]
 
 
 @SpotErrorHandler.list_error_handler("describe spot instance requests", [])
 @AWSRetry.jittered_backoff()
-def _describe_spot_requests(client, **params) -> List[Dict[str, Any]]:
+def describe_spot_requests_raw(client, **params) -> List[Dict[str, Any]]:
     paginator = client.get_paginator("describe_spot_instance_requests")
     return paginator.paginate(**params).build_full_result().get("SpotInstanceRequests", [])
 
@@ -106,7 +109,7 @@ def describe_spot_requests(client, filters: Optional[List[Dict[str, Any]]] = Non
     params: Dict[str, Any] = {"Filters": list(filters or [])}
     if request_ids:
         params["Filters"].append({"Name": "spot-instance-request-id", "Values": sorted(request_ids)})
-    return [normalize_spot_request(r) for r in _describe_spot_requests(client, **params)]
+    return [normalize_spot_request(r) for r in describe_spot_requests_raw(client, **params)]
 
 
 # --- writes ------------------------------------------------------------------
@@ -236,7 +239,7 @@ def normalize_spot_request(raw: Dict[str, Any]) -> Dict[str, Any]:
 
 @SpotErrorHandler.list_error_handler("describe instance types", [])
 @AWSRetry.jittered_backoff()
-def _describe_instance_types(client, **params) -> List[Dict[str, Any]]:
+def describe_instance_types_raw(client, **params) -> List[Dict[str, Any]]:
     paginator = client.get_paginator("describe_instance_types")
     return paginator.paginate(**params).build_full_result().get("InstanceTypes", [])
 
@@ -246,7 +249,7 @@ def instance_type_vcpus(client, instance_types: Iterable[str]) -> Dict[str, int]
     wanted = sorted(set(t for t in instance_types if t))
     if not wanted:
         return {}
-    found = _describe_instance_types(client, InstanceTypes=wanted)
+    found = describe_instance_types_raw(client, InstanceTypes=wanted)
     return {t["InstanceType"]: int(t["VCpuInfo"]["DefaultVCpus"]) for t in found}
 
 

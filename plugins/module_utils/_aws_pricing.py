@@ -1,7 +1,8 @@
 # Copyright: ParkingSpot contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The read-only AWS calls behind spot_price_info and spot_usage_report.
+"""The read-only AWS calls behind spot_price_info and spot_usage_report that the EC2 call
+layer (_aws.py) does not already make: price history, zones and the spot data feed in S3.
 
 One tiny function per call, with amazon.aws's jittered-backoff retry and an error handler
 that turns botocore errors into ``AnsibleAWSError``. List calls use paginators and return
@@ -24,10 +25,6 @@ class AnsibleSpotPricingError(AnsibleAWSError):
 
 class SpotPricingErrorHandler(AWSErrorHandler):
     _CUSTOM_EXCEPTION = AnsibleSpotPricingError
-
-    @classmethod
-    def _is_missing(cls):
-        return is_boto3_error_code("InvalidSpotInstanceRequestID.NotFound")
 
 
 class DataFeedErrorHandler(AWSErrorHandler):
@@ -55,35 +52,10 @@ def describe_spot_price_history(client, **params):
     return _paginate(client, "describe_spot_price_history", "SpotPriceHistory", **params)
 
 
-@SpotPricingErrorHandler.common_error_handler("describe instance types")
-@AWSRetry.jittered_backoff()
-def describe_instance_types(client, **params):
-    """Instance type descriptions; returns ``(types, pages)``. DescribeInstanceTypes pages hold at most 100."""
-    params.setdefault("PaginationConfig", {"PageSize": 100})
-    return _paginate(client, "describe_instance_types", "InstanceTypes", **params)
-
-
 @SpotPricingErrorHandler.common_error_handler("describe availability zones")
 @AWSRetry.jittered_backoff()
 def describe_availability_zones(client, **params):
     return client.describe_availability_zones(**params)["AvailabilityZones"]
-
-
-@SpotPricingErrorHandler.list_error_handler("describe spot instance requests", ([], 0))
-@AWSRetry.jittered_backoff()
-def describe_spot_instance_requests(client, **params):
-    """Spot requests; returns ``(requests, pages)``."""
-    params.setdefault("PaginationConfig", {"PageSize": PAGE_SIZE})
-    return _paginate(client, "describe_spot_instance_requests", "SpotInstanceRequests", **params)
-
-
-@SpotPricingErrorHandler.common_error_handler("describe instances")
-@AWSRetry.jittered_backoff()
-def describe_instances(client, **params):
-    """Instances (flattened out of their reservations); returns ``(instances, pages)``."""
-    params.setdefault("PaginationConfig", {"PageSize": PAGE_SIZE})
-    reservations, pages = _paginate(client, "describe_instances", "Reservations", **params)
-    return [inst for res in reservations for inst in res.get("Instances", [])], pages
 
 
 @DataFeedErrorHandler.common_error_handler("list spot data feed files in bucket {bucket}")

@@ -190,6 +190,7 @@ import datetime
 
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing as aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE_SOURCE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
@@ -228,11 +229,9 @@ def resolve_instance_types(client, params):
     wanted = params["instance_types"]
     req = params["instance_requirements"] or {}
     if wanted:
-        infos, _pages = aws.describe_instance_types(client, Filters=[{"Name": "instance-type", "Values": wanted}])
+        infos = _aws.describe_instance_types_raw(client, Filters=[{"Name": "instance-type", "Values": wanted}])
     else:
-        infos, _pages = aws.describe_instance_types(
-            client, Filters=[{"Name": "current-generation", "Values": ["true"]}]
-        )
+        infos = _aws.describe_instance_types_raw(client, Filters=[{"Name": "current-generation", "Values": ["true"]}])
     shapes = {i["InstanceType"]: shape_from_instance_type_info(i) for i in infos}
     if wanted:
         unknown = missing_instance_types(wanted, shapes)

@@ -197,6 +197,7 @@ import re
 
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing as aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
@@ -236,14 +237,15 @@ def validate(params):
 
 def read_instances(client, pools, include_unpooled):
     if pools:
-        pooled, pages = aws.describe_instances(client, Filters=[{"Name": f"tag:{usage.POOL_TAG}", "Values": pools}])
+        pool_filter = {"Name": f"tag:{usage.POOL_TAG}", "Values": pools}
     else:
-        pooled, pages = aws.describe_instances(client, Filters=[{"Name": "tag-key", "Values": [usage.POOL_TAG]}])
+        pool_filter = {"Name": "tag-key", "Values": [usage.POOL_TAG]}
+    pooled = _aws.describe_instances_raw(client, Filters=[pool_filter], MaxResults=_aws.BATCH)
     if include_unpooled:
-        spot, more = aws.describe_instances(client, Filters=[{"Name": "instance-lifecycle", "Values": ["spot"]}])
-        pages += more
+        spot_filter = {"Name": "instance-lifecycle", "Values": ["spot"]}
+        spot = _aws.describe_instances_raw(client, Filters=[spot_filter], MaxResults=_aws.BATCH)
         pooled += [i for i in spot if usage.POOL_TAG not in usage.tags_dict(i.get("Tags"))]
-    return pooled, pages
+    return pooled
 
 
 def related_requests(requests, instance_ids, pools):
@@ -329,8 +331,8 @@ def do(module):
     if include_unpooled is None:
         include_unpooled = not pools
     ec2 = module.client("ec2")
-    instances, _pages = read_instances(ec2, pools, include_unpooled)
-    requests, _pages = aws.describe_spot_instance_requests(ec2)
+    instances = read_instances(ec2, pools, include_unpooled)
+    requests = _aws.describe_spot_requests_raw(ec2)
     requests = related_requests(requests, {i["InstanceId"] for i in instances}, pools)
     feed_records, feed_stats = [], None
     if params["datafeed_bucket"]:
