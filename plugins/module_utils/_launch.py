@@ -119,6 +119,8 @@ def validate_launch(params: Dict[str, Any], now: datetime.datetime, spot: bool =
         raise ParkingSpotError(message="metadata_options.http_put_response_hop_limit must be between 1 and 64")
 
     api = choose_api(params)
+    if api == "request_spot_instances" and template:
+        raise ParkingSpotError(message="api=request_spot_instances cannot use launch_template: give image_id")
     if api == "fleet" and not template:
         raise ParkingSpotError(
             message="instance_types/subnet_ids diversify through CreateFleet, which launches from a launch template:"
@@ -188,6 +190,34 @@ def spot_options(params: Dict[str, Any], block_minutes: Optional[int] = None) ->
     return options
 
 
+def _instance_settings(
+    params: Dict[str, Any],
+    instance_type: Optional[str] = None,
+    subnet_id: Optional[str] = None,
+    user_data: Optional[str] = None,
+) -> Dict[str, Any]:
+    """The per-instance launch fields RunInstances and RequestSpotInstances' LaunchSpecification share."""
+    settings: Dict[str, Any] = {}
+    if params.get("image_id"):
+        settings["ImageId"] = params["image_id"]
+    chosen_type = instance_type or params.get("instance_type") or (params.get("instance_types") or [None])[0]
+    if chosen_type:
+        settings["InstanceType"] = chosen_type
+    chosen_subnet = subnet_id or params.get("subnet_id") or (params.get("subnet_ids") or [None])[0]
+    if chosen_subnet:
+        settings["SubnetId"] = chosen_subnet
+    if params.get("security_group_ids"):
+        settings["SecurityGroupIds"] = list(params["security_group_ids"])
+    if params.get("key_name"):
+        settings["KeyName"] = params["key_name"]
+    if params.get("iam_instance_profile"):
+        settings["IamInstanceProfile"] = _instance_profile(params["iam_instance_profile"])
+    data = user_data if user_data is not None else params.get("user_data")
+    if data:
+        settings["UserData"] = data
+    return settings
+
+
 def build_run_instances(
     params: Dict[str, Any],
     count: int,
@@ -204,23 +234,7 @@ def build_run_instances(
     kwargs: Dict[str, Any] = {"MinCount": count, "MaxCount": count, "MetadataOptions": _metadata_options(params)}
     if params.get("launch_template"):
         kwargs["LaunchTemplate"] = _template_spec(params["launch_template"])
-    if params.get("image_id"):
-        kwargs["ImageId"] = params["image_id"]
-    chosen_type = instance_type or params.get("instance_type") or (params.get("instance_types") or [None])[0]
-    if chosen_type:
-        kwargs["InstanceType"] = chosen_type
-    chosen_subnet = subnet_id or params.get("subnet_id") or (params.get("subnet_ids") or [None])[0]
-    if chosen_subnet:
-        kwargs["SubnetId"] = chosen_subnet
-    if params.get("security_group_ids"):
-        kwargs["SecurityGroupIds"] = list(params["security_group_ids"])
-    if params.get("key_name"):
-        kwargs["KeyName"] = params["key_name"]
-    if params.get("iam_instance_profile"):
-        kwargs["IamInstanceProfile"] = _instance_profile(params["iam_instance_profile"])
-    data = user_data if user_data is not None else params.get("user_data")
-    if data:
-        kwargs["UserData"] = data
+    kwargs.update(_instance_settings(params, instance_type, subnet_id, user_data))
     if shutdown_behavior:
         kwargs["InstanceInitiatedShutdownBehavior"] = shutdown_behavior
     if market == "spot":
@@ -278,21 +292,7 @@ def build_request_spot_instances(
     params: Dict[str, Any], count: int, tags: Dict[str, str], client_token: Optional[str] = None
 ) -> Dict[str, Any]:
     """RequestSpotInstances arguments (legacy API, kept for EC2-compatible clouds)."""
-    spec: Dict[str, Any] = {}
-    if params.get("launch_template"):
-        raise ParkingSpotError(message="api=request_spot_instances cannot use launch_template: give image_id")
-    spec["ImageId"] = params["image_id"]
-    spec["InstanceType"] = params.get("instance_type") or params["instance_types"][0]
-    if params.get("subnet_id") or params.get("subnet_ids"):
-        spec["SubnetId"] = params.get("subnet_id") or params["subnet_ids"][0]
-    if params.get("security_group_ids"):
-        spec["SecurityGroupIds"] = list(params["security_group_ids"])
-    if params.get("key_name"):
-        spec["KeyName"] = params["key_name"]
-    if params.get("iam_instance_profile"):
-        spec["IamInstanceProfile"] = _instance_profile(params["iam_instance_profile"])
-    if params.get("user_data"):
-        spec["UserData"] = params["user_data"]
+    spec = _instance_settings(params)
     kwargs: Dict[str, Any] = {
         "InstanceCount": count,
         "Type": params.get("request_type") or "one-time",
@@ -323,7 +323,9 @@ def launch(
     Returns ``instances`` (what EC2 reported at launch), ``spot_requests``
     (legacy API only), ``errors`` (CreateFleet partial failures) and ``api``.
     """
-    api = choose_api(params) if market == "spot" else ("fleet" if choose_api(params) == "fleet" else "run_instances")
+    api = choose_api(params)
+    if market != "spot" and api == "request_spot_instances":
+        api = "run_instances"  # on-demand capacity never goes through spot requests
     result: Dict[str, Any] = {"api": api, "instances": [], "spot_requests": [], "errors": []}
     if count <= 0:
         return result

@@ -187,6 +187,10 @@ def test_legacy_api_tags_instances_in_one_batch(ec2, base, run_module, api_calls
         ({"request_type": "persistent"}, "request_type=persistent needs interruption_behavior stop or hibernate"),
         ({"interruption_behavior": "stop"}, "only allowed with request_type=persistent"),
         ({"instance_types": ["t3.micro", "t3.small"], "instance_type": None}, "set launch_template"),
+        (
+            {"api": "request_spot_instances", "launch_template": {"name": "x"}, "image_id": None},
+            "api=request_spot_instances cannot use launch_template",
+        ),
     ],
 )
 def test_bad_input_fails_before_any_write(ec2, base, run_module, api_calls, override, message):
