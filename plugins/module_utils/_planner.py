@@ -22,6 +22,7 @@ import copy
 import datetime
 import fnmatch
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as PlanError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
@@ -44,14 +45,6 @@ NATIVE_BLOCK_DURATIONS = (60, 120, 180, 240, 300, 360)
 
 _UTC = datetime.timezone.utc
 _GONE = ("shutting-down", "terminated")
-
-
-class PlanError(ValueError):
-    """Bad planner input; ``option`` names the module option at fault."""
-
-    def __init__(self, option, message):
-        self.option = option
-        super().__init__(f"{option}: {message}")
 
 
 # ---------------------------------------------------------------- time helpers

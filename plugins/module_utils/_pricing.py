@@ -15,20 +15,13 @@ from __future__ import annotations
 import datetime
 import math
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as PricingInputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import table_shape
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
 UTC = datetime.timezone.utc
-
-
-class PricingInputError(ValueError):
-    """Bad user input; ``option`` names the module option at fault."""
-
-    def __init__(self, option, message):
-        super().__init__(f"{option}: {message}")
-        self.option = option
 
 
 def iso(value):

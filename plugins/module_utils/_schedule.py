@@ -24,6 +24,8 @@ from __future__ import annotations
 import datetime
 import re
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as ScheduleError
+
 try:
     import zoneinfo
 except ImportError:  # pragma: no cover - Python < 3.9 has no zoneinfo
@@ -41,14 +43,6 @@ _FULL_DAYS = {
 }
 _WINDOW_KEYS = ("days", "start", "end", "desired")
 _TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
-
-
-class ScheduleError(ValueError):
-    """Bad schedule input; ``option`` is the option path the message starts with."""
-
-    def __init__(self, option, message):
-        self.option = option
-        super().__init__(f"{option}: {message}")
 
 
 def validate_desired(value, option="desired"):
