@@ -191,3 +191,44 @@ def test_block_pool_fallback_instances_are_leases_too(ec2, pool, run_module, cap
     # The next run keeps them: a lease in a block pool is not drained for lack of a tag.
     steady = run_module(spot_pool, dict(args, now="2026-11-30T09:05:00Z"))
     assert steady["pool"]["terminated"] == [] and steady["plan"]["drain"] == []
+
+
+def test_asg_fallback_raises_then_lowers_the_group(ec2, pool, image_id, run_module, capacity_errors):
+    import boto3
+
+    ec2.create_launch_template(LaunchTemplateName="od-runner", LaunchTemplateData={"ImageId": image_id})
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:1]
+    asg = boto3.client("autoscaling", region_name="us-east-1")
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="ci-on-demand",
+        LaunchTemplate={"LaunchTemplateName": "od-runner"},
+        MinSize=0,
+        MaxSize=5,
+        DesiredCapacity=0,
+        AvailabilityZones=zones,
+    )
+
+    def desired():
+        return asg.describe_auto_scaling_groups(AutoScalingGroupNames=["ci-on-demand"])["AutoScalingGroups"][0][
+            "DesiredCapacity"
+        ]
+
+    args = dict(pool, desired=2, on_demand_fallback={"enabled": True, "max": 3, "asg_name": "ci-on-demand"})
+    capacity_errors["spot"] = False
+    short = run_module(spot_pool, args)
+    assert short["pool"]["fallback"]["error"] == "InsufficientInstanceCapacity"
+    assert desired() == 2
+    assert pool_instances(ec2, "ci") == {}  # the ASG's instances are not the pool's
+
+    capacity_errors["spot"] = True
+    run_module(spot_pool, args)  # spot replacements launch; the ASG keeps serving until they run
+    run_module(spot_pool, args)
+    assert desired() == 0
+    assert sorted(t["parkingspot:market"] for t in pool_instances(ec2, "ci").values()) == ["spot", "spot"]
+
+
+def test_asg_fallback_names_a_missing_group(ec2, pool, run_module, api_calls):
+    args = dict(pool, desired=1, on_demand_fallback={"enabled": True, "max": 1, "asg_name": "nope"})
+    result = run_module(spot_pool, args)
+    assert result["failed"] is True and "on_demand_fallback.asg_name: no auto scaling group named nope" in result["msg"]
+    assert api_calls.writes() == []
