@@ -106,7 +106,8 @@ options:
         when O(instance_types) or O(subnet_ids) diversify.
       - C(request_spot_instances) uses the legacy RequestSpotInstances API, for EC2-compatible clouds. Only
         M(parkingspot.ec2.spot_request) accepts it, since pools and blocks find their instances by tags set at launch,
-        which that API cannot set.
+        which that API cannot set. RequestSpotInstances cannot set O(metadata_options) either; require IMDSv2
+        through the AMI or the account's instance metadata defaults instead (the module warns).
     type: str
     default: auto
     choices: [auto, run_instances, fleet, request_spot_instances]

@@ -388,6 +388,11 @@ def do(module):
     params = module.params
     now = _launch.utcnow()
     _validate(params, now)
+    if params["api"] == "request_spot_instances" and params["state"] == "present":
+        module.warn(
+            "api=request_spot_instances cannot set metadata_options: IMDSv2 is required only if the AMI or the"
+            " account's instance metadata defaults require it"
+        )
     client = module.client("ec2")
     instances, requests, expired = read_current(client, params["name"], now)
     before = _summary(instances)
