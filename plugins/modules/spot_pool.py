@@ -260,42 +260,13 @@ plan:
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
-from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _pool_options
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 
 
-def desired_now(params, now):
-    """The desired count and window in force at ``now``; validation errors name the option."""
-    try:
-        _schedule.validate_desired(params["desired"])
-        tz = _schedule.validate_timezone(params["timezone"])
-        windows = _schedule.validate_schedule(params["schedule"])
-        if params["market"] == "block":
-            _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"])
-        if params["on_demand_fallback"].get("max", 0) < 0:
-            raise ValueError("on_demand_fallback.max: must be 0 or more")
-        if params["drain"].get("timeout", 0) < 0:
-            raise ValueError("drain.timeout: must be 0 or more")
-        return _schedule.desired_at(now, params["desired"], windows, tz)
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))
-
-
 def do(module):
-    params = module.params
-    now = _keeper.utc(params["now"])
-    if params["state"] == "absent":
-        desired, window = 0, None
-        params = dict(params, on_demand_fallback=dict(params["on_demand_fallback"], enabled=False))
-    else:
-        desired, window = desired_now(params, now)
-        _keeper.validate_pool_launch(params)
-        if desired > 0:
-            _launch.validate_launch(params, now)
+    params, now, desired, window = _pool_options.pool_inputs(module.params)
     client = module.client("ec2")
     instances, plan, actions = _keeper.reconcile(
         module,
@@ -314,31 +285,7 @@ def do(module):
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        desired=dict(type="int", default=0),
-        schedule=dict(
-            type="list",
-            elements="dict",
-            default=[],
-            options=dict(
-                days=dict(type="list", elements="str", required=True),
-                start=dict(type="str", required=True),
-                end=dict(type="str", required=True),
-                desired=dict(type="int", required=True),
-            ),
-        ),
-        timezone=dict(type="str", default="UTC"),
-        market=dict(type="str", default="spot", choices=["spot", "block"]),
-        duration_minutes=dict(type="int"),
-        renew_before_minutes=dict(type="int", default=20),
-        on_demand_fallback=_keeper.FALLBACK_ARGUMENT_SPEC,
-        drain=_keeper.DRAIN_ARGUMENT_SPEC,
-        quota=_quota.QUOTA_ARGUMENT_SPEC,
-        now=dict(type="str"),
-    )
-    argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
+    argument_spec = _pool_options.pool_argument_spec()
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     try:
         do(module)
