@@ -30,6 +30,7 @@ from typing import List
 from typing import Optional
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
@@ -165,7 +166,9 @@ def plan_one(module, client, run: PoolRun, asg_client: Callable[[], Any]) -> Non
                 message="on_demand_fallback.asg_name: no auto scaling group named %s" % fallback["asg_name"]
             )
         run.asg_capacity = planner_fallback["asg_capacity"] = int(group["DesiredCapacity"])
-    interrupted = [i["instance_id"] for i in run.instances if i.get("state_reason") in _keeper.SPOT_INTERRUPTION_REASONS]
+    interrupted = [
+        i["instance_id"] for i in run.instances if i.get("state_reason") in _keeper.SPOT_INTERRUPTION_REASONS
+    ]
     run.plan = _planner.plan_pool(
         run.instances,
         run.now,
