@@ -365,6 +365,8 @@ def results(runs: List[PoolRun], check_mode: bool, pacer: _pacing.Pacer) -> Dict
         "changed": any(p["changed"] for p in pools.values()),
         "pools": pools,
         "failed": failed,
+        # ansible-core turns "failed" into the task's failure flag; this name keeps the messages.
+        "failed_pools": dict(failed),
         "pacing": pacer.report(),
         "diff": diffs,
     }

@@ -20,7 +20,7 @@ description:
     other writes 50 and 5), so a run that has much to do paces itself instead of being throttled. The time spent
     waiting is returned in RV(pacing).
   - One pool's error (bad options, a refused launch, a failed tag or termination) never stops another pool. It is
-    reported in RV(failed) under the pool's name, and then the task fails after every other pool was kept.
+    reported in RV(failed_pools) under the pool's name, and then the task fails after every other pool was kept.
     Options that cannot be told apart by pool (not a list of dicts, a pool without a name, a name given twice)
     fail the whole run before any call.
 author:
@@ -110,8 +110,15 @@ pools:
 failed:
   description:
     - Per pool name, why the pool could not be kept in this run. Empty when every pool was kept.
-    - Ansible reads a non-empty RV(failed) as a failed task; the other pools were kept all the same. Use
-      C(ignore_errors) or C(failed_when) to go on.
+    - ansible-core reads C(failed) as the task's failure flag and turns it into a boolean on the controller (true
+      when a pool failed, and the task fails after every other pool was kept); RV(failed_pools) carries the same
+      messages through. Use C(ignore_errors) or C(failed_when) to go on after a failed pool.
+  returned: always
+  type: dict
+  sample:
+    ci-gpu: "pools[2] (ci-gpu): instance_type and instance_types are mutually exclusive"
+failed_pools:
+  description: The same as RV(failed), under a name that reaches registered variables as it is.
   returned: always
   type: dict
   sample:

@@ -37,7 +37,7 @@ def test_create_then_no_change_costs_one_read_for_all_pools(ec2, launch, run_mod
     args = {"pools": pools(launch, ci_a=2, ci_b=3, ci_c=1)}
     created = run_module(spot_pools, args)
     assert created["changed"] is True
-    assert created["failed"] == {}
+    assert created["failed"] == {} and created["failed_pools"] == {}
     assert api_calls.count("DescribeInstances") == 1
     assert api_calls.count("RunInstances") == 3  # one launch call per pool (one offering group each)
     assert by_pool(ec2) == {"ci-a": 2, "ci-b": 3, "ci-c": 1}
@@ -106,6 +106,7 @@ def test_one_bad_pool_does_not_stop_the_others(ec2, launch, run_module, api_call
     result = run_module(spot_pools, {"pools": [bad, dict(launch, name="good", desired=2), typo, absent_fallback]})
     assert by_pool(ec2) == {"good": 2}
     assert sorted(result["failed"]) == ["bad", "neg", "typo"]
+    assert result["failed_pools"] == result["failed"]
     assert "instance_type and instance_types are mutually exclusive" in result["failed"]["bad"]
     assert "desird" in result["failed"]["typo"] and "pools[2] (typo)" in result["failed"]["typo"]
     assert "on_demand_fallback.max" in result["failed"]["neg"]
