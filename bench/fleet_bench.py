@@ -12,6 +12,9 @@ Measured side by side in one run, on one local EC2 API (moto) behind the countin
              of the other pools; the result says which numbers are measured)
   big        P pools x ``--big-size`` instances (default 50 x 200 = 10,000), set up straight on
              moto: no-change run of both
+  bigstub    the same 10,000 instances with EC2 answered from memory in-process (no moto): the
+             calls and this collection's own time, spot_pools vs spot_pool per pool (module
+             starts not included: in-process)
   planner    the pure planner on 10,000 instances (bench/planner_bench.py's busy pool)
   throttle   a token-bucket model of EC2's documented limits (no moto): 12 overlapping
              schedules, each a run every minute over its own 50 pools, for an hour;
@@ -163,7 +166,7 @@ class Runner:
         return row
 
 
-def small_and_aws(args, runner, direct):
+def small(args, runner, direct):
     results = {}
     request(direct + "/moto-api/reset", "POST")
     ec2, subnet = fixtures(direct)
@@ -177,12 +180,20 @@ def small_and_aws(args, runner, direct):
     results["10% interrupted spot_pool per pool"] = runner.run("spot_pool per pool", pools, subnet)
     held = live_by_tag(ec2, "parkingspot:pool")
     results["live after"] = sum(len(v) for v in held.values())
-    if "aws" in args.parts:
-        some = pools[: args.aws_pools]
-        results["aws create (measured)"] = runner.run("amazon.aws ec2_instance", some, subnet)
-        results["aws no-change (measured)"] = runner.run("amazon.aws ec2_instance", some, subnet)
-        interrupt(ec2, "bench-pool", 0.1)
-        results["aws 10% interrupted (measured)"] = runner.run("amazon.aws ec2_instance", some, subnet)
+    return results
+
+
+def aws(args, runner, direct):
+    """amazon.aws on a fresh API holding only its own pools (moto's calls cost more with every instance held)."""
+    results = {}
+    request(direct + "/moto-api/reset", "POST")
+    ec2, subnet = fixtures(direct)
+    some = pool_list(args.pools, args.size, subnet)[: args.aws_pools]
+    results["create (measured)"] = runner.run("amazon.aws ec2_instance", some, subnet)
+    results["no-change (measured)"] = runner.run("amazon.aws ec2_instance", some, subnet)
+    interrupt(ec2, "bench-pool", 0.1)
+    results["10% interrupted (measured)"] = runner.run("amazon.aws ec2_instance", some, subnet)
+    results["pools measured"] = len(some)
     return results
 
 
@@ -212,6 +223,117 @@ def big(args, runner, direct):
     return results
 
 
+class StubEC2:
+    """DescribeInstances answered from memory, 1000 instances a page, filtered on tag-key or pool tag values.
+
+    For the 10,000-instance case: moto's DescribeInstances costs seconds per call per 1000
+    instances held, so it cannot time this collection's own work at that size here.
+    """
+
+    def __init__(self, pools, size):
+        import datetime
+
+        launched = datetime.datetime(2026, 11, 30, 8, 0, tzinfo=datetime.timezone.utc)
+        self.instances = []
+        for p in range(pools):
+            for k in range(size):
+                self.instances.append(
+                    {
+                        "InstanceId": "i-%08x%08x" % (p, k),
+                        "State": {"Name": "running"},
+                        "InstanceType": "m6i.large",
+                        "LaunchTime": launched,
+                        "InstanceLifecycle": "spot",
+                        "Placement": {"AvailabilityZone": "us-east-1a"},
+                        "SubnetId": "subnet-1",
+                        "Tags": [
+                            {"Key": "parkingspot:pool", "Value": "bench-%02d" % p},
+                            {"Key": "parkingspot:market", "Value": "spot"},
+                        ],
+                    }
+                )
+        self.calls = {}
+        self.cpu_seconds = 0.0
+
+    def answer(self, operation, params):
+        started = time.process_time()
+        try:
+            return self._answer(operation, params)
+        finally:
+            self.cpu_seconds += time.process_time() - started
+
+    def _answer(self, operation, params):
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+        if operation != "DescribeInstances":
+            raise AssertionError("a no-change run made a %s call" % operation)
+        matching = self.instances
+        for spec in params.get("Filters", []):
+            if spec["Name"] == "tag-key":
+                matching = [i for i in matching if any(t["Key"] in spec["Values"] for t in i["Tags"])]
+            elif spec["Name"].startswith("tag:"):
+                key = spec["Name"][4:]
+                matching = [
+                    i for i in matching if any(t["Key"] == key and t["Value"] in spec["Values"] for t in i["Tags"])
+                ]
+        start = int(params.get("NextToken") or 0)
+        size = params.get("MaxResults") or 1000
+        page = {"Reservations": [{"Instances": matching[start : start + size]}]}
+        if start + size < len(matching):
+            page["NextToken"] = str(start + size)
+        return page
+
+
+def big_stub(args):
+    """spot_pools vs one spot_pool per pool on 10,000 instances, in-process, EC2 answered from memory."""
+    import contextlib
+    import io
+
+    import botocore.client
+    from ansible.module_utils.testing import patch_module_args
+
+    from ansible_collections.parkingspot.ec2.plugins.modules import spot_pool
+    from ansible_collections.parkingspot.ec2.plugins.modules import spot_pools
+
+    stub = StubEC2(args.pools, args.big_size)
+    original = botocore.client.BaseClient._make_api_call
+    botocore.client.BaseClient._make_api_call = lambda self, op, params: stub.answer(op, params)
+    pools = [
+        {"name": "bench-%02d" % k, "desired": args.big_size, "image_id": "ami-1", "instance_type": "m6i.large"}
+        for k in range(args.pools)
+    ]
+
+    def run(module, params):
+        out = io.StringIO()
+        with patch_module_args(dict(params, region="us-east-1")), contextlib.redirect_stdout(out):
+            try:
+                module.main()
+            except SystemExit:
+                pass
+        result = json.loads(out.getvalue())
+        assert not result.get("changed") and not result.get("msg"), result.get("msg")
+
+    results = {}
+    try:
+        for label, work in (
+            ("spot_pools", lambda: run(spot_pools, {"pools": pools})),
+            ("spot_pool per pool", lambda: [run(spot_pool, p) for p in pools]),
+        ):
+            stub.calls, stub.cpu_seconds = {}, 0.0
+            start, start_cpu = time.perf_counter(), time.process_time()
+            work()
+            results[label] = {
+                "calls": dict(stub.calls),
+                "seconds": round(time.perf_counter() - start, 2),
+                "cpu_seconds": round(time.process_time() - start_cpu, 2),
+                "cpu_seconds_without_the_stub": round(time.process_time() - start_cpu - stub.cpu_seconds, 2),
+                "module_starts": 1 if label == "spot_pools" else len(pools),
+            }
+            print(json.dumps({"big (stub)": label, **results[label]}), flush=True)
+    finally:
+        botocore.client.BaseClient._make_api_call = original
+    return results
+
+
 def planner(args):
     import planner_bench
 
@@ -229,7 +351,7 @@ def planner(args):
         launch_instance_types=["m5.large"],
     )
     wall, cpu = [], []
-    for _ in range(args.planner_repeat):
+    for _call in range(args.planner_repeat):
         start, start_cpu = time.perf_counter(), time.process_time()
         _planner.plan_pool(busy, planner_bench.NOW, 10000, **kwargs)
         cpu.append((time.process_time() - start_cpu) * 1000)
@@ -344,7 +466,7 @@ def simulate(tool, args):
 
 def main(argv):
     parser = argparse.ArgumentParser()
-    parser.add_argument("--parts", default="small,aws,big,planner,throttle")
+    parser.add_argument("--parts", default="small,aws,bigstub,planner,throttle")
     parser.add_argument("--pools", type=int, default=50)
     parser.add_argument("--size", type=int, default=20)
     parser.add_argument("--big-size", type=int, default=200)
@@ -377,12 +499,16 @@ def main(argv):
             with tempfile.TemporaryDirectory() as workdir:
                 runner = Runner(proxy_url, env, workdir)
                 if "small" in parts:
-                    results["small"] = small_and_aws(args, runner, direct)
+                    results["small"] = small(args, runner, direct)
+                if "aws" in parts:
+                    results["aws"] = aws(args, runner, direct)
                 if "big" in parts:
                     results["big"] = big(args, runner, direct)
         finally:
             proxy.shutdown()
             server.stop()
+    if "bigstub" in parts:
+        results["big (stub)"] = big_stub(args)
     if "planner" in parts:
         results["planner"] = planner(args)
     if "throttle" in parts:

@@ -97,9 +97,9 @@ def load_baseline(path):
 
 def timed(repeat, funcs, *args, **kwargs):
     """Run each of ``funcs`` ``repeat`` times, interleaved; per func (median ms, worst ms, median CPU ms, result)."""
-    wall = [[] for _ in funcs]
-    cpu = [[] for _ in funcs]
-    results = [None for _ in funcs]
+    wall = [[] for _func in funcs]
+    cpu = [[] for _func in funcs]
+    results = [None for _func in funcs]
     for _run in range(repeat):
         for index, func in enumerate(funcs):
             start, start_cpu = time.perf_counter(), time.process_time()

@@ -8,8 +8,8 @@ short_description: Keep many spot pools of one account and region in one run
 version_added: 0.2.0
 description:
   - Reconciles every pool of O(pools) in one module run, each exactly as M(parkingspot.ec2.spot_pool) would, for
-    the cost of one: one paginated DescribeInstances per 1000 instances of all pools together (filtered on the tag
-    key C(parkingspot:pool)), instead of one read and one module start per pool.
+    the cost of one. It reads with one paginated DescribeInstances per 1000 instances of all pools together
+    (filtered on the tag key C(parkingspot:pool)), instead of one read and one module start per pool.
   - The instances read are split by exact equality of their C(parkingspot:pool) tag, then each pool is planned
     with the same planner as M(parkingspot.ec2.spot_pool).
   - "Writes are batched across pools: the terminations of all pools go in one TerminateInstances per 1000 ids,
@@ -44,7 +44,7 @@ extends_documentation_fragment:
 notes:
   - Supports check mode (returns every pool's plan without a write call) and diff mode (counts before and after,
     one entry per changed pool).
-  - Drains run on the controller pool after pool; a pool with a long O(pools[].drain.timeout) delays the pools
+  - Drains run on the controller pool after pool; a pool with a long C(drain.timeout) delays the pools
     after it.
 seealso:
   - module: parkingspot.ec2.spot_pool

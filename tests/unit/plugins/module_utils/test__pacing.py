@@ -26,7 +26,7 @@ def clock():
 
 def test_burst_is_free_then_calls_wait_for_the_refill(clock):
     bucket = _pacing.TokenBucket(5, 2, clock, clock.sleep)
-    assert [bucket.take() for _ in range(5)] == [0.0] * 5
+    assert [bucket.take() for _call in range(5)] == [0.0] * 5
     assert bucket.take() == pytest.approx(0.5)
     assert bucket.take() == pytest.approx(0.5)
     assert clock.slept == [pytest.approx(0.5), pytest.approx(0.5)]
@@ -34,11 +34,11 @@ def test_burst_is_free_then_calls_wait_for_the_refill(clock):
 
 def test_refill_never_passes_the_capacity(clock):
     bucket = _pacing.TokenBucket(5, 2, clock, clock.sleep)
-    for _ in range(5):
+    for _call in range(5):
         bucket.take()
     clock.now += 3600
     assert bucket.available() == 5
-    assert sum(bucket.take() for _ in range(6)) == pytest.approx(0.5)
+    assert sum(bucket.take() for _call in range(6)) == pytest.approx(0.5)
 
 
 def test_more_than_the_capacity_waits_for_the_rest_and_empties_it(clock):
@@ -58,7 +58,7 @@ def test_pacer_never_exceeds_the_documented_rate(clock):
     pacer = _pacing.Pacer(clock, clock.sleep)
     start = clock.now
     stamps = []
-    for _ in range(60):
+    for _call in range(60):
         pacer.take("RunInstances", instances=10)
         stamps.append(clock.now - start)
     for index, stamp in enumerate(stamps):
@@ -95,7 +95,7 @@ def test_paced_client_waits_before_writes_only(clock):
     client = _pacing.PacedClient(Client(), pacer)
     client.run_instances(MinCount=3, MaxCount=3)
     client.run_instances(MinCount=3, MaxCount=3)
-    for _ in range(3):
+    for _call in range(3):
         client.describe_instances()
     assert [c[0] for c in calls] == ["run", "run", "describe", "describe", "describe"]
     assert calls[1][1] - calls[0][1] == pytest.approx(1.0)
