@@ -154,3 +154,29 @@ def test_absent_pool_is_emptied_beside_kept_ones(ec2, launch, run_module):
     )
     assert by_pool(ec2) == {"ci-b": 2}
     assert len(result["pools"]["ci-a"]["pool"]["terminated"]) == 2
+
+
+def test_launches_wait_for_runinstances_tokens(ec2, launch, run_module, monkeypatch):
+    """Seven pools to launch: five RunInstances from the burst, then one every half second.
+
+    The run's buckets get a clock that only moves when the run sleeps for tokens, so the
+    time moto takes per call refills nothing and the waits are exact.
+    """
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _pacing
+
+    slept = []
+    clock = {"now": 0.0}
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock["now"] += seconds
+
+    real_pacer = _pacing.Pacer
+    monkeypatch.setattr(_pacing, "Pacer", lambda: real_pacer(lambda: clock["now"], sleep))
+    seven = [dict(launch, name="ci-%d" % k, desired=1) for k in range(7)]
+    result = run_module(spot_pools, {"pools": seven})
+    assert by_pool(ec2) == {"ci-%d" % k: 1 for k in range(7)}
+    assert result["pacing"]["writes"] == {"RunInstances": 7}
+    assert slept == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert result["pacing"]["waited_by_action"]["RunInstances"] == pytest.approx(1.0)
+    assert result["pacing"]["waited_seconds"] == pytest.approx(1.0)
