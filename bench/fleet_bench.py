@@ -464,6 +464,89 @@ def simulate(tool, args):
     return {"calls": total, "throttled": throttled}
 
 
+def render(results):
+    """Markdown tables of a run's results (also from a saved --json file with --render)."""
+    lines = []
+
+    def row(label, entry):
+        actions = ", ".join("%s %d" % kv for kv in sorted(entry["by_action"].items()))
+        lines.append(
+            "| %s | %d | %s | %d | %.1f |" % (label, entry["calls"], actions, entry["starts"], entry["seconds"])
+        )
+
+    small = results.get("small")
+    if small:
+        lines += ["| run (moto, through ansible-playbook) | calls | by action | module starts | seconds |"]
+        lines += ["|---|---:|---|---:|---:|"]
+        for key in sorted(k for k in small if isinstance(small[k], dict)):
+            row(key, small[key])
+        lines += [
+            "",
+            "instances interrupted before each 10%% run: %s; live after: %s"
+            % (small["interrupted"], small["live after"]),
+        ]
+        lines += [""]
+    aws_part = results.get("aws")
+    if aws_part:
+        pools = aws_part["pools measured"]
+        scale = results["args"]["pools"] / pools
+        lines += [
+            "| amazon.aws ec2_instance, %d pools measured | calls | by action | module starts | seconds |" % pools
+        ]
+        lines += ["|---|---:|---|---:|---:|"]
+        for key in ("create (measured)", "no-change (measured)", "10% interrupted (measured)"):
+            row(key, aws_part[key])
+        for key in ("no-change (measured)", "10% interrupted (measured)"):
+            entry = aws_part[key]
+            lines.append(
+                "| %s x %g = %d pools (extrapolated) | %d | | %d | %.0f |"
+                % (
+                    key.replace(" (measured)", ""),
+                    scale,
+                    results["args"]["pools"],
+                    entry["calls"] * scale,
+                    entry["starts"] * scale,
+                    entry["seconds"] * scale,
+                )
+            )
+        lines += [""]
+    stub = results.get("big (stub)")
+    if stub:
+        lines += [
+            "| 10,000 instances, EC2 answered in-process | calls | module starts | seconds | CPU s"
+            " | CPU s without the stub |"
+        ]
+        lines += ["|---|---|---:|---:|---:|---:|"]
+        for key, entry in sorted(stub.items()):
+            calls = ", ".join("%s %d" % kv for kv in sorted(entry["calls"].items()))
+            lines.append(
+                "| %s | %s | %d | %.2f | %.2f | %.2f |"
+                % (
+                    key,
+                    calls,
+                    entry["module_starts"],
+                    entry["seconds"],
+                    entry["cpu_seconds"],
+                    entry["cpu_seconds_without_the_stub"],
+                )
+            )
+        lines += [""]
+    if results.get("planner"):
+        lines += [
+            "planner, 10,000 instances (busy pool): median %(median_ms)s ms wall, %(median_cpu_ms)s ms CPU"
+            % results["planner"],
+            "",
+        ]
+    if results.get("throttle"):
+        lines += [
+            "| throttling model, 12 schedules x 50 pools, one hour | call attempts | throttled |",
+            "|---|---:|---:|",
+        ]
+        for key, entry in sorted(results["throttle"].items()):
+            lines.append("| %s | %d | %d |" % (key, entry["calls"], entry["throttled"]))
+    return "\n".join(lines)
+
+
 def main(argv):
     parser = argparse.ArgumentParser()
     parser.add_argument("--parts", default="small,aws,bigstub,planner,throttle")
@@ -481,7 +564,12 @@ def main(argv):
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per API call in the model")
     parser.add_argument("--module-start", type=float, default=1.5, help="seconds per module start in the model")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--render", help="print the tables of a saved --json file and stop")
     args = parser.parse_args(argv)
+    if args.render:
+        with open(args.render) as handle:
+            print(render(json.load(handle)))
+        return 0
     parts = args.parts.split(",")
     results = {"args": vars(args)}
     if any(p in parts for p in ("small", "aws", "big")):
@@ -514,6 +602,8 @@ def main(argv):
     if "throttle" in parts:
         results["throttle"] = {tool: simulate(tool, args) for tool in ("spot_pools", "amazon.aws ec2_instance")}
     print(json.dumps(results, indent=1, sort_keys=True))
+    print()
+    print(render(results))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1, sort_keys=True)
