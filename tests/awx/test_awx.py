@@ -15,6 +15,7 @@ import http.server
 import json
 import os
 import re
+import textwrap
 import threading
 import urllib.request
 
@@ -40,7 +41,8 @@ def guide_snippets():
     with open(GUIDE, encoding="utf-8") as handle:
         text = handle.read()
     snippets = {}
-    for block in re.findall(r"^```yaml\n(.*?)^```", text, re.M | re.S):
+    for indent, block in re.findall(r"^( *)```yaml\n(.*?)^\1```", text, re.M | re.S):
+        block = textwrap.dedent(block) if indent else block
         first, _, body = block.partition("\n")
         match = re.match(r"# (\S+)$", first)
         assert match, "every YAML snippet of docs/awx.md names its file on the first line: %r" % first
@@ -428,3 +430,21 @@ def test_a_profile_next_to_access_keys_is_refused(ec2, tmp_path, metadata):
     assert job.status == "failed"
     assert "profile and access tokens" in job.stdout, job
     assert writes() == {}
+
+
+def test_the_activation_variables_fill_the_controller_rulebook():
+    """EDA controller is not run here: the guide's activation variables must at least render the
+    controller rulebook's source and launch action, and name the keeper template of the guide."""
+    variables = yaml.safe_load(SNIPPETS["activation/variables.yml"])
+    path = os.path.join(ROOT, "extensions", "eda", "rulebooks", "spot_interruptions_controller.yml")
+    with open(path, encoding="utf-8") as handle:
+        rulebook = yaml.safe_load(handle)[0]
+    strict = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    source = rulebook["sources"][0]["parkingspot.ec2.spot_interruptions"]
+    rendered = {key: strict.from_string(value).render(**variables) for key, value in source.items()}
+    assert rendered == {"queue_name": "parkingspot-spot-events", "region": "eu-west-1"}
+    launch = rulebook["rules"][0]["action"]["run_job_template"]
+    assert strict.from_string(launch["name"]).render(**variables) == "ParkingSpot keeper"
+    assert strict.from_string(launch["organization"]).render(**variables) == "Default"
+    with open(GUIDE, encoding="utf-8") as handle:
+        assert "| ParkingSpot keeper | `playbooks/keeper.yml` |" in handle.read()
