@@ -152,3 +152,29 @@ def test_admin_min_age_in_hours_keeps_new_instances(ec2):
     assert "terminated 0 instance(s)" in output
     assert writes() == {}
     assert snapshot(ec2) == before
+
+
+@pytest.mark.parametrize(
+    "pools, message",
+    [
+        ({"team-a": pool("team-a")}, "parkingspot_pools must be a list"),
+        ("team-a", "parkingspot_pools must be a list"),
+        ([pool("team-a"), {"desired": 3}], "not so for item(s) 1"),
+    ],
+)
+def test_a_pool_list_of_the_wrong_shape_is_refused(ec2, pools, message):
+    before = snapshot(ec2)
+    code, output = play("runner_pool.yml", {"parkingspot_pools": pools})
+    assert code != 0
+    assert message in output, output[-2000:]
+    assert writes() == {}
+    assert snapshot(ec2) == before
+
+
+def test_an_unsupported_pool_option_fails_that_pool_only(ec2):
+    pools = [dict(pool("team-x"), access_key="AKIA-IN-A-POOL"), pool("team-b", 1)]
+    code, output = play("runner_pool.yml", {"parkingspot_pools": pools})
+    assert code != 0
+    assert "pool team-x failed: parkingspot_pools: pool team-x has unsupported option(s) access_key" in output
+    assert writes() == {}, "team-b already has its instance; team-x is refused before any call"
+    assert "team-x" not in [t.get("parkingspot:pool") for t in snapshot(ec2).values()]
