@@ -230,10 +230,14 @@ def test_a_workflow_of_keepers_with_pools_from_group_vars(ec2, tmp_path):
 def test_a_bad_pool_between_two_good_ones_fails_alone(ec2, tmp_path):
     pools = yaml.safe_load(SNIPPETS["inventory/group_vars/all/parkingspot.yml"])
     good = pools["parkingspot_pools"]
+    # A pool whose launch template was deleted since the pool was defined.
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ec2.create_launch_template(LaunchTemplateName="ci-retired", LaunchTemplateData={"ImageId": image})
+    ec2.delete_launch_template(LaunchTemplateName="ci-retired")
     bad = {
         "name": "ci-gone",
         "desired": 1,
-        "launch_template": {"name": "deleted-template"},
+        "launch_template": {"name": "ci-retired"},
         "instance_type": "m6i.large",
     }
     pools["parkingspot_pools"] = [good[0], bad, good[1]]
