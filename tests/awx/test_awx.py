@@ -43,7 +43,7 @@ def guide_snippets():
     snippets = {}
     for indent, block in re.findall(r"^( *)```yaml\n(.*?)^\1```", text, re.M | re.S):
         block = textwrap.dedent(block) if indent else block
-        first, _, body = block.partition("\n")
+        first, body = block.split("\n", 1)
         match = re.match(r"# (\S+)$", first)
         assert match, "every YAML snippet of docs/awx.md names its file on the first line: %r" % first
         snippets[match.group(1)] = body
