@@ -178,3 +178,25 @@ def test_an_unsupported_pool_option_fails_that_pool_only(ec2):
     assert "pool team-x failed: parkingspot_pools: pool team-x has unsupported option(s) access_key" in output
     assert writes() == {}, "team-b already has its instance; team-x is refused before any call"
     assert "team-x" not in [t.get("parkingspot:pool") for t in snapshot(ec2).values()]
+
+
+def test_usage_report_refuses_wildcard_pool_names(ec2, tmp_path):
+    dest = str(tmp_path / "report")
+    code, output = play("usage_report.yml", {"parkingspot_report_dest": dest, "parkingspot_report_pools": "team-*"})
+    assert code != 0
+    assert "parkingspot_report_pools must be a list of exact pool names" in output, output[-2000:]
+    assert proxy("/_proxy/counts") == {}
+    assert not os.path.exists(dest)
+
+
+def test_usage_report_reads_one_pool_given_as_a_string(ec2, tmp_path):
+    dest = str(tmp_path / "report")
+    code, output = play(
+        "usage_report.yml",
+        {"parkingspot_report_dest": dest, "parkingspot_report_pools": "team-a", "parkingspot_report_lookback_hours": 1},
+    )
+    assert code == 0, output[-2000:]
+    with open(os.path.join(dest, "usage-report.csv"), encoding="utf-8") as handle:
+        text = handle.read()
+    assert "team-a" in text and "team-b" not in text
+    assert writes() == {}
