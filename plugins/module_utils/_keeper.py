@@ -28,6 +28,7 @@ from typing import List
 from typing import Optional
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
@@ -219,9 +220,26 @@ def validate_pool_launch(params):
         )
 
 
-def reconcile(module, client, *, pool_key, identity, params, desired, market, now, block_mode="emulated", window=None):
-    """Plan and (unless in check mode) carry out one reconcile; returns the module result pieces."""
+def reconcile(
+    module,
+    client,
+    *,
+    pool_key,
+    identity,
+    params,
+    desired,
+    market,
+    now,
+    block_mode="emulated",
+    window=None,
+    scaling=None,
+):
+    """Plan and (unless in check mode) carry out one reconcile; returns the module result pieces.
+
+    With ``scaling`` (a queue-driven pool) only runners idle and old enough may be drained to shrink it.
+    """
     instances = read_pool(client, identity)
+    protected = _demand.protected_ids(instances, now, scaling) if scaling else None
     facts = _quota.quota_inputs(module, client, params, instances)
     fallback = params.get("on_demand_fallback") or {}
     drain = dict(params.get("drain") or {}, pool=pool_key)
@@ -252,6 +270,7 @@ def reconcile(module, client, *, pool_key, identity, params, desired, market, no
             # Without a drain there is nothing to wait for: leases run to their end.
             drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
             mode=block_mode,
+            protected=protected,
             interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
         )
     except ValueError as e:
