@@ -4,7 +4,7 @@
 DOCUMENTATION = r"""
 name: ci_queue
 short_description: Count the CI jobs that wait for and run on a runner pool (GitHub Actions, GitLab CI)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Returns C({queued, busy}) for one pool, ready for the O(parkingspot.ec2.spot_pool#module:demand) option, counting
     the jobs whose labels (GitHub C(runs-on)) or tags (GitLab) are all among O(labels), queued and running.
