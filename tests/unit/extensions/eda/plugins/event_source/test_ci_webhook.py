@@ -292,6 +292,7 @@ def test_malformed_and_oversized_bodies_are_refused():
             "no_provider": await request(port, b"{}", {"Content-Type": "application/json"}),
             "chunked": await request(port, b"", {"Transfer-Encoding": "chunked", "Content-Length": "0"}),
             "garbage": await request(port, raw=b"hello\r\n\r\n"),
+            "huge_headers": await request(port, b"{}", {"X-GitHub-Event": "workflow_job", "X-Padding": "y" * 20000}),
             "truncated": await request(
                 port, raw=b"POST / HTTP/1.1\r\nX-GitHub-Event: workflow_job\r\nContent-Length: 100\r\n\r\n{}"
             ),
@@ -300,10 +301,10 @@ def test_malformed_and_oversized_bodies_are_refused():
         return source, results
 
     source, results = run(scenario())
-    assert results["oversized"][0] == 413 and results["chunked"][0] == 411
+    assert results["oversized"][0] == 413 and results["chunked"][0] == 411 and results["huge_headers"][0] == 431
     for name in ("not_json", "wrong_shape", "push", "no_provider", "garbage", "truncated"):
         assert results[name] == (400, {"refused": "malformed"}), name
-    assert source.refused["oversized"] == 2 and source.refused["malformed"] == 6
+    assert source.refused["oversized"] == 3 and source.refused["malformed"] == 6
     assert source.demand.jobs == {}
 
 
