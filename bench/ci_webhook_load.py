@@ -110,8 +110,8 @@ def main(argv):
         times = [t for t, e in queue.events if e["pool"] == pool]
         per_pool[pool] = len(times)
         gaps += [b - a for a, b in zip(times, times[1:])]
-        final = [e for _, e in queue.events if e["pool"] == pool][-1]["demand"]["queued"]
-        lost += sum(1 for _, p in sent if p == pool) - final
+        final = [e for _t, e in queue.events if e["pool"] == pool][-1]["demand"]["queued"]
+        lost += sum(1 for _at, p in sent if p == pool) - final
     print(
         "### ci_webhook: %d queued jobs/s for %d s, %d pools, debounce %.1f s"
         % (args.rate, args.seconds, args.pools, args.debounce)

@@ -199,7 +199,7 @@ class Client:
     def pages(self, path, query, key=None):
         """Every item of a paginated listing (Link rel=next), at most ``max_pages`` pages."""
         url = "%s%s?%s" % (self.api_url, path, urlencode(dict(query, per_page=100), doseq=True))
-        for _ in range(self.max_pages):
+        for _page in range(self.max_pages):
             data, link = self._get(url)
             items = data.get(key, []) if key else data
             if not isinstance(items, list):
@@ -215,7 +215,7 @@ def count_github(client, repos, labels):
     queued = busy = 0
     seen = set()
     for repo in repos:
-        owner, _, name = repo.partition("/")
+        owner, _slash, name = repo.partition("/")
         if not owner or not name or "/" in name:
             raise AnsibleError(f"ci_queue: repos: {repo!r} is not owner/name")
         base = "/repos/%s/%s/actions" % (quote(owner, safe=""), quote(name, safe=""))

@@ -86,7 +86,7 @@ def validate(demand, scaling, floors=(0,)):
         )
     per_job = scaling.get("per_job")
     per_job = DEFAULT_PER_JOB if per_job is None else per_job
-    if isinstance(per_job, bool) or not isinstance(per_job, (int, float)) or not per_job > 0 or math.isinf(per_job):
+    if isinstance(per_job, bool) or not isinstance(per_job, (int, float)) or not math.isfinite(per_job) or per_job <= 0:
         raise DemandError("scaling.per_job", f"must be a number greater than 0, got {per_job!r}")
     idle = scaling.get("idle_minutes")
     running = scaling.get("min_running_minutes")

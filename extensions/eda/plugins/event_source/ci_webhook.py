@@ -291,7 +291,7 @@ class Demand:
     def expire(self) -> set:
         """Drop jobs not heard of for the TTL; returns the pools that changed."""
         limit = self.clock() - self.ttl
-        stale = [key for key, (_, _, heard) in self.jobs.items() if heard < limit]
+        stale = [key for key, (_pool, _state, heard) in self.jobs.items() if heard < limit]
         pools = set()
         for key in stale:
             pools.add(self.jobs.pop(key)[0])
@@ -299,7 +299,7 @@ class Demand:
 
     def counts(self, pool) -> dict:
         queued = busy = 0
-        for name, state, _ in self.jobs.values():
+        for name, state, _heard in self.jobs.values():
             if name == pool:
                 queued += state == QUEUED
                 busy += state == BUSY
@@ -445,7 +445,7 @@ class CIWebhookSource:
             "refused": dict(self.refused),
             "events": self.events,
             "unmatched_label_sets": len(self.unmatched),
-            "pools": {name: self.demand.counts(name) for name, _ in self.args["pools"]},
+            "pools": {name: self.demand.counts(name) for name, _labels in self.args["pools"]},
         }
 
     # --- debounce
@@ -492,7 +492,7 @@ class CIWebhookSource:
 
     async def run(self, queue) -> dict:
         port = await self.start(queue)
-        LOG.info("listening on %s:%d for pools %s", self.args["host"], port, [p for p, _ in self.args["pools"]])
+        LOG.info("listening on %s:%d for pools %s", self.args["host"], port, [p for p, _labels in self.args["pools"]])
         expiry = asyncio.get_running_loop().create_task(self.expire_loop())
         try:
             await self.done.wait()

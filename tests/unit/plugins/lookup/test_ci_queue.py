@@ -3,8 +3,6 @@
 rate limits and errors (last-known or zero, a warning, no failure), configuration errors (fail)."""
 
 import json
-import os
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
@@ -12,12 +10,18 @@ from urllib.parse import parse_qs
 from urllib.parse import urlparse
 
 import pytest
+import yaml
+from ansible import constants
 from ansible.errors import AnsibleError
-from ansible.plugins.loader import init_plugin_loader
-from ansible.plugins.loader import lookup_loader
 
-# The collection is found on ANSIBLE_COLLECTIONS_PATH (make unit-fast / make units set it).
-init_plugin_loader(os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep))
+from ansible_collections.parkingspot.ec2.plugins.lookup import ci_queue
+
+NAME = "parkingspot.ec2.ci_queue"
+# What the plugin loader does with the options of DOCUMENTATION, without installing Ansible's
+# collection finder in the test process (the other test modules import the collection directly).
+constants.config.initialize_plugin_configuration_definitions(
+    "lookup", NAME, yaml.safe_load(ci_queue.DOCUMENTATION)["options"]
+)
 
 TOKEN = "ghp_not-a-real-token-but-secret"
 LINUX = ["self-hosted", "linux", "x64"]
@@ -74,9 +78,7 @@ def api():
 @pytest.fixture
 def warnings(monkeypatch):
     seen = []
-    lookup = lookup_loader.get("parkingspot.ec2.ci_queue")
-    module = sys.modules[type(lookup).__module__]
-    monkeypatch.setattr(module.display, "warning", lambda msg, *a, **k: seen.append(msg))
+    monkeypatch.setattr(ci_queue.display, "warning", lambda msg, *a, **k: seen.append(msg))
     return seen
 
 
@@ -89,12 +91,14 @@ def lookup(api, tmp_path, provider="github", **options):
         options.setdefault("repos", ["example/app"])
     else:
         options.setdefault("projects", ["example/app"])
-    (result,) = lookup_loader.get("parkingspot.ec2.ci_queue").run([provider], {}, **options)
+    plugin = ci_queue.LookupModule()
+    plugin._load_name = NAME
+    (result,) = plugin.run([provider], {}, **options)
     return result
 
 
-def job(job_id, status, labels=LINUX):
-    return {"id": job_id, "status": status, "labels": labels}
+def job(job_id, status, labels=None):
+    return {"id": job_id, "status": status, "labels": LINUX if labels is None else labels}
 
 
 def github_queue(api):
@@ -120,7 +124,7 @@ def github_queue(api):
 def test_github_counts_jobs_whose_labels_the_pool_covers(api, tmp_path, warnings):
     github_queue(api)
     assert lookup(api, tmp_path) == {"queued": 3, "busy": 2}
-    assert all(headers["Authorization"] == "Bearer " + TOKEN for _, _, headers in api.requests)
+    assert all(headers["Authorization"] == "Bearer " + TOKEN for _path, _query, headers in api.requests)
     assert warnings == []
 
 

@@ -58,7 +58,7 @@ def test_per_job_fractions_round_up():
 
 
 def test_defaults_fill_in():
-    _, scaling = checked()
+    _counts, scaling = checked()
     assert scaling == {"max": 20, "per_job": 1, "idle_minutes": 10, "min_running_minutes": 5}
 
 
@@ -113,7 +113,7 @@ def test_idle_since_comes_from_the_tag_else_launch():
 
 
 def test_scale_in_rules():
-    _, scaling = checked()
+    _counts, scaling = checked()
     assert _demand.may_scale_in(runner("i-1", age=60, busy=False, idle_for=15), NOW, scaling)
     assert not _demand.may_scale_in(runner("i-1", age=60, busy=False, idle_for=5), NOW, scaling)  # idle briefly
     assert not _demand.may_scale_in(runner("i-1", age=60, busy=True, idle_for=50), NOW, scaling)  # busy
@@ -130,7 +130,7 @@ def test_planner_keeps_busy_and_young_runners_when_shrinking():
         runner("i-idle-a", busy=False, idle_for=30),
         runner("i-idle-b", busy=False, idle_for=45),
     ]
-    _, scaling = checked()
+    _counts, scaling = checked()
     protected = _demand.protected_ids(pool, NOW, scaling)
     assert protected == ["i-busy", "i-fresh-idle", "i-young"]
     plan = plan_pool(pool, NOW, 0, protected=protected)

@@ -86,7 +86,7 @@ async def request(port, body=b"", headers=None, method="POST", raw=None):
     await writer.drain()
     response = await reader.read()
     writer.close()
-    head, _, rest = response.partition(b"\r\n\r\n")
+    head, _sep, rest = response.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), json.loads(rest or b"{}")
 
 
@@ -198,10 +198,10 @@ def test_github_job_lifecycle_changes_the_demand():
         return source, queue
 
     source, queue = run(scenario())
-    linux = [e["demand"] for _, e in queue.events if e["pool"] == "linux"]
+    linux = [e["demand"] for _t, e in queue.events if e["pool"] == "linux"]
     assert linux[0] == {"queued": 1, "busy": 0} and linux[-1] == {"queued": 0, "busy": 0}
-    assert [e["demand"] for _, e in queue.events if e["pool"] == "gpu"] == [{"queued": 1, "busy": 0}]
-    assert all(e["providers"] == ["github"] for _, e in queue.events)
+    assert [e["demand"] for _t, e in queue.events if e["pool"] == "gpu"] == [{"queued": 1, "busy": 0}]
+    assert all(e["providers"] == ["github"] for _t, e in queue.events)
     assert source.refused == dict.fromkeys(src.REASONS, 0)
 
 
@@ -240,8 +240,8 @@ def test_signatures_are_checked():
         return source, queue, results
 
     source, queue, results = run(scenario())
-    assert [status for status, _ in results] == [401] * 6
-    reasons = [doc["refused"] for _, doc in results]
+    assert [status for status, _doc in results] == [401] * 6
+    reasons = [doc["refused"] for _status, doc in results]
     assert reasons == ["unsigned"] + ["bad_signature"] * 3 + ["unsigned", "bad_signature"]
     assert source.refused["unsigned"] == 2 and source.refused["bad_signature"] == 4
     assert source.demand.jobs == {} and queue.events == []
@@ -249,7 +249,7 @@ def test_signatures_are_checked():
 
 def test_a_provider_without_a_secret_is_refused():
     async def scenario():
-        source, _, port = await started(gitlab_token=None)
+        source, _queue, port = await started(gitlab_token=None)
         result = await post_gitlab(port, gitlab_job(), token="anything")
         await stop(source)
         return source, result
@@ -261,7 +261,7 @@ def test_a_provider_without_a_secret_is_refused():
 
 def test_replayed_deliveries_are_refused_once_signed():
     async def scenario():
-        source, _, port = await started()
+        source, _queue, port = await started()
         body = json.dumps(github_job("queued", 5)).encode()
         headers = github_headers(body, delivery="d-1")
         first = await request(port, body, headers)
@@ -280,7 +280,7 @@ def test_replayed_deliveries_are_refused_once_signed():
 
 def test_malformed_and_oversized_bodies_are_refused():
     async def scenario():
-        source, _, port = await started(max_body_bytes=4096, read_timeout=0.5)
+        source, _queue, port = await started(max_body_bytes=4096, read_timeout=0.5)
         big = json.dumps(dict(github_job(), padding="x" * 5000)).encode()
         not_json = b"{not json"
         wrong_shape = json.dumps({"action": "queued", "workflow_job": {"id": "seven", "labels": []}}).encode()
@@ -326,7 +326,7 @@ def test_unmatched_labels_are_logged_once(caplog):
 
 def test_status_document_on_get():
     async def scenario():
-        source, _, port = await started()
+        source, _queue, port = await started()
         await post_github(port, github_job("queued", 1))
         await request(port, b"{}", {"X-GitHub-Event": "workflow_job"})
         result = await request(port, method="GET")
@@ -354,7 +354,7 @@ def test_debounce_sends_at_most_one_event_per_pool_per_window():
         times = [t for t, e in queue.events if e["pool"] == pool]
         assert 1 <= len(times) <= 4
         assert all(b - a >= 0.5 - 0.02 for a, b in zip(times, times[1:]))
-        assert [e for _, e in queue.events if e["pool"] == pool][-1]["demand"] == {"queued": 20, "busy": 0}
+        assert [e for _t, e in queue.events if e["pool"] == pool][-1]["demand"] == {"queued": 20, "busy": 0}
 
 
 def test_main_stops_after_max_events():
@@ -396,7 +396,7 @@ def test_load_50_queued_jobs_per_second_for_10_seconds():
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             pool_labels = ["self-hosted", "linux", "x64"] + (["gpu"] if n % 2 else [])
             before = time.monotonic()
-            status, _ = await post_github(port, github_job("queued", 100000 + n, pool_labels))
+            status, _doc = await post_github(port, github_job("queued", 100000 + n, pool_labels))
             assert status == 202
             sent.append((before, "gpu" if n % 2 else "linux"))
         await asyncio.sleep(debounce + 0.5)
