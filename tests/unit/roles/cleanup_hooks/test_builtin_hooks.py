@@ -257,7 +257,7 @@ def test_shell_hooks_are_shellcheck_clean():
     if shellcheck is None:
         pytest.skip("shellcheck not installed (Debian package shellcheck)")
     scripts = sorted(glob.glob(os.path.join(BUILTIN, "*.sh")))
-    assert len(scripts) == 12
+    assert len(scripts) == 13
     argv = [shellcheck, "-s", "sh", "-x", "-P", "SCRIPTDIR"] + scripts
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
