@@ -230,7 +230,7 @@ EXAMPLES = r"""
         start: "07:00"
         end: "19:00"
         desired: 4
-    demand: "{{ lookup('parkingspot.ec2.ci_queue', 'github', owner='example', repo='app', labels=['linux']) }}"
+    demand: "{{ lookup('parkingspot.ec2.ci_queue', 'github', repos=['example/app'], labels=['self-hosted', 'linux']) }}"
     scaling:
       max: 40
       idle_minutes: 10
