@@ -114,3 +114,32 @@ def test_queued_jobs_raise_the_pool_and_scale_in_keeps_busy_runners(ec2, tmp_pat
     final = keeper(tmp_path, {"queued": 0, "busy": 1}, later + datetime.timedelta(minutes=10))
     assert final["pool"]["terminated"] == [idle_briefly]
     assert live(ec2) == [busy]
+
+
+def test_runner_pool_applies_the_rulebooks_demand_to_the_named_pool_only(ec2, tmp_path):
+    # What the ci_queue rulebook sends: one pool's name and its demand, as extra vars.
+    pools = [
+        {"name": "queue", "desired": 1, "scaling": {"max": 5}, "launch_template": {"name": "queue-runner"}},
+        {"name": "other", "desired": 1, "scaling": {"max": 5}, "launch_template": {"name": "queue-runner"}},
+    ]
+    extra = {
+        "parkingspot_pools": pools,
+        "parkingspot_pool_names": ["queue"],
+        "parkingspot_demand": {"queued": 3, "busy": 0},
+        "parkingspot_endpoint_url": PROXY,
+        "parkingspot_region": "us-east-1",
+    }
+    playbook = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "playbooks", "runner_pool.yml"
+    )
+    done = subprocess.run(
+        ["ansible-playbook", playbook, "-e", json.dumps(extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout.decode()[-2000:]
+    assert len(live(ec2)) == 3
+    others = ec2.describe_instances(Filters=[{"Name": "tag:parkingspot:pool", "Values": ["other"]}])
+    assert others["Reservations"] == [], "the pool the rulebook did not name was not run"
