@@ -20,21 +20,19 @@ if __name__ == "__main__" and not any("https:" in arg for arg in sys.argv[1:]):
     sys.modules.setdefault("ssl", None)
 
 import argparse  # noqa: E402
-import http.client  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import queue  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
+import socketserver  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.parse  # noqa: E402
 from datetime import datetime  # noqa: E402
 from datetime import timezone  # noqa: E402
-from http.server import BaseHTTPRequestHandler  # noqa: E402
-from http.server import ThreadingHTTPServer  # noqa: E402
 
 LOG = logging.getLogger("parkingspot-watcher")
 
@@ -378,7 +376,11 @@ def hook_timeout(path, default):
 
 
 def http_call(url, timeout, method="GET", body=None, headers=None):
-    """One HTTP(S) request without urllib.request (which pulls in much more of the stdlib); returns the status."""
+    """One HTTP(S) request without urllib.request (which pulls in much more of the stdlib); returns the
+    status. http.client (and the email package under it) is imported only when a URL is configured;
+    its errors come out as OSError."""
+    import http.client
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "https":
         conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout)
@@ -392,6 +394,8 @@ def http_call(url, timeout, method="GET", body=None, headers=None):
         response = conn.getresponse()
         response.read()
         return response.status
+    except http.client.HTTPException as exc:
+        raise OSError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         conn.close()
 
@@ -735,7 +739,7 @@ class Watcher:
             return 200, {"status": "ok"}
         try:
             code = http_call(self.args.app_health_url, self.args.app_health_timeout)
-        except (OSError, ValueError, http.client.HTTPException) as exc:
+        except (OSError, ValueError) as exc:
             return 503, {"status": "unhealthy", "reason": f"application health check failed: {exc}"}
         if 200 <= code < 300:
             return 200, {"status": "ok", "app_status": code}
@@ -1004,7 +1008,7 @@ class Watcher:
                     self.metrics.inc("parkingspot_watcher_webhook_total", (("result", "ok"),))
                     return
                 LOG.warning("webhook attempt %d answered HTTP %d", attempt + 1, status)
-            except (OSError, ValueError, http.client.HTTPException) as exc:
+            except (OSError, ValueError) as exc:
                 LOG.warning("webhook attempt %d failed: %s", attempt + 1, exc)
             if self.stop.wait(2**attempt):
                 break
@@ -1036,41 +1040,63 @@ def kill_group(proc):
 # ---------------------------------------------------------------------------- HTTP endpoint
 
 
+# The endpoint speaks just enough HTTP/1.1 for load balancer checks and Prometheus (GET/HEAD, one
+# request per connection) on socketserver: http.server would bring the email package and about
+# 2.4 MiB of resident memory with it (see docs/benchmarks.md), for request parsing this does not need.
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+MAX_HEADER_LINES = 100
+
+
+class HealthServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
 def make_handler(watcher):
     args = watcher.args
 
-    class Handler(BaseHTTPRequestHandler):
-        timeout = 5
-        server_version = "parkingspot-watcher"
+    class Handler(socketserver.StreamRequestHandler):
+        timeout = 5  # a client that sends nothing is dropped after 5 s
 
-        def log_message(self, fmt, *fmt_args):  # quiet: load balancers poll every few seconds
-            LOG.debug("http: " + fmt, *fmt_args)
-
-        def _send(self, status, body, content_type, head=False):
-            data = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            if not head:
-                self.wfile.write(data)
-
-        def _dispatch(self, head):
-            path = urllib.parse.urlsplit(self.path).path
+        def handle(self):
+            try:
+                request_line = self.rfile.readline(8192).decode("latin-1")
+                for _ in range(MAX_HEADER_LINES):  # headers are read and not needed
+                    if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                        break
+            except OSError:
+                return
+            parts = request_line.split()
+            if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+                return self._send(400, {"status": "bad request"})
+            method, target = parts[0], parts[1]
+            head = method == "HEAD"
+            if method not in ("GET", "HEAD"):
+                return self._send(405, {"status": "method not allowed"})
+            path = urllib.parse.urlsplit(target).path
             if path == args.health_path:
                 status, body = watcher.health()
-                self._send(status, json.dumps(body, sort_keys=True) + "\n", "application/json", head)
-            elif path == args.metrics_path:
-                self._send(200, watcher.render_metrics(), "text/plain; version=0.0.4", head)
-            else:
-                self._send(404, json.dumps({"status": "not found"}) + "\n", "application/json", head)
+                return self._send(status, body, head=head)
+            if path == args.metrics_path:
+                return self._send(200, watcher.render_metrics(), "text/plain; version=0.0.4", head)
+            return self._send(404, {"status": "not found"}, head=head)
 
-        def do_GET(self):  # noqa: N802 (http.server naming)
-            self._dispatch(False)
-
-        def do_HEAD(self):  # noqa: N802
-            self._dispatch(True)
+        def _send(self, status, body, content_type="application/json", head=False):
+            if not isinstance(body, str):
+                body = json.dumps(body, sort_keys=True) + "\n"
+            data = body.encode()
+            lines = [
+                f"HTTP/1.1 {status} {REASONS[status]}",
+                "Server: parkingspot-watcher",
+                f"Content-Type: {content_type}",
+                f"Content-Length: {len(data)}",
+                "Cache-Control: no-store",
+                "Connection: close",
+            ]
+            try:
+                self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else data))
+            except OSError:
+                pass  # the client went away
 
     return Handler
 
@@ -1175,11 +1201,10 @@ def main(argv=None):
             return 2
     watcher = Watcher(args)
     try:
-        server = ThreadingHTTPServer((args.health_address, args.health_port), make_handler(watcher))
+        server = HealthServer((args.health_address, args.health_port), make_handler(watcher))
     except OSError as exc:
         LOG.error("cannot listen on %s:%d (--health-port): %s", args.health_address, args.health_port, exc)
         return 2
-    server.daemon_threads = True
 
     def on_signal(signum, _frame):
         watcher.stop.set()

@@ -332,7 +332,7 @@ def test_metrics_are_valid_prometheus_text(imds, watcher_factory, tmp_path):
     assert metric(text, "parkingspot_watcher_notices_total", event="interruption") == 1
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="10-drain", result="ok") == 1
     assert metric(text, "parkingspot_watcher_hook_seconds_total", hook="10-drain") > 0
-    assert 0 <= metric(text, "parkingspot_watcher_last_poll_age_seconds") < 1.0
+    assert 0 <= metric(text, "parkingspot_watcher_last_poll_age_seconds") < 3.0
     assert metric(text, "parkingspot_watcher_terminating") == 1
     done = 'parkingspot_watcher_lifecycle_total{phase="drain",state="done"} 1.0'
     assert wait_until(lambda: done in watcher.metrics(), timeout=2)
