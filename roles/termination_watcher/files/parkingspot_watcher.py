@@ -5,8 +5,10 @@
 Polls the EC2 instance metadata service (IMDSv2 only) for spot interruption notices,
 rebalance recommendations, scheduled maintenance and Auto Scaling lifecycle changes.
 On a notice it flips its health endpoint to 503, runs the hooks in the hooks directory in
-name order within a deadline taken from the notice, optionally posts a webhook and exposes
-Prometheus metrics. Standard library only; runs on Python 3.8 and later.
+name order within a deadline taken from the notice, once per notice lifecycle; when the
+notice is withdrawn, canceled or completed it runs the hooks' undo scripts and answers 200
+again. Optionally posts a webhook; exposes Prometheus metrics. Standard library only; runs
+on Python 3.8 and later.
 """
 
 from __future__ import annotations
@@ -746,6 +748,7 @@ class Watcher:
         return 503, {"status": "unhealthy", "reason": f"application health answered {code}", "app_status": code}
 
     def render_metrics(self):
+        self._gauges()  # a restored drain stops answering 503 when its grace runs out, with no event
         if self.last_poll:
             self.metrics.set("parkingspot_watcher_last_poll_age_seconds", value=round(time.time() - self.last_poll, 3))
         return self.metrics.render()
@@ -837,7 +840,8 @@ class Watcher:
             self.metrics.inc("parkingspot_watcher_notices_total", labels)
         if effect == "moved":
             self.metrics.inc("parkingspot_watcher_notice_updates_total", labels)
-            LOG.info("%s notice moved: %s lifecycle deadline now %s", kind, phase, format_iso(episode["deadline"]))
+            # DEBUG: AWS's metadata mock moves the time on every request, i.e. every poll.
+            LOG.debug("%s notice moved: %s lifecycle deadline now %s", kind, phase, format_iso(episode["deadline"]))
             return
         cause = episode["causes"][kind] if kind in episode["causes"] else primary_cause(episode)[1]
         LOG.warning(

@@ -317,7 +317,7 @@ def test_metrics_are_valid_prometheus_text(imds, watcher_factory, tmp_path):
     watcher = watcher_factory(imds.url)
     imds.set_instance_action()
     assert wait_until(lambda: read_hook_log(log), timeout=5)
-    assert wait_until(lambda: 'hook="10-drain"' in watcher.metrics(), timeout=3)
+    assert wait_until(lambda: 'hook_runs_total{hook="10-drain"' in watcher.metrics(), timeout=3)
     text = watcher.metrics()
     sample = re.compile(r'^[a-z_:][a-z0-9_:]*(\{([a-z_]+="[^"\\]*"(,[a-z_]+="[^"\\]*")*)?\})? -?[0-9.e+-]+$')
     typed = set()

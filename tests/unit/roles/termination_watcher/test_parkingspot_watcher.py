@@ -178,7 +178,7 @@ def test_failing_and_hanging_hooks_do_not_stop_the_rest(imds, watcher_factory, t
     watcher = watcher_factory(imds.url)
     imds.set_instance_action()
     assert wait_until(lambda: len(read_hook_log(log)) == 3, timeout=8), watcher.output()
-    assert wait_until(lambda: 'hook="30-runs"' in watcher.metrics(), timeout=3)
+    assert wait_until(lambda: 'hook_runs_total{hook="30-runs"' in watcher.metrics(), timeout=3)
     text = watcher.metrics()
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="10-fails", result="failed") == 1
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="20-hangs", result="timeout") == 1
@@ -203,7 +203,8 @@ def test_deadline_clamps_hook_timeout_and_late_hooks_still_run(imds, watcher_fac
     write_hook(hooks, "20-late", "exit 0")
     watcher = watcher_factory(imds.url, "--safety-margin", "10", "--hook-timeout", "60")
     imds.set_instance_action("terminate", time.time() + 13)  # deadline about 3 s away
-    assert wait_until(lambda: 'hook="20-late"' in watcher.metrics(), timeout=10), watcher.output()
+    late_ok = 'parkingspot_watcher_hook_runs_total{hook="20-late",result="ok"}'
+    assert wait_until(lambda: late_ok in watcher.metrics(), timeout=10), watcher.output()
     text = watcher.metrics()
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="10-slow", result="timeout") == 1
     assert metric(text, "parkingspot_watcher_hook_duration_seconds", hook="10-slow") < 5
