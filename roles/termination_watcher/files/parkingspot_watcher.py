@@ -689,28 +689,39 @@ class Watcher:
         whose undo scripts did not finish get them run again (each undo script still runs once)."""
         booted = boot_time()
         for phase, episode in list(self.state["episodes"].items()):
-            wanted = [k for k in episode.get("causes", {}) if phase_for(k, self.responses) == phase]
-            if not wanted:
-                del self.state["episodes"][phase]
-                continue
-            if episode["state"] in ACTIVE:
-                episode["rebooted"] = episode.get("rebooted") or booted > episode["detected"]
-                for cause in episode["causes"].values():
-                    cause["confirmed"] = False
-                LOG.warning(
-                    "restored %s lifecycle in state %s (%s) from %s; waiting for IMDS to confirm it",
-                    phase,
-                    episode["state"],
-                    ",".join(sorted(episode["causes"])),
-                    self.store.path,
-                )
-            elif not episode.get("undo_done", True):
-                self.work.put(("undo", episode))
+            try:
+                self._restore_one(phase, episode, booted)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                LOG.warning("state file: %s lifecycle unreadable (%s); dropped", phase, exc)
+                self.state["episodes"].pop(phase, None)
         self._gauges()
 
-    def _save(self):
-        with self.lock:
-            self.store.save(self.state)
+    def _restore_one(self, phase, episode, booted):
+        missing = [k for k in ("state", "detected", "hooks", "undo") if k not in episode]
+        for cause in episode["causes"].values():  # what health, hooks and undo scripts read
+            missing += [k for k in ("action", "notice_time", "at", "end", "deadline") if k not in cause]
+        if missing:
+            raise ValueError("missing " + ", ".join(sorted(set(missing))))
+        for kind in list(episode["causes"]):
+            if kind not in EVENTS or phase_for(kind, self.responses) != phase:
+                del episode["causes"][kind]  # --on changed since: that kind feeds another phase now
+        if not episode["causes"]:
+            del self.state["episodes"][phase]
+            return
+        _refresh(episode)
+        if episode["state"] in ACTIVE:
+            episode["rebooted"] = episode.get("rebooted") or booted > episode["detected"]
+            for cause in episode["causes"].values():
+                cause["confirmed"] = False
+            LOG.warning(
+                "restored %s lifecycle in state %s (%s) from %s; waiting for IMDS to confirm it",
+                phase,
+                episode["state"],
+                ",".join(sorted(episode["causes"])),
+                self.store.path,
+            )
+        elif not episode.get("undo_done", True):
+            self.work.put(("undo", episode))
 
     def _gauges(self):
         with self.lock:

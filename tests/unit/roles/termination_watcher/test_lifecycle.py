@@ -336,3 +336,15 @@ def test_metrics_are_valid_prometheus_text(imds, watcher_factory, tmp_path):
     assert metric(text, "parkingspot_watcher_terminating") == 1
     done = 'parkingspot_watcher_lifecycle_total{phase="drain",state="done"} 1.0'
     assert wait_until(lambda: done in watcher.metrics(), timeout=2)
+
+
+def test_unreadable_or_old_state_files_start_clean(imds, watcher_factory, tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    old = {"notices": {"interruption:terminate:2026": {"response": "drain", "deadline": time.time() + 100}}}
+    broken = {"version": 2, "episodes": {"drain": {"state": "done", "causes": {"interruption": {"action": "x"}}}}}
+    for content in (json.dumps(old), json.dumps(broken), "{not json"):
+        (state_dir / "notices.json").write_text(content)
+        watcher = watcher_factory(imds.url)
+        assert watcher.health()[0] == 200, watcher.output()
+        assert watcher.terminate()[0] == 0
