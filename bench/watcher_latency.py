@@ -160,7 +160,7 @@ def scrape_cost(pid, port, count):
     ticks = os.sysconf("SC_CLK_TCK")
     walls, size = [], 0
     cpu0 = cpu_ticks(pid)
-    for _ in range(count):
+    for _scrape in range(count):
         started = time.perf_counter()
         with urllib.request.urlopen(url, timeout=2) as resp:
             size = len(resp.read())

@@ -1076,7 +1076,7 @@ def make_handler(watcher):
         def handle(self):
             try:
                 request_line = self.rfile.readline(8192).decode("latin-1")
-                for _ in range(MAX_HEADER_LINES):  # headers are read and not needed
+                for _header in range(MAX_HEADER_LINES):  # headers are read and not needed
                     if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
                         break
             except OSError:

@@ -6,7 +6,7 @@
 # PS_AWS_REGION (optional). Undo (notice withdrawn or completed): register the instance again.
 PS_HOOK_NAME=elb_deregister
 PS_HAS_UNDO=1
-export PS_HOOK_NAME
+export PS_HOOK_NAME PS_HAS_UNDO
 . "$(dirname "$0")/common.sh"
 ps_require aws
 ps_require_instance_id

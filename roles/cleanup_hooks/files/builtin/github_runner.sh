@@ -8,7 +8,7 @@
 # found by pattern, so the undo needs the setting).
 PS_HOOK_NAME=github_runner
 PS_HAS_UNDO=1
-export PS_HOOK_NAME
+export PS_HOOK_NAME PS_HAS_UNDO
 . "$(dirname "$0")/common.sh"
 if ps_is_undo; then
     if [ -z "${PS_GITHUB_RUNNER_UNIT:-}" ]; then

@@ -6,7 +6,7 @@
 # Undo (notice withdrawn or completed): start the unit again.
 PS_HOOK_NAME=gitlab_runner
 PS_HAS_UNDO=1
-export PS_HOOK_NAME
+export PS_HOOK_NAME PS_HAS_UNDO
 . "$(dirname "$0")/common.sh"
 if ps_is_undo; then
     ps_start_unit "${PS_GITLAB_RUNNER_UNIT:-gitlab-runner}"

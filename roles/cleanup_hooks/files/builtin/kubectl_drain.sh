@@ -6,7 +6,7 @@
 # Undo (notice withdrawn or completed): uncordon the node.
 PS_HOOK_NAME=kubectl_drain
 PS_HAS_UNDO=1
-export PS_HOOK_NAME
+export PS_HOOK_NAME PS_HAS_UNDO
 . "$(dirname "$0")/common.sh"
 ps_require kubectl
 node=${PS_NODE_NAME:-$(hostname)}

@@ -5,7 +5,7 @@
 # (settings are described there); this wrapper only finds a Python 3.
 PS_HOOK_NAME=webhook
 PS_HAS_UNDO=1
-export PS_HOOK_NAME
+export PS_HOOK_NAME PS_HAS_UNDO
 . "$(dirname "$0")/common.sh"
 for python in ${PS_PYTHON:-} python3 /usr/libexec/platform-python; do
     if command -v "$python" >/dev/null 2>&1; then

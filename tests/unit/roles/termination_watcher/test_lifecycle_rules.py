@@ -71,7 +71,7 @@ def test_time_updates_move_the_deadline_and_a_second_kind_joins():
     ],
 )
 def test_how_an_episode_ends(state, when, reason):
-    ep, _ = w.observe(None, "maintenance", *present(NOW - 600, "system-reboot"), NOW, 120, 10)
+    ep, _effect = w.observe(None, "maintenance", *present(NOW - 600, "system-reboot"), NOW, 120, 10)
     assert ep["end"] == NOW + 120  # max(NotBefore, now) + budget
     ep, effect = w.observe(ep, "maintenance", state, None, NOW + when, 120, 10)
     assert effect == reason and ep["state"] == reason
@@ -80,13 +80,13 @@ def test_how_an_episode_ends(state, when, reason):
 
 
 def test_a_reboot_since_detection_means_completed():
-    ep, _ = w.observe(None, "interruption", *present(NOW + 120, "stop"), NOW, 120, 10)
+    ep, _effect = w.observe(None, "interruption", *present(NOW + 120, "stop"), NOW, 120, 10)
     ep["rebooted"] = True
     assert w.observe(ep, "interruption", "absent", None, NOW + 30, 120, 10)[1] == "completed"
 
 
 def test_restored_episode_shows_503_until_grace_unless_confirmed():
-    ep, _ = w.observe(None, "interruption", *present(NOW + 120), NOW, 120, 10)
+    ep, _effect = w.observe(None, "interruption", *present(NOW + 120), NOW, 120, 10)
     ep["causes"]["interruption"]["confirmed"] = False
     assert w.shows_503(ep, NOW + 200, 300)
     assert not w.shows_503(ep, NOW + 421, 300)
@@ -95,8 +95,8 @@ def test_restored_episode_shows_503_until_grace_unless_confirmed():
 
 
 def test_hook_window_inside_the_safety_margin():
-    ep, _ = w.observe(None, "interruption", *present(NOW + 5, "hibernate"), NOW, 120, 30)
+    ep, _effect = w.observe(None, "interruption", *present(NOW + 5, "hibernate"), NOW, 120, 30)
     assert w.hook_window(ep, NOW) == (NOW + 5, 5.0)
-    ep, _ = w.observe(None, "interruption", *present(NOW + 120), NOW, 120, 30)
+    ep, _effect = w.observe(None, "interruption", *present(NOW + 120), NOW, 120, 30)
     assert w.hook_window(ep, NOW) == (NOW + 90, 90.0)
     assert w.hook_window(ep, NOW + 100) == (NOW + 120, 20.0)
