@@ -59,7 +59,7 @@ LAUNCH_ARGUMENT_SPEC: Dict[str, Any] = dict(
             instance_metadata_tags=dict(type="str", default="disabled", choices=["enabled", "disabled"]),
         ),
     ),
-    tags=dict(type="dict", default={}),
+    tags=dict(type="dict"),
     api=dict(type="str", default="auto", choices=["auto", "run_instances", "fleet", "request_spot_instances"]),
 )
 

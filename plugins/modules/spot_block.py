@@ -120,11 +120,13 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BLOCK
 
 
 def do(module):
     params = module.params
+    _keeper.validate_inputs(params, "count")
     now = _keeper.utc(params["now"])
     if params["count"] < 0:
         raise ParkingSpotError(message="count must be 0 or more, got %d" % params["count"])
@@ -179,6 +181,8 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     try:
         do(module)
+    except InputError as e:
+        module.fail_json(msg=str(e), option=e.option)
     except AnsibleAWSError as e:
         module.fail_json_aws_error(e)
 

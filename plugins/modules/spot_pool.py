@@ -326,6 +326,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 
 
@@ -357,6 +358,7 @@ def queue_demand(params):
 
 def do(module):
     params = module.params
+    _keeper.validate_inputs(params, "desired")
     now = _keeper.utc(params["now"])
     floor, demand, scaling = None, None, None
     if params["state"] == "absent":
@@ -422,6 +424,8 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     try:
         do(module)
+    except InputError as e:
+        module.fail_json(msg=str(e), option=e.option)
     except AnsibleAWSError as e:
         module.fail_json_aws_error(e)
 

@@ -170,7 +170,7 @@ def test_legacy_api_tags_instances_in_one_batch(ec2, base, run_module, api_calls
 @pytest.mark.parametrize(
     "override, message",
     [
-        ({"count": -1}, "count must be 0 or more"),
+        ({"count": -1}, "count: must be from 0 to 10000, got -1"),
         (
             {"valid_until": "2001-01-01T00:00:00Z", "request_type": "persistent", "interruption_behavior": "stop"},
             "valid_until: 2001-01-01T00:00:00Z is in the past",
