@@ -20,7 +20,9 @@ author:
   - ParkingSpot maintainers (@parkingspot)
 options:
   name:
-    description: Identity of the blocks; tag C(parkingspot:block) carries it.
+    description:
+      - Identity of the blocks; tag C(parkingspot:block) carries it.
+      - 1 to 256 characters without control characters; matched exactly (C(*) and C(?) are no wildcards).
     type: str
     required: true
   state:

@@ -23,7 +23,9 @@ author:
   - ParkingSpot maintainers (@parkingspot)
 options:
   name:
-    description: Pool name; tag C(parkingspot:pool) carries it.
+    description:
+      - Pool name; tag C(parkingspot:pool) carries it.
+      - 1 to 256 characters without control characters; matched exactly (C(*) and C(?) are no wildcards).
     type: str
     required: true
   state:
@@ -109,6 +111,9 @@ options:
         description:
           - Command run on the controller; C({instance_id}) and C({private_dns_name}) are replaced, and the
             environment has C(PARKINGSPOT_INSTANCE_ID), C(PARKINGSPOT_PRIVATE_DNS_NAME) and C(PARKINGSPOT_POOL).
+          - It is split into arguments like shell words (quotes group) but no shell runs it; every other brace,
+            C($) and quote reaches the program as written. Use C(sh -c '...') for shell expansion.
+          - A command that cannot be split (an unbalanced quote) fails the run before any AWS call.
           - A non-zero exit or a timeout is reported; the instance is terminated all the same.
         type: str
       kubectl:

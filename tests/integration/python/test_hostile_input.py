@@ -28,6 +28,24 @@ for _path in reversed((os.environ.get("ANSIBLE_COLLECTIONS_PATH") or "").split(o
     if _path and _path not in sys.path:
         sys.path.insert(0, _path)
 
+
+def _shared(method):
+    """botocore reloads the EC2 model (megabytes of JSON) for every module run's new session; share it."""
+    cache = {}
+
+    def cached(self, *args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            cache[key] = method(self, *args, **kwargs)
+        return cache[key]
+
+    return cached
+
+
+botocore_loaders = pytest.importorskip("botocore.loaders")
+botocore_loaders.Loader.load_service_model = _shared(botocore_loaders.Loader.load_service_model)
+botocore_loaders.Loader.load_data = _shared(botocore_loaders.Loader.load_data)
+
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck  # noqa: E402
 from hypothesis import assume  # noqa: E402
