@@ -57,7 +57,7 @@ options:
   dest:
     description:
       - Directory to write C(usage-report.csv) and C(usage-report.html) into; created when missing.
-      - Files are replaced atomically and only when their content changes, both or neither: when one cannot be
+      - Files are replaced atomically and only when their content changes, both or neither; when one cannot be
         written, the previous pair stays.
       - CSV cells that begin with C(=), C(+), C(-) or C(@) (text a spreadsheet would run as a formula) are
         written with a leading C(') as OWASP recommends; numbers stay numbers.

@@ -115,6 +115,10 @@ def run(module, args, check_mode=False):
     return result, counts()
 
 
+def run_result(module, args, check_mode=False):
+    return run(module, args, check_mode)[0]
+
+
 def tags_of(item):
     return {t["Key"]: t["Value"] for t in item.get("Tags") or []}
 
@@ -147,16 +151,16 @@ def neighbours():
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     ec2.create_launch_template(LaunchTemplateName="runner", LaunchTemplateData={"ImageId": image})
     for name in NEIGHBOURS["pools"]:
-        done, _ = run(spot_pool, launch_args(name=name, desired=1, now=NOW, tags={"team": name}))
+        done = run_result(spot_pool, launch_args(name=name, desired=1, now=NOW, tags={"team": name}))
         assert done["changed"] is True, done
     for name in NEIGHBOURS["blocks"]:
-        done, _ = run(spot_block, launch_args(name=name, count=1, duration_minutes=120, now=NOW))
+        done = run_result(spot_block, launch_args(name=name, count=1, duration_minutes=120, now=NOW))
         assert done["changed"] is True, done
     for name in NEIGHBOURS["requests"]:
-        done, _ = run(spot_request, launch_args(name=name, count=1, tags={"team": name}))
+        done = run_result(spot_request, launch_args(name=name, count=1, tags={"team": name}))
         assert done["changed"] is True, done
     for name in NEIGHBOURS["volumes"]:
-        done, _ = run(root_volume, dict(name=name, size=1, zone="us-east-1a", tags={"team": name}))
+        done = run_result(root_volume, dict(name=name, size=1, zone="us-east-1a", tags={"team": name}))
         assert done["changed"] is True, done
     before = world(ec2)
     assert len([s for s, _t in before["instances"].values() if s in ("pending", "running")]) == 6
@@ -216,7 +220,7 @@ def test_block_check_mode_plans_nothing_for_a_neighbour(neighbours):
 
 def test_root_volume_wildcard_name_is_a_new_volume(neighbours):
     ec2 = neighbours[0]
-    created, _ = run(root_volume, dict(name="team-x-*", size=1, zone="us-east-1a"))
+    created = run_result(root_volume, dict(name="team-x-*", size=1, zone="us-east-1a"))
     assert created["changed"] is True
     assert created["volume"]["volume_id"] not in neighbours[2]["volumes"]
     assert created["volume"]["tags"] == {"Name": "team-x-*"}
@@ -226,25 +230,25 @@ def test_root_volume_wildcard_name_is_a_new_volume(neighbours):
 
 
 def test_info_modules_read_only_the_exact_names(neighbours):
-    pools, _ = run(spot_pool_info, {"names": ["team-*", "team-?"], "now": NOW})
+    pools = run_result(spot_pool_info, {"names": ["team-*", "team-?"], "now": NOW})
     assert [p["name"] for p in pools["pools"]] == ["team-*", "team-?"]
     assert all(p["counts"]["capacity"] == 0 for p in pools["pools"])
-    exact, _ = run(spot_pool_info, {"names": ["team-a"], "now": NOW})
+    exact = run_result(spot_pool_info, {"names": ["team-a"], "now": NOW})
     assert [p["counts"]["capacity"] for p in exact["pools"]] == [1]
-    requests, _ = run(spot_request_info, {"names": ["svc-*", "svc-?"]})
+    requests = run_result(spot_request_info, {"names": ["svc-*", "svc-?"]})
     assert requests["spot_requests"] == [] and requests["instances"] == []
-    mine, _ = run(spot_request_info, {"names": ["svc-a"]})
+    mine = run_result(spot_request_info, {"names": ["svc-a"]})
     assert {i["tags"]["parkingspot:request"] for i in mine["instances"]} == {"svc-a"}
     asked = ["team-?", "team-*", "team-[ab]"]
-    report, _ = run(spot_usage_report, {"pools": asked, "lookback_hours": 24})
+    report = run_result(spot_usage_report, {"pools": asked, "lookback_hours": 24})
     assert {row["pool"] for row in report["instances"]} <= set(asked)  # a pool named team-* may exist by now
-    control, _ = run(spot_usage_report, {"pools": ["team-a"], "lookback_hours": 24})
+    control = run_result(spot_usage_report, {"pools": ["team-a"], "lookback_hours": 24})
     assert [row["pool"] for row in control["instances"]] == ["team-a"]
 
 
 def test_free_form_filters_stay_in_ec2_syntax(neighbours):
     """spot_request_info's own filters are the user's EC2 filters: wildcards there are wildcards."""
-    found, _ = run(spot_request_info, {"instance_filters": {"tag:parkingspot:request": "svc-*"}})
+    found = run_result(spot_request_info, {"instance_filters": {"tag:parkingspot:request": "svc-*"}})
     assert sorted(i["tags"]["parkingspot:request"] for i in found["instances"]) == ["svc-a", "svc-b"]
 
 
@@ -300,7 +304,7 @@ def test_drain_command_passes_shell_text_through(neighbours, tmp_path):
         "sh -c 'for a; do echo \"$a\"; done >> %s' drain {instance_id} ${HOME} "
         "jsonpath='{.status.phase}' \"{private_dns_name}\" {unknown} $$" % log
     )
-    up, _ = run(spot_pool, launch_args(name="drainer", desired=1, now=NOW))
+    up = run_result(spot_pool, launch_args(name="drainer", desired=1, now=NOW))
     (instance_id,) = up["pool"]["launched"]
     down, calls = run(spot_pool, launch_args(name="drainer", desired=0, now=NOW, drain={"command": command}))
     assert down["pool"]["drain_outcomes"][0]["status"] == "drained", down["pool"]["drain_outcomes"]
@@ -315,7 +319,7 @@ def test_drain_command_passes_shell_text_through(neighbours, tmp_path):
 
 def test_bad_drain_template_changes_nothing(neighbours):
     ec2 = neighbours[0]
-    up, _ = run(spot_pool, launch_args(name="drainer2", desired=1, now=NOW))
+    up = run_result(spot_pool, launch_args(name="drainer2", desired=1, now=NOW))
     (instance_id,) = up["pool"]["launched"]
     bad, calls = run(
         spot_pool, launch_args(name="drainer2", desired=0, now=NOW, drain={"command": 'echo "{instance_id}'})
@@ -334,7 +338,7 @@ def test_bad_drain_template_changes_nothing(neighbours):
 
 def test_numeric_and_boolean_tag_values_are_idempotent(neighbours):
     args = launch_args(name="typed", count=1, tags={"n": 2, "ok": True, "ratio": 0.5})
-    first, _ = run(spot_request, args)
+    first = run_result(spot_request, args)
     assert first["changed"] is True
     again, calls = run(spot_request, args)
     assert again["changed"] is False
@@ -348,7 +352,7 @@ def test_numeric_and_boolean_tag_values_are_idempotent(neighbours):
 def test_purge_tags_keeps_reserved_keys(neighbours):
     ec2 = neighbours[0]
     args = launch_args(name="purged", count=1, tags={"team": "z"})
-    first, _ = run(spot_request, args)
+    first = run_result(spot_request, args)
     (instance_id,) = first["actions"]["launched"]
     ec2.create_tags(
         Resources=[instance_id],

@@ -339,11 +339,13 @@ def test_write_all_replaces_both_or_neither(tmp_path, monkeypatch):
 def test_write_all_removes_a_new_file_when_its_partner_fails(tmp_path, monkeypatch):
     csv_path, html_path = str(tmp_path / "r.csv"), str(tmp_path / "r.html")
     real_replace = os.replace
-    monkeypatch.setattr(
-        _report_html.os,
-        "replace",
-        lambda src, dst: (_ for _ in ()).throw(OSError("boom")) if dst == html_path else real_replace(src, dst),
-    )
+
+    def failing_replace(src, dst):
+        if dst == html_path:
+            raise OSError("boom")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(_report_html.os, "replace", failing_replace)
     with pytest.raises(OSError):
         _report_html.write_all_if_changed({csv_path: "c", html_path: "h"})
     assert list(tmp_path.iterdir()) == []
