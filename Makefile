@@ -25,7 +25,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup collection lint sanity units integration integration-dev integration-eda test-boot test-roles test demo clean bench unit-fast
+.PHONY: help setup collection lint sanity units integration integration-dev integration-eda test-awx test-boot test-roles test demo clean bench unit-fast
 
 help:
 	@echo "make demo    keep a CI runner pool through a simulated day on a local EC2 API"
@@ -88,6 +88,11 @@ integration-eda: collection
 	cd $(COLLECTION) && PYTHON=$(PY) sh tests/integration/eda/run.sh
 	cd $(COLLECTION) && PYTHON=$(PY) EDA_PYTHON=$(PYTHON_BIN) EDA_VENV=$(abspath $(BUILD))/eda-venv \
 	    sh tests/integration/eda/rulebook.sh
+
+# The playbooks as AWX runs them: ansible-runner jobs from private data dirs built from the
+# snippets of docs/awx.md (group_vars, workflow artifacts, a failing pool, check mode, credentials).
+test-awx: collection
+	cd $(COLLECTION) && $(PY) tools/with_moto.py -- $(PY) -m pytest $(PYTEST_ARGS) tests/awx
 
 # The init shim booted for real: qemu (no KVM) with Debian's kernel, virtio and NVMe disks.
 test-boot:

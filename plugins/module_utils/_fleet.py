@@ -33,6 +33,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pacing
@@ -55,6 +56,7 @@ class PoolRun:
         self.now = None
         self.desired = 0
         self.window = None
+        self.inputs: Dict[str, Any] = {}
         self.instances: List[Dict[str, Any]] = []
         self.plan: Optional[Dict[str, Any]] = None
         self.asg_capacity = None
@@ -132,7 +134,9 @@ def prepare(raw_pools: List[Any]) -> List[PoolRun]:
             continue
 
         def inputs(run=run, params=checked.validated_parameters):
-            run.params, run.now, run.desired, run.window = _pool_options.pool_inputs(params)
+            run.inputs = _pool_options.pool_inputs(params)
+            run.params, run.now = run.inputs["params"], run.inputs["now"]
+            run.desired, run.window = run.inputs["desired"], run.inputs["window"]
 
         guarded(run, inputs)
     return runs
@@ -169,6 +173,8 @@ def plan_one(module, client, run: PoolRun, asg_client: Callable[[], Any]) -> Non
     interrupted = [
         i["instance_id"] for i in run.instances if i.get("state_reason") in _keeper.SPOT_INTERRUPTION_REASONS
     ]
+    scaling = run.inputs.get("scaling")
+    protected = _demand.protected_ids(run.instances, run.now, scaling) if scaling else None
     run.plan = _planner.plan_pool(
         run.instances,
         run.now,
@@ -182,6 +188,7 @@ def plan_one(module, client, run: PoolRun, asg_client: Callable[[], Any]) -> Non
         launch_instance_types=_quota.launch_types(params),
         drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
         interrupted_ids=interrupted,
+        protected=protected,
     )
 
 
@@ -355,6 +362,9 @@ def results(runs: List[PoolRun], check_mode: bool, pacer: _pacing.Pacer) -> Dict
         changed = run.plan["changed"] if run.ok or check_mode else _done_something(run)
         pool = _keeper.summarize(run.plan, run.actions, run.window, check_mode)
         pool["name"] = run.name
+        if run.inputs.get("demand") is not None:
+            inputs = run.inputs
+            pool["demand"] = _demand.summary(inputs["floor"], inputs["demand"], inputs["scaling"], run.desired)
         diff = _planner.plan_diff(run.plan)
         pools[run.name] = {"changed": changed, "pool": pool, "plan": run.plan, "diff": diff}
         if not run.ok:

@@ -407,10 +407,13 @@ def plan_pool(
     drain_timeout_seconds=600,
     interrupted_ids=None,
     mode="emulated",
+    protected=None,
 ):
     """Plan one reconcile of a pool.  See the module docstring and docs/keeper-planning.md.
 
     ``mode`` is the block mode (emulated|native); it only changes which durations are allowed.
+    ``protected`` are ids never drained to shrink the pool (busy runners of a queue-driven pool,
+    see _demand.py); the pool then stays above ``desired`` until they may go.
     """
     now = parse_time(now)
     if now is None:
@@ -428,6 +431,7 @@ def plan_pool(
     if not isinstance(instances, (list, tuple)):
         raise PlanError("instances", "must be a list")
     interrupted_ids = set(interrupted_ids or ())
+    protected = set(protected or ())
     seen = set()
     times = _Times()
     pool = sorted((_validate_instance(i, inst, seen, times) for i, inst in enumerate(instances)), key=lambda x: x["id"])
@@ -483,7 +487,8 @@ def plan_pool(
     replace_on_demand = []
     launch_spot = launch_od = 0
     if spot_available:
-        surplus = _first(spot_cap, len(spot_cap) - desired)
+        candidates = [i for i in spot_cap if i["id"] not in protected] if protected else spot_cap
+        surplus = _first(candidates, len(spot_cap) - desired)
         for inst in surplus:
             drain[inst["id"]] = (default_deadline, f"surplus (desired {desired}): draining it")
         drained = {i["id"] for i in surplus}
@@ -495,7 +500,7 @@ def plan_pool(
             reasons.append(
                 f"fallback ASG capacity {asg} -> {asg - asg_release}: {spot_running} spot running for desired {desired}"
             )
-        for inst in _first(od_cap, od_release):
+        for inst in _first([i for i in od_cap if i["id"] not in protected], od_release):
             replace_on_demand.append(inst["id"])
             drain[inst["id"]] = (
                 default_deadline,
@@ -508,7 +513,8 @@ def plan_pool(
         asg_release = min(asg, max(0, len(capacity) + asg - desired))
         if asg_release:
             reasons.append(f"surplus (desired {desired}): fallback ASG capacity {asg} -> {asg - asg_release}")
-        surplus = _first(capacity, len(capacity) + asg - asg_release - desired)
+        candidates = [i for i in capacity if i["id"] not in protected] if protected else capacity
+        surplus = _first(candidates, len(capacity) + asg - asg_release - desired)
         for inst in surplus:
             drain[inst["id"]] = (default_deadline, f"surplus (desired {desired}): draining it")
         launch_od = max(0, desired - len(capacity) - asg)

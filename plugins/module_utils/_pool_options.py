@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 from typing import Dict
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
@@ -45,6 +46,8 @@ def pool_argument_spec() -> Dict[str, Any]:
         on_demand_fallback=_keeper.FALLBACK_ARGUMENT_SPEC,
         drain=_keeper.DRAIN_ARGUMENT_SPEC,
         quota=_quota.QUOTA_ARGUMENT_SPEC,
+        demand=_demand.DEMAND_ARGUMENT_SPEC,
+        scaling=_demand.SCALING_ARGUMENT_SPEC,
         now=dict(type="str"),
     )
     spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
@@ -68,18 +71,35 @@ def desired_now(params, now):
         raise ParkingSpotError(message=str(e))
 
 
-def pool_inputs(params: Dict[str, Any]):
-    """Validated inputs of one pool's reconcile: ``(params, now, desired, window)``.
+def queue_demand(params):
+    """The validated ``demand`` and ``scaling`` of a queue-driven pool; errors name the option."""
+    floors = [params["desired"]] + [w.get("desired") for w in params["schedule"] or []]
+    try:
+        return _demand.validate(params["demand"], params["scaling"], floors)
+    except ValueError as e:
+        raise ParkingSpotError(message=str(e))
 
-    Everything wrong with the options is raised here as ``ParkingSpotError``, before any
-    call. ``state: absent`` wants nothing and never falls back.
+
+def pool_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Validated inputs of one pool's reconcile, as spot_pool prepares them.
+
+    Returns ``params``, ``now``, ``desired``, ``window`` and, for a queue-driven pool,
+    ``floor``, ``demand`` and ``scaling`` (else None). Everything wrong with the options is
+    raised here (``InputError`` or ``ParkingSpotError``, naming the option), before any call.
+    ``state: absent`` wants nothing and never falls back.
     """
+    _keeper.validate_inputs(params, "desired")
     now = _keeper.utc(params["now"])
+    out = {"params": params, "now": now, "desired": 0, "window": None, "floor": None, "demand": None, "scaling": None}
     if params["state"] == "absent":
-        params = dict(params, on_demand_fallback=dict(params["on_demand_fallback"], enabled=False))
-        return params, now, 0, None
-    desired, window = desired_now(params, now)
+        out["params"] = dict(params, on_demand_fallback=dict(params["on_demand_fallback"], enabled=False))
+        return out
+    out["desired"], out["window"] = desired_now(params, now)
+    if params.get("demand") is not None:
+        out["floor"] = out["desired"]
+        out["demand"], out["scaling"] = queue_demand(params)
+        out["desired"] = _demand.target(out["floor"], out["demand"], out["scaling"])
     _keeper.validate_pool_launch(params)
-    if desired > 0:
+    if out["desired"] > 0:
         _launch.validate_launch(params, now)
-    return params, now, desired, window
+    return out

@@ -63,6 +63,17 @@ def validate_lookback(lookback_hours):
         raise PricingInputError("lookback_hours", "EC2 keeps 90 days of spot price history: at most 2160")
 
 
+def validate_prices(prices, option="on_demand_prices"):
+    """Each price a finite positive number (``nan`` and ``inf`` are refused), else an error naming ``option``."""
+    for name, value in (prices or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
+            raise PricingInputError(option, f"price for {name} must be a finite positive number, got {value!r}")
+
+
 def missing_instance_types(requested, shapes):
     """Requested instance types DescribeInstanceTypes did not know, in request order."""
     return [t for t in requested if t not in shapes]

@@ -20,7 +20,9 @@ author:
   - ParkingSpot maintainers (@parkingspot)
 options:
   name:
-    description: Identity of the blocks; tag C(parkingspot:block) carries it.
+    description:
+      - Identity of the blocks; tag C(parkingspot:block) carries it.
+      - 1 to 256 characters without control characters; matched exactly (C(*) and C(?) are no wildcards).
     type: str
     required: true
   state:
@@ -120,11 +122,13 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BLOCK
 
 
 def do(module):
     params = module.params
+    _keeper.validate_inputs(params, "count")
     now = _keeper.utc(params["now"])
     if params["count"] < 0:
         raise ParkingSpotError(message="count must be 0 or more, got %d" % params["count"])
@@ -179,6 +183,8 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     try:
         do(module)
+    except InputError as e:
+        module.fail_json(msg=str(e), option=e.option)
     except AnsibleAWSError as e:
         module.fail_json_aws_error(e)
 

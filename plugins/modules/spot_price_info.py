@@ -201,6 +201,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import re
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import select_instance_types
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import shape_from_instance_type_info
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_lookback
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_prices
 
 
 def validate(params):
@@ -208,12 +209,7 @@ def validate(params):
     validate_lookback(params["lookback_hours"])
     if params["max_recommendations"] < 0:
         raise PricingInputError("max_recommendations", "must be 0 or more")
-    for name, value in (params["on_demand_prices"] or {}).items():
-        try:
-            if float(value) <= 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise PricingInputError("on_demand_prices", f"price for {name} must be a positive number, got {value!r}")
+    validate_prices(params["on_demand_prices"])
     req = params["instance_requirements"] or {}
     for key in ("min_vcpus", "max_vcpus"):
         if req.get(key) is not None and req[key] < 1:

@@ -114,9 +114,17 @@ def _outcome(func, *args, **kwargs):
 
 
 @settings(max_examples=400, deadline=None)
-@given(pools(), st.integers(0, 30), options(), st.lists(st.integers(0, 40), max_size=5), st.integers(0, 30))
-def test_same_plans_as_the_frozen_planner(pool, desired, opts, interrupted, launched):
+@given(
+    pools(),
+    st.integers(0, 30),
+    options(),
+    st.lists(st.integers(0, 40), max_size=5),
+    st.integers(0, 30),
+    st.lists(st.integers(0, 40), max_size=8),
+)
+def test_same_plans_as_the_frozen_planner(pool, desired, opts, interrupted, launched, protected):
     interrupted_ids = ["i-%05d" % i for i in interrupted]
+    opts = dict(opts, protected=["i-%05d" % i for i in protected])
     now = NOW + datetime.timedelta(seconds=7)
     new = _outcome(_planner.plan_pool, pool, now, desired, interrupted_ids=interrupted_ids, **opts)
     old = _outcome(frozen.plan_pool, pool, now, desired, interrupted_ids=interrupted_ids, **opts)
