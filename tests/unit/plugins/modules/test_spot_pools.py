@@ -180,3 +180,13 @@ def test_launches_wait_for_runinstances_tokens(ec2, launch, run_module, monkeypa
     assert slept == [pytest.approx(0.5), pytest.approx(0.5)]
     assert result["pacing"]["waited_by_action"]["RunInstances"] == pytest.approx(1.0)
     assert result["pacing"]["waited_seconds"] == pytest.approx(1.0)
+
+
+def test_queue_driven_pool_is_sized_by_its_demand(ec2, launch, run_module):
+    queue = dict(launch, name="ci-queue", desired=1, demand={"queued": 3, "busy": 0}, scaling={"max": 4})
+    result = run_module(spot_pools, {"pools": [queue, dict(launch, name="ci-fixed", desired=1)]})
+    assert result["failed"] == {}
+    assert by_pool(ec2) == {"ci-queue": 3, "ci-fixed": 1}
+    assert result["pools"]["ci-queue"]["pool"]["desired"] == 3
+    assert "demand" in result["pools"]["ci-queue"]["pool"]
+    assert "demand" not in result["pools"]["ci-fixed"]["pool"]
