@@ -28,7 +28,9 @@ def box(tmp_path):
     tools = tmp_path / "tools"
     tools.mkdir()
     shutil.copy(SCRIPT, tools / "system-packages")
-    (tools / "system-packages.txt").write_text("# test list\nalpha   # the first\nbeta\n\ngamma delta # two on a line\n")
+    (tools / "system-packages.txt").write_text(
+        "# test list\nalpha   # the first\nbeta\n\ngamma delta # two on a line\n"
+    )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("awk", "dirname", "env", "sh", "true"):
@@ -47,7 +49,9 @@ def box(tmp_path):
     def run(*args, uid=1000, sudo=None):
         _fake(bin_dir / "id", "echo %d\n" % uid)
         if sudo is not None:
-            _fake(bin_dir / "sudo", 'if [ "$1" = -n ]; then shift; [ %d = 0 ] || exit 1; fi\n"$@"\n' % (0 if sudo else 1))
+            _fake(
+                bin_dir / "sudo", 'if [ "$1" = -n ]; then shift; [ %d = 0 ] || exit 1; fi\n"$@"\n' % (0 if sudo else 1)
+            )
         elif (bin_dir / "sudo").exists():
             (bin_dir / "sudo").unlink()
         started = time.monotonic()
