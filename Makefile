@@ -99,9 +99,11 @@ test-awx: collection
 test-boot:
 	sh tests/boot/run.sh
 
-# The roles on a booted systemd container (systemd-nspawn, root): molecule scenarios.
+# The roles on a booted systemd container (systemd-nspawn, root): molecule scenarios, then a
+# configuration-management repository reusing both roles, dry-run (fresh and configured) and for real.
 test-roles: collection
 	cd $(COLLECTION) && PYTHON=$(PY) sh tests/roles/run-molecule.sh
+	cd $(COLLECTION) && PYTHON=$(PY) sh tests/roles/run-cm-repo.sh
 
 # The Debian packages the tiers need (tools/system-packages.txt): installed when missing (sudo when
 # not root), or a failure within seconds that names them and the command that installs them.
