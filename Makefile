@@ -26,7 +26,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help system-packages setup collection lint sanity units integration integration-dev integration-eda test-awx test-boot test-roles test demo clean bench unit-fast
+.PHONY: help system-packages setup collection lint sanity units integration integration-dev integration-eda test-awx test-boot test-roles test-artifact test demo clean bench unit-fast
 
 help:
 	@echo "make demo    keep a CI runner pool through a simulated day on a local EC2 API"
@@ -94,6 +94,11 @@ integration-eda: collection
 # snippets of docs/awx.md (group_vars, workflow artifacts, a failing pool, check mode, credentials).
 test-awx: collection
 	cd $(COLLECTION) && $(PY) tools/with_moto.py -- $(PY) -m pytest $(PYTEST_ARGS) tests/awx
+
+# The built artifact: no development files, installs into an empty directory, runs from there,
+# ansible-doc renders every module, galaxy-importer (offline) reports no error.
+test-artifact: collection
+	cd $(COLLECTION) && $(PY) tests/artifact/run.py $(COLLECTIONS)
 
 # The init shim booted for real: qemu (no KVM) with Debian's kernel, virtio and NVMe disks.
 test-boot:
