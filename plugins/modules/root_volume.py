@@ -117,9 +117,7 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode (the result predicts what would change, without a write call) and diff mode.
   - Bad input, a name that is not unique, a zone mismatch with O(zone_mismatch=fail) and a refusal of the

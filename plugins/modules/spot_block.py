@@ -56,9 +56,7 @@ options:
     type: str
 extends_documentation_fragment:
   - parkingspot.ec2.launch
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode and diff mode.
   - Blocks launch through RunInstances, one call per instance type/subnet group, because the backstop is user data.

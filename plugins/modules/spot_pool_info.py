@@ -26,9 +26,7 @@ options:
     description: Report as of this time (ISO 8601 with a zone) instead of the current time.
     type: str
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode.
 """

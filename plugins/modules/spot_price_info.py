@@ -82,9 +82,7 @@ notes:
     but often spikes ranks below a slightly dearer, stable one.
   - Supports check mode; the module never changes anything.
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 """
 
 EXAMPLES = r"""

@@ -84,9 +84,7 @@ options:
 extends_documentation_fragment:
   - parkingspot.ec2.launch
   - parkingspot.ec2.launch.SPOT
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode (the result predicts the launch or termination without a write call) and diff mode.
   - O(tags) are reconciled on existing instances too (values compared as text, so C(2) and C("2") are the same

@@ -46,9 +46,7 @@ options:
     type: dict
     default: {}
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode.
   - Spot instances launched with RunInstances each have a spot request; with O(names) both are found through the

@@ -84,9 +84,7 @@ notes:
   - Supports check mode; in check mode nothing is written and C(changed) says whether the files would change.
   - Costs are estimates; the data feed charge is the closest to the bill.
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 """
 
 EXAMPLES = r"""
