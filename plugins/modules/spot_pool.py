@@ -358,7 +358,7 @@ pool:
       description: Launches reduced by a quota, with the quota, what was asked and what was allowed.
       type: list
       elements: dict
-      sample: [{quota: quota.max_vcpus, asked: 4, allowed: 2}]
+      sample: [{quota: quota.max_vcpus, market: spot, asked: 4, allowed: 2, limit_vcpus: 64}]
     blocks:
       description: With market block, each lease's instance_id, expires_at, remaining_minutes and status.
       type: list
