@@ -35,7 +35,8 @@ options:
     aliases: [aws_secret_access_key, aws_secret_key]
   session_token:
     description:
-      - Session token of temporary credentials. The C(AWS_SESSION_TOKEN) environment variable is read when it is not set.
+      - Session token of temporary credentials.
+      - The C(AWS_SESSION_TOKEN) environment variable is read when it is not set.
     type: str
     aliases: [aws_session_token]
   endpoint_url:
@@ -51,7 +52,8 @@ options:
     default: true
   aws_ca_bundle:
     description:
-      - A CA bundle to verify the endpoint's certificate with. The C(AWS_CA_BUNDLE) environment variable is read when it is not set.
+      - A CA bundle to verify the endpoint's certificate with.
+      - The C(AWS_CA_BUNDLE) environment variable is read when it is not set.
     type: path
   aws_config:
     description:

@@ -208,7 +208,9 @@ actions:
   description: The writes the run made (or, in check mode, would make), in order.
   returned: always
   type: list
-  sample: ["create vol-0123456789abcdef0 in eu-west-1a", "attach vol-0123456789abcdef0 to i-0a1b2c3d4e5f60718 as /dev/sdf"]
+  sample:
+    - "create vol-0123456789abcdef0 in eu-west-1a"
+    - "attach vol-0123456789abcdef0 to i-0a1b2c3d4e5f60718 as /dev/sdf"
   elements: str
 """
 

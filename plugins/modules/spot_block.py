@@ -118,7 +118,17 @@ plan:
   description: The planner's output, with one line per decision in C(reasons).
   returned: always
   type: dict
-  sample: {now: "2030-01-07T12:25:00Z", market: block, desired: 2, changed: true, launch: {spot: 1, on_demand: 0, expires_at: "2030-01-07T15:25:00Z"}, terminate: [], renew: [i-0123456789abcdef0], reasons: ["desired 2, capacity 2 (2 spot, 0 on-demand): launching 1 block, 0 on-demand", "i-0123456789abcdef0 expires at 2030-01-07T12:40:00Z: renewing"]}
+  sample:
+    now: "2030-01-07T12:25:00Z"
+    market: block
+    desired: 2
+    changed: true
+    launch: {spot: 1, on_demand: 0, expires_at: "2030-01-07T15:25:00Z"}
+    terminate: []
+    renew: [i-0123456789abcdef0]
+    reasons:
+      - "desired 2, capacity 2 (2 spot, 0 on-demand): launching 1 block, 0 on-demand"
+      - "i-0123456789abcdef0 expires at 2030-01-07T12:40:00Z: renewing"
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError

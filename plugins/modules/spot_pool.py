@@ -363,7 +363,8 @@ pool:
       description: With market block, each lease's instance_id, expires_at, remaining_minutes and status.
       type: list
       elements: dict
-      sample: [{instance_id: i-0a1b2c3d4e5f60718, expires_at: "2030-01-07T14:00:00Z", remaining_minutes: 95, status: active}]
+      sample:
+        - {instance_id: i-0a1b2c3d4e5f60718, expires_at: "2030-01-07T14:00:00Z", remaining_minutes: 95, status: active}
     window:
       description: The schedule window in force, or null when O(desired) applies.
       type: dict

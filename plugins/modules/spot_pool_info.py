@@ -59,7 +59,13 @@ pools:
     counts:
       description: Instances by state and market, capacity, draining, expiring and interrupted counts.
       type: dict
-      sample: {by_state: {pending: 0, running: 18, stopping: 0, stopped: 0, shutting_down: 0, terminated: 1}, by_market: {spot: 16, on_demand: 2}, capacity: 17, draining: 1, expiring: 0, interrupted: 1}
+      sample:
+        by_state: {pending: 0, running: 18, stopping: 0, stopped: 0, shutting_down: 0, terminated: 1}
+        by_market: {spot: 16, on_demand: 2}
+        capacity: 17
+        draining: 1
+        expiring: 0
+        interrupted: 1
     blocks:
       description: Leases with instance_id, expires_at, remaining_minutes and status.
       type: list

@@ -127,12 +127,17 @@ summary:
     on_demand_cost: {description: The same hours at on-demand prices., type: float, sample: 51.3}
     savings: {description: The on-demand cost minus the cost., type: float, sample: 29.93}
     savings_pct: {description: Savings in percent of the on-demand cost., type: float, sample: 58.3}
-    unpriced: {description: Instances without a known price or end time (left out of the cost sums)., type: int, sample: 0}
+    unpriced:
+      description: Instances without a known price or end time (left out of the cost sums).
+      type: int
+      sample: 0
 totals:
   description: The sums over RV(summary).
   returned: always
   type: dict
-  sample: {instances: 42, running: 18, spot: 38, on_demand: 4, interrupted: 3, unpriced: 0, hours: 251.5, cost: 21.37, on_demand_cost: 51.3, savings: 29.93, savings_pct: 58.3}
+  sample:
+    {instances: 42, running: 18, spot: 38, on_demand: 4, interrupted: 3, unpriced: 0,
+     hours: 251.5, cost: 21.37, on_demand_cost: 51.3, savings: 29.93, savings_pct: 58.3}
 instances:
   description: One row per instance, the same columns as the CSV file.
   returned: always
@@ -164,7 +169,10 @@ spot_requests:
   contains:
     spot_request_id: {description: Request ID., type: str, sample: sir-0123456789abcdef0}
     request_type: {description: V(one-time) or V(persistent)., type: str, sample: one-time}
-    state: {description: 'EC2 request state: open, active, closed, cancelled, disabled or failed.', type: str, sample: active}
+    state:
+      description: 'EC2 request state: open, active, closed, cancelled, disabled or failed.'
+      type: str
+      sample: active
     status_code: {description: EC2 request status code., type: str, sample: instance-terminated-no-capacity}
     instance_id: {description: The instance of the request or null., type: str, sample: i-0a1b2c3d4e5f60718}
     valid_until: {description: End of validity (ISO 8601 UTC) or null., type: str, sample: null}

@@ -61,7 +61,7 @@ class Failure(Exception):
 
 
 def run(argv, **kwargs):
-    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if proc.returncode:
         raise Failure("%s exited %d:\n%s%s" % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
     return proc.stdout + proc.stderr
@@ -212,6 +212,7 @@ def check_importer(tarball, work):
         text=True,
         env=env,
         cwd=work,
+        check=False,
     )
     log = proc.stdout + proc.stderr
     errors = [line for line in log.splitlines() if re.search(r"\bERROR\b", line)]

@@ -62,6 +62,7 @@ def box(tmp_path):
             text=True,
             stdin=subprocess.DEVNULL,
             timeout=30,
+            check=False,
         )
         proc.seconds = time.monotonic() - started
         proc.installs = log.read_text().splitlines() if log.exists() else []

@@ -74,7 +74,7 @@ def play(tmp_path, collections_path):
             str(playbook),
         ] + (["--check", "--diff"] if check else [])
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_STDOUT_CALLBACK="default")
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
         out = proc.stdout + proc.stderr
         recap = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", out)
         return proc.returncode, int(recap.group(1)) if recap else None, out
