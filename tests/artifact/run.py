@@ -219,8 +219,14 @@ def check_importer(tarball, work):
     if proc.returncode or errors:
         raise Failure("galaxy-importer failed (exit %d):\n%s" % (proc.returncode, log))
     result = json.loads(log[log.index("{") : log.rindex("}") + 1]) if "{" in log else {}
-    modules = [c for c in result.get("contents", []) if c.get("content_type") == "module"]
-    undocumented = [c["name"] for c in modules if not (c.get("doc_strings") or {}).get("doc")]
+    # The pages Galaxy shows come from docs_blob: each module needs its options, examples and returns.
+    blob = (result.get("docs_blob") or {}).get("contents") or []
+    modules = [c for c in blob if c.get("content_type") == "module"]
+    undocumented = [
+        c["content_name"]
+        for c in modules
+        if not all((c.get("doc_strings") or {}).get(part) for part in ("doc", "examples", "return"))
+    ]
     if not modules or undocumented:
         raise Failure("galaxy-importer found no docs for modules %s:\n%s" % (undocumented or "(none found)", log))
     warnings = [line for line in log.splitlines() if "WARNING" in line]

@@ -110,7 +110,7 @@ def test_check_mode_on_a_fresh_host_writes_nothing_then_a_configured_host_has_no
 def test_hooks_go_where_the_watcher_reads_then_to_the_shared_directory(play, tmp_path):
     watcher_dir, shared_dir = tmp_path / "watcher", tmp_path / "shared"
     rc, _changed, out = play(
-        pre_facts={"parkingspot_watcher_hooks_dir": str(watcher_dir)},
+        pre_facts={"termination_watcher_published_hooks_dir": str(watcher_dir)},
         parkingspot_hooks_dir=str(shared_dir),
         cleanup_hooks_list=HOOKS[:1],
     )
