@@ -117,7 +117,7 @@ system-packages:
 
 # Every tier in order, each one's output also kept in $(TEST_LOGS)/<tier>.log; the last line names
 # every skipped test by reason (pytest's -rs summaries and ansible-test's skip warnings).
-TEST_TIERS := lint sanity units integration test-roles test-artifact test-boot
+TEST_TIERS := lint sanity units integration test-awx test-roles test-artifact test-boot
 TEST_LOGS := $(abspath $(BUILD))/test-logs
 test: system-packages
 	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
