@@ -1,4 +1,4 @@
-"""A counting, fault-injecting HTTP proxy in front of the local EC2 API (moto).
+"""A counting, fault-injecting and strict HTTP proxy in front of the local EC2 API (moto).
 
 ParkingSpot's demo and benchmarks run Ansible modules in their own processes, so
 API calls are counted where they cross the wire: every request is forwarded to
@@ -6,47 +6,131 @@ moto and its action (``Action=`` of the query protocol, or ``X-Amz-Target``) is
 counted. It can also refuse spot launches with a capacity error, as AWS does when
 a spot pool is empty, which moto never does.
 
+Strict mode (on unless ``start(..., strict=False)``) refuses what EC2 refuses and
+moto accepts, and plays on demand what EC2 does and moto cannot. Every rule and
+the text it comes from is listed in docs/ec2-contracts.md; in short:
+
+  refused   more than 200 filter values in one call (FilterLimitExceeded); a legacy
+            RequestSpotInstances LaunchSpecification.UserData that is not base64;
+            a ClientToken seen before with other parameters (IdempotentParameterMismatch);
+            tag keys over 128 / values over 256 characters, keys starting ``aws:``;
+            AttachVolume to an instance that is not running or stopped (IncorrectState)
+  played    instant fleets that return ``Errors`` beside (or instead of) ``Instances``;
+            launched ids invisible to Describe/CreateTags for a few seconds; launched
+            instances ``pending`` for a few seconds; any capacity error code
+
 Control endpoints (not forwarded):
   GET  /_proxy/counts             {"Action": n, ...}
-  POST /_proxy/reset              clear the counts and the client tokens seen
-  POST /_proxy/spot?available=0   refuse spot RunInstances/CreateFleet (1 accepts them again)
+  POST /_proxy/reset              clear the counts, client tokens and every played behaviour
+  POST /_proxy/spot?available=0[&code=C][&limit=K]
+        available=0: refuse spot launches with error code C (default
+        InsufficientInstanceCapacity; 1 accepts them again). limit=K: a spot launch gets
+        at most K instances (RunInstances with MinCount > K fails with C; an instant
+        fleet gets K and ``Errors`` for the rest). An instant fleet is refused the way
+        EC2 refuses it: HTTP 200, no instances, the error in ``Errors``.
+  POST /_proxy/fleet?instances=K&code=C[&message=M]
+        every instant fleet (spot or on-demand) launches at most K instances and reports
+        the shortfall in ``Errors`` with code C (a capacity or a configuration code)
+  POST /_proxy/consistency?invisible=S&pending=S
+        ids launched from now on stay invisible to DescribeInstances/CreateTags for S
+        seconds (InvalidInstanceID.NotFound when asked by id, left out of filtered
+        results), and are ``pending`` for S seconds (AttachVolume refused meanwhile)
   POST /_proxy/delay?action=A&seconds=S   hold every A request S seconds before forwarding it
 
-moto ignores EC2 client tokens; AWS does not. The proxy gives RunInstances and
-CreateFleet their AWS meaning: a repeated ClientToken returns the first call's
-response instead of launching again (requests with one token are serialised).
+moto ignores EC2 client tokens; AWS does not. The proxy gives RunInstances,
+CreateFleet and RequestSpotInstances their AWS meaning: a repeated ClientToken
+returns the first call's response instead of launching again (requests with one
+token are serialised) and, in strict mode, a token reused with other parameters
+is refused.
 """
 
+import base64
+import binascii
 import http.client
 import http.server
 import json
+import re
 import threading
 import time
 import urllib.parse
+import uuid
+import xml.etree.ElementTree as ET
 from collections import Counter
 
-CAPACITY_ERROR = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>InsufficientInstanceCapacity</Code>'
-    "<Message>There is no Spot capacity available that matches your request.</Message></Error></Errors>"
-    "<RequestID>parkingspot-proxy</RequestID></Response>"
-)
+EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+FILTER_VALUE_LIMIT = 200
+TAG_KEY_LIMIT = 128
+TAG_VALUE_LIMIT = 256
+TOKEN_ACTIONS = ("RunInstances", "CreateFleet", "RequestSpotInstances")
+ATTACHABLE_STATES = ("running", "stopped")
+
+CAPACITY_MESSAGES = {
+    "InsufficientInstanceCapacity": "There is no Spot capacity available that matches your request.",
+    "UnfulfillableCapacity": "Unable to fulfill capacity due to your request configuration.",
+    "MaxSpotInstanceCountExceeded": "Max spot instance count exceeded",
+}
+
+
+def _escape(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def error_xml(code, message):
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>%s</Code><Message>%s</Message>'
+        "</Error></Errors><RequestID>parkingspot-proxy</RequestID></Response>" % (code, _escape(message))
+    )
+
+
+CAPACITY_ERROR = error_xml("InsufficientInstanceCapacity", CAPACITY_MESSAGES["InsufficientInstanceCapacity"])
+
+
+class Refusal(Exception):
+    """What EC2 answers instead of doing the call: an HTTP 400 with an EC2 error code."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class ProxyState:
-    def __init__(self, upstream):
+    def __init__(self, upstream, strict=True):
         parsed = urllib.parse.urlsplit(upstream)
         self.host, self.port = parsed.hostname, parsed.port
+        self.strict = strict
         self.counts = Counter()
-        self.spot_available = True
         self.refused = 0
         self.delays = {}
         self.lock = threading.Lock()
         self.tokens = {}
+        self.token_params = {}
         self.token_locks = {}
+        self.refusals = Counter()
+        self.reset_behaviour()
+
+    def reset_behaviour(self):
+        self.spot_available = True
+        self.spot_code = "InsufficientInstanceCapacity"
+        self.spot_limit = None
+        self.fleet_limit = None
+        self.fleet_code = None
+        self.fleet_message = None
+        self.invisible_seconds = 0.0
+        self.pending_seconds = 0.0
+        self.launched = {}  # instance id -> monotonic launch time (only while consistency is played)
 
     def token_lock(self, token):
         with self.lock:
             return self.token_locks.setdefault(token, threading.Lock())
+
+    def invisible(self, instance_id, now=None):
+        launched = self.launched.get(instance_id)
+        return launched is not None and (now or time.monotonic()) - launched < self.invisible_seconds
+
+    def pending(self, instance_id, now=None):
+        launched = self.launched.get(instance_id)
+        return launched is not None and (now or time.monotonic()) - launched < self.pending_seconds
 
 
 def _action(headers, body):
@@ -55,6 +139,11 @@ def _action(headers, body):
         return target.split(".")[-1]
     fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     return (fields.get("Action") or ["?"])[0]
+
+
+def _fields(body):
+    """The query-protocol parameters of a request body, in order (empty for JSON protocols)."""
+    return urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
 
 
 def _is_spot_launch(action, body):
@@ -67,11 +156,159 @@ def _is_spot_launch(action, body):
 
 
 def _client_token(action, body):
-    if action not in ("RunInstances", "CreateFleet"):
+    if action not in TOKEN_ACTIONS:
         return None
     fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     token = (fields.get("ClientToken") or [None])[0]
     return "%s:%s" % (action, token) if token else None
+
+
+def _token_params(fields):
+    return sorted((k, v) for k, v in fields if k != "ClientToken")
+
+
+# --- the strict rules: what EC2 refuses and moto accepts ---------------------------
+
+_FILTER_VALUE = re.compile(r"^Filter\.\d+\.Value\.\d+$")
+_TAG_FIELD = re.compile(r"^(?:TagSpecification\.\d+\.)?Tag\.\d+\.(Key|Value)$")
+
+
+def check_request(action, fields):
+    """Raise :class:`Refusal` for a request EC2 would refuse; the rules of docs/ec2-contracts.md."""
+    values = sum(1 for key, _ in fields if _FILTER_VALUE.match(key))
+    if values > FILTER_VALUE_LIMIT:
+        raise Refusal(
+            "FilterLimitExceeded",
+            "The maximum number of filter values specified on a single call is %d (got %d)"
+            % (FILTER_VALUE_LIMIT, values),
+        )
+    for key, value in fields:
+        match = _TAG_FIELD.match(key)
+        if not match:
+            continue
+        if match.group(1) == "Key":
+            if len(value) > TAG_KEY_LIMIT:
+                raise Refusal("InvalidParameterValue", "Tag key exceeds the maximum length of 128 characters")
+            if value.lower().startswith("aws:"):
+                raise Refusal("InvalidParameterValue", "Tag keys starting with 'aws:' are reserved for internal use")
+        elif len(value) > TAG_VALUE_LIMIT:
+            raise Refusal("InvalidParameterValue", "Tag value exceeds the maximum length of 256 characters")
+    if action == "RequestSpotInstances":
+        for key, value in fields:
+            if key == "LaunchSpecification.UserData":
+                try:
+                    base64.b64decode(value.encode("ascii"), validate=True)
+                except (binascii.Error, UnicodeEncodeError, ValueError):
+                    raise Refusal("InvalidParameterValue", "Invalid BASE64 encoding of user data")
+
+
+# --- rewriting moto's XML ----------------------------------------------------------------
+
+
+def _tag(name, ns=EC2_NS):
+    return "{%s}%s" % (ns, name) if ns else name
+
+
+def _namespace(root):
+    return root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+
+
+def _serialize(root):
+    ET.register_namespace("", _namespace(root))
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root)
+
+
+def launched_ids(action, data):
+    """Instance ids in a RunInstances or CreateFleet response."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError:
+        return []
+    ns = _namespace(root)
+    if action == "RunInstances":
+        return [e.text for e in root.iter(_tag("instanceId", ns))]
+    ids = []
+    for group in root.iter(_tag("fleetInstanceSet", ns)):
+        for item in group.iter(_tag("instanceIds", ns)):
+            ids += [e.text for e in item.findall(_tag("item", ns))]
+    return ids
+
+
+def rewrite_describe(data, state, now):
+    """Leave out instances not yet visible and show young ones as pending."""
+    root = ET.fromstring(data)
+    ns = _namespace(root)
+    for reservations in root.iter(_tag("reservationSet", ns)):
+        for reservation in list(reservations.findall(_tag("item", ns))):
+            instances = reservation.find(_tag("instancesSet", ns))
+            if instances is None:
+                continue
+            for instance in list(instances.findall(_tag("item", ns))):
+                instance_id = instance.findtext(_tag("instanceId", ns))
+                if state.invisible(instance_id, now):
+                    instances.remove(instance)
+                elif state.pending(instance_id, now):
+                    status = instance.find(_tag("instanceState", ns))
+                    if status is not None and status.findtext(_tag("name", ns)) == "running":
+                        status.find(_tag("code", ns)).text = "0"
+                        status.find(_tag("name", ns)).text = "pending"
+            if not instances.findall(_tag("item", ns)):
+                reservations.remove(reservation)
+    return _serialize(root)
+
+
+def _first_override(fields):
+    spec = {}
+    overrides = {}
+    for key, value in fields:
+        if key.startswith("LaunchTemplateConfigs.1.LaunchTemplateSpecification."):
+            spec[key.rsplit(".", 1)[1]] = value
+        if key.startswith("LaunchTemplateConfigs.1.Overrides.1.") and key.count(".") == 4:
+            overrides[key.rsplit(".", 1)[1]] = value
+    return spec, overrides
+
+
+def fleet_errors_xml(fields, lifecycle, code, message):
+    """A CreateFleet ``errorSet`` with one error for the first override (EC2 reports one per failed attempt)."""
+    spec, overrides = _first_override(fields)
+    lower = lambda name: name[0].lower() + name[1:]  # noqa: E731
+    spec_xml = "".join("<%s>%s</%s>" % (lower(k), _escape(v), lower(k)) for k, v in sorted(spec.items()))
+    over_xml = "".join("<%s>%s</%s>" % (lower(k), _escape(v), lower(k)) for k, v in sorted(overrides.items()))
+    item = (
+        "<item><launchTemplateAndOverrides><launchTemplateSpecification>%s</launchTemplateSpecification>"
+        "<overrides>%s</overrides></launchTemplateAndOverrides><lifecycle>%s</lifecycle><errorCode>%s</errorCode>"
+        "<errorMessage>%s</errorMessage></item>" % (spec_xml, over_xml, lifecycle, code, _escape(message))
+    )
+    return "<errorSet>%s</errorSet>" % item
+
+
+def add_fleet_errors(data, errors_xml):
+    root = ET.fromstring(data)
+    ns = _namespace(root)
+    for old in root.findall(_tag("errorSet", ns)):
+        root.remove(old)
+    errors = ET.fromstring(errors_xml.replace("<errorSet>", '<errorSet xmlns="%s">' % ns, 1))
+    root.append(errors)
+    return _serialize(root)
+
+
+def empty_fleet_xml(errors_xml):
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<CreateFleetResponse xmlns="%s"><requestId>%s</requestId>'
+        "<fleetId>fleet-%s</fleetId>%s<fleetInstanceSet/></CreateFleetResponse>"
+        % (EC2_NS, uuid.uuid4(), uuid.uuid4(), errors_xml)
+    ).encode("utf-8")
+
+
+def _set_field(fields, name, value):
+    return [(k, str(value) if k == name else v) for k, v in fields]
+
+
+def _field(fields, name, default=None):
+    for key, value in fields:
+        if key == name:
+            return value
+    return default
 
 
 def make_handler(state):
@@ -82,7 +319,7 @@ def make_handler(state):
             pass
 
         def _reply(self, code, body, content_type="application/json"):
-            data = body.encode("utf-8")
+            data = body.encode("utf-8") if isinstance(body, str) else body
             self.send_response(code)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
@@ -91,22 +328,42 @@ def make_handler(state):
 
         def _control(self):
             url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)
+
+            def arg(name, default=None):
+                return (query.get(name) or [default])[0]
+
             if url.path == "/_proxy/counts":
                 with state.lock:
                     return self._reply(200, json.dumps(dict(state.counts), sort_keys=True))
+            if url.path == "/_proxy/refusals":
+                with state.lock:
+                    return self._reply(200, json.dumps(dict(state.refusals), sort_keys=True))
             if url.path == "/_proxy/reset":
                 with state.lock:
                     state.counts.clear()
+                    state.refusals.clear()
                     state.tokens.clear()
+                    state.token_params.clear()
+                    state.reset_behaviour()
                 return self._reply(200, "{}")
             if url.path == "/_proxy/delay":
-                query = urllib.parse.parse_qs(url.query)
-                state.delays[query["action"][0]] = float(query.get("seconds", ["0"])[0])
+                state.delays[arg("action")] = float(arg("seconds", "0"))
                 return self._reply(200, json.dumps(state.delays))
             if url.path == "/_proxy/spot":
-                query = urllib.parse.parse_qs(url.query)
-                state.spot_available = (query.get("available") or ["1"])[0] not in ("0", "false", "no")
-                return self._reply(200, json.dumps({"spot_available": state.spot_available}))
+                state.spot_available = arg("available", "1") not in ("0", "false", "no")
+                state.spot_code = arg("code", "InsufficientInstanceCapacity")
+                state.spot_limit = int(arg("limit")) if arg("limit") is not None else None
+                return self._reply(200, json.dumps({"spot_available": state.spot_available, "limit": state.spot_limit}))
+            if url.path == "/_proxy/fleet":
+                state.fleet_limit = int(arg("instances")) if arg("instances") is not None else None
+                state.fleet_code = arg("code", "InsufficientInstanceCapacity")
+                state.fleet_message = arg("message") or CAPACITY_MESSAGES.get(state.fleet_code, state.fleet_code)
+                return self._reply(200, json.dumps({"instances": state.fleet_limit, "code": state.fleet_code}))
+            if url.path == "/_proxy/consistency":
+                state.invisible_seconds = float(arg("invisible", "0"))
+                state.pending_seconds = float(arg("pending", "0"))
+                return self._reply(200, json.dumps({"invisible": state.invisible_seconds}))
             return self._reply(404, "{}")
 
         def _forward(self):
@@ -120,23 +377,13 @@ def make_handler(state):
             action = _action(self.headers, body)
             with state.lock:
                 state.counts[action] += 1
-            if not state.spot_available and _is_spot_launch(action, body):
+            fields = [] if self.headers.get("X-Amz-Target") else _fields(body)
+            try:
+                status, headers, data = self._handle(action, body, fields)
+            except Refusal as refusal:
                 with state.lock:
-                    state.refused += 1
-                return self._reply(400, CAPACITY_ERROR, "text/xml")
-            if state.delays.get(action):
-                time.sleep(state.delays[action])
-            token = _client_token(action, body)
-            if token:
-                with state.token_lock(token):
-                    if token in state.tokens:
-                        status, headers, data = state.tokens[token]
-                    else:
-                        status, headers, data = self._upstream(body)
-                        if status == 200:  # a failed call does not use up its token
-                            state.tokens[token] = (status, headers, data)
-            else:
-                status, headers, data = self._upstream(body)
+                    state.refusals[refusal.code] += 1
+                return self._reply(400, error_xml(refusal.code, refusal.message), "text/xml")
             self.send_response(status)
             for key, value in headers:
                 self.send_header(key, value)
@@ -144,9 +391,133 @@ def make_handler(state):
             self.end_headers()
             self.wfile.write(data)
 
+        def _handle(self, action, body, fields):
+            if state.strict:
+                check_request(action, fields)
+                self._check_visibility(action, fields)
+            if state.delays.get(action):
+                time.sleep(state.delays[action])
+            token = _client_token(action, body)
+            if not token:
+                return self._call(action, body, fields)
+            with state.token_lock(token):
+                if token in state.tokens:
+                    if state.strict and state.token_params[token] != _token_params(fields):
+                        raise Refusal(
+                            "IdempotentParameterMismatch",
+                            "The client token you have provided is associated with a resource that is already"
+                            " deleted or was created with other parameters",
+                        )
+                    return state.tokens[token]
+                outcome = self._call(action, body, fields)
+                if outcome[0] == 200:  # a failed call does not use up its token
+                    state.tokens[token] = outcome
+                    state.token_params[token] = _token_params(fields)
+                return outcome
+
+        def _check_visibility(self, action, fields):
+            if action not in ("DescribeInstances", "CreateTags", "AttachVolume"):
+                return
+            now = time.monotonic()
+            named = [v for k, v in fields if re.match(r"^(InstanceId(\.\d+)?|ResourceId\.\d+)$", k)]
+            hidden = sorted(i for i in named if state.invisible(i, now))
+            if hidden:
+                raise Refusal(
+                    "InvalidInstanceID.NotFound",
+                    "The instance ID%s '%s' do%s not exist"
+                    % ("s" if len(hidden) > 1 else "", ", ".join(hidden), "" if len(hidden) > 1 else "es"),
+                )
+            if action == "AttachVolume":
+                instance_id = _field(fields, "InstanceId")
+                current = "pending" if state.pending(instance_id, now) else self._instance_state(instance_id)
+                if current is not None and current not in ATTACHABLE_STATES:
+                    raise Refusal("IncorrectState", "Instance '%s' is not 'running'." % instance_id)
+
+        def _instance_state(self, instance_id):
+            query = urllib.parse.urlencode(
+                {"Action": "DescribeInstances", "Version": "2016-11-15", "InstanceId.1": instance_id}
+            ).encode()
+            status, _headers, data = self._upstream(query)
+            if status != 200:
+                return None
+            root = ET.fromstring(data)
+            ns = _namespace(root)
+            found = root.find(".//%s/%s" % (_tag("instanceState", ns), _tag("name", ns)))
+            return found.text if found is not None else None
+
+        def _call(self, action, body, fields):
+            spot = _is_spot_launch(action, body)
+            if not state.spot_available and spot and not (state.strict and self._instant(action, fields)):
+                with state.lock:
+                    state.refused += 1
+                message = CAPACITY_MESSAGES.get(state.spot_code, state.spot_code)
+                return 400, [("Content-Type", "text/xml")], error_xml(state.spot_code, message).encode()
+            if action == "RunInstances" and spot and state.spot_limit is not None:
+                if int(_field(fields, "MinCount", "1")) > state.spot_limit:
+                    message = CAPACITY_MESSAGES.get(state.spot_code, state.spot_code)
+                    return 400, [("Content-Type", "text/xml")], error_xml(state.spot_code, message).encode()
+                # EC2 launches what it can up to MaxCount; moto launches MinCount, so both get it.
+                maximum = min(int(_field(fields, "MaxCount", "1")), state.spot_limit)
+                fields = _set_field(_set_field(fields, "MaxCount", maximum), "MinCount", maximum)
+                body = urllib.parse.urlencode(fields).encode()
+            if action == "CreateFleet" and self._instant(action, fields):
+                return self._instant_fleet(body, fields, spot)
+            status, headers, data = self._upstream(body)
+            if status == 200 and action == "RunInstances":
+                self._note_launch(action, data)
+            if status == 200 and action == "DescribeInstances" and state.launched:
+                data = rewrite_describe(data, state, time.monotonic())
+            return status, headers, data
+
+        def _instant(self, action, fields):
+            return action == "CreateFleet" and _field(fields, "Type") == "instant"
+
+        def _instant_fleet(self, body, fields, spot):
+            wanted = int(_field(fields, "TargetCapacitySpecification.TotalTargetCapacity", "0"))
+            limit, code, message = None, None, None
+            if state.fleet_limit is not None:
+                limit, code, message = state.fleet_limit, state.fleet_code, state.fleet_message
+            if spot and (not state.spot_available or state.spot_limit is not None):
+                spot_limit = 0 if not state.spot_available else state.spot_limit
+                if limit is None or spot_limit < limit:
+                    limit, code = spot_limit, state.spot_code
+                    message = CAPACITY_MESSAGES.get(code, code)
+            if limit is None or limit >= wanted:
+                status, headers, data = self._upstream(body)
+                if status == 200:
+                    self._note_launch("CreateFleet", data)
+                return status, headers, data
+            lifecycle = "spot" if spot else "on-demand"
+            errors = fleet_errors_xml(fields, lifecycle, code, message)
+            if limit <= 0:
+                return 200, [("Content-Type", "text/xml")], empty_fleet_xml(errors)
+            for name in (
+                "TargetCapacitySpecification.TotalTargetCapacity",
+                "TargetCapacitySpecification.SpotTargetCapacity",
+                "TargetCapacitySpecification.OnDemandTargetCapacity",
+            ):
+                if _field(fields, name) is not None:
+                    fields = _set_field(fields, name, min(int(_field(fields, name)), limit))
+            status, headers, data = self._upstream(urllib.parse.urlencode(fields).encode())
+            if status != 200:
+                return status, headers, data
+            self._note_launch("CreateFleet", data)
+            return status, headers, add_fleet_errors(data, errors)
+
+        def _note_launch(self, action, data):
+            if not (state.invisible_seconds or state.pending_seconds):
+                return
+            now = time.monotonic()
+            with state.lock:
+                for instance_id in launched_ids(action, data):
+                    state.launched[instance_id] = now
+
         def _upstream(self, body):
             connection = http.client.HTTPConnection(state.host, state.port, timeout=300)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive", "content-length")
+            }
+            headers["Content-Length"] = str(len(body))
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read()
@@ -167,9 +538,9 @@ def make_handler(state):
     return Handler
 
 
-def start(upstream):
+def start(upstream, strict=True):
     """Start the proxy on a free 127.0.0.1 port; returns (server, url, state)."""
-    state = ProxyState(upstream)
+    state = ProxyState(upstream, strict=strict)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

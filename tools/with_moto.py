@@ -2,9 +2,9 @@
 
 Usage: python tools/with_moto.py [--port N] -- COMMAND [ARGS...]
 
-The command sees MOTO_URL (the endpoint, through the counting and fault-injecting
-proxy of tools/ec2_proxy.py), MOTO_DIRECT_URL (moto itself) and throw-away
-credentials in its environment; both servers stop when the command ends,
+The command sees MOTO_URL (the endpoint, through the counting, fault-injecting and
+strict proxy of tools/ec2_proxy.py: it refuses what EC2 refuses, unless --lenient),
+MOTO_DIRECT_URL (moto itself) and throw-away credentials in its environment; both servers stop when the command ends,
 whatever its exit code.
 """
 
@@ -43,6 +43,9 @@ def fake_credentials_env(url):
 def main(argv):
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--lenient", action="store_true", help="turn the proxy's strict EC2 rules off (docs/ec2-contracts.md)"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -57,8 +60,12 @@ def main(argv):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     direct = "http://127.0.0.1:%d" % port
-    proxy, url, _state = ec2_proxy.start(direct)
-    print("local EC2 API (moto) on %s, through the proxy on %s" % (direct, url), flush=True)
+    proxy, url, _state = ec2_proxy.start(direct, strict=not args.lenient)
+    print(
+        "local EC2 API (moto) on %s, through the %s proxy on %s"
+        % (direct, "lenient" if args.lenient else "strict", url),
+        flush=True,
+    )
     try:
         return subprocess.call(command, env=dict(fake_credentials_env(url), MOTO_DIRECT_URL=direct))
     finally:

@@ -149,3 +149,81 @@ def spot_vcpu_quota(monkeypatch):
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", answer)
     return quota
+
+
+class StrictEC2:
+    """moto as a server behind the project's strict proxy (tools/ec2_proxy.py), as the integration tests run it.
+
+    ``url`` is the endpoint modules get (``endpoint_url``); ``direct`` is a boto3 client on moto itself, for
+    setting up and checking what the API holds; ``play(path)`` posts to a control endpoint of the proxy.
+    """
+
+    def __init__(self, url, direct_url, state):
+        import boto3
+
+        self.url = url
+        self.state = state
+        self.direct = boto3.client("ec2", endpoint_url=direct_url, region_name="us-east-1")
+        self.client = boto3.client("ec2", endpoint_url=url, region_name="us-east-1")
+
+    def play(self, path):
+        import urllib.request
+
+        request = urllib.request.Request(self.url + path, method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+
+    _image = None
+
+    def image_id(self):
+        # moto's stock images survive a reset and listing them is slow: read once per session.
+        if StrictEC2._image is None:
+            StrictEC2._image = self.direct.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        return StrictEC2._image
+
+    def live(self, **tags):
+        filters = [{"Name": "tag:%s" % k, "Values": [v]} for k, v in tags.items()]
+        filters.append({"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]})
+        pages = self.direct.get_paginator("describe_instances").paginate(Filters=filters)
+        return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+
+
+@pytest.fixture(scope="session")
+def _strict_servers():
+    import logging
+    import os
+    import socket
+    import sys
+
+    pytest.importorskip("moto")
+    from moto.server import ThreadedMotoServer
+
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools")
+    sys.path.insert(0, tools)
+    try:
+        import ec2_proxy
+    finally:
+        sys.path.remove(tools)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    direct = "http://127.0.0.1:%d" % port
+    proxy, url, state = ec2_proxy.start(direct, strict=True)
+    yield url, direct, state
+    proxy.shutdown()
+    server.stop()
+
+
+@pytest.fixture
+def strict_ec2(_strict_servers, aws_credentials):
+    """A fresh, strict local EC2 API (see :class:`StrictEC2`)."""
+    import urllib.request
+
+    url, direct, state = _strict_servers
+    urllib.request.urlopen(urllib.request.Request(direct + "/moto-api/reset", method="POST", data=b""), timeout=30)
+    api = StrictEC2(url, direct, state)
+    api.play("/_proxy/reset")
+    return api
