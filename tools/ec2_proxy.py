@@ -452,14 +452,18 @@ def make_handler(state):
                     state.refused += 1
                 message = CAPACITY_MESSAGES.get(state.spot_code, state.spot_code)
                 return 400, [("Content-Type", "text/xml")], error_xml(state.spot_code, message).encode()
-            if action == "RunInstances" and spot and state.spot_limit is not None:
-                if int(_field(fields, "MinCount", "1")) > state.spot_limit:
-                    message = CAPACITY_MESSAGES.get(state.spot_code, state.spot_code)
-                    return 400, [("Content-Type", "text/xml")], error_xml(state.spot_code, message).encode()
-                # EC2 launches what it can up to MaxCount; moto launches MinCount, so both get it.
-                maximum = min(int(_field(fields, "MaxCount", "1")), state.spot_limit)
-                fields = _set_field(_set_field(fields, "MaxCount", maximum), "MinCount", maximum)
-                body = urllib.parse.urlencode(fields).encode()
+            if action == "RunInstances":
+                minimum = int(_field(fields, "MinCount", "1"))
+                maximum = int(_field(fields, "MaxCount", "1"))
+                if spot and state.spot_limit is not None:
+                    if minimum > state.spot_limit:
+                        message = CAPACITY_MESSAGES.get(state.spot_code, state.spot_code)
+                        return 400, [("Content-Type", "text/xml")], error_xml(state.spot_code, message).encode()
+                    maximum = min(maximum, state.spot_limit)
+                if minimum != maximum:
+                    # EC2 launches what it can up to MaxCount; moto launches MinCount, so both get it.
+                    fields = _set_field(_set_field(fields, "MaxCount", maximum), "MinCount", maximum)
+                    body = urllib.parse.urlencode(fields).encode()
             if action == "CreateFleet" and self._instant(action, fields):
                 return self._instant_fleet(body, fields, spot)
             status, headers, data = self._upstream(body)

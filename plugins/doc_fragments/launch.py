@@ -44,7 +44,12 @@ options:
     elements: str
     default: []
   security_group_ids:
-    description: Security group ids for the instances.
+    description:
+      - Security group ids for the instances.
+      - CreateFleet cannot carry them (its launch template overrides have no security groups): with
+        O(instance_types) or O(subnet_ids) diversifying, or O(api=fleet), put them in the launch template; the
+        module refuses them there. Leases (M(parkingspot.ec2.spot_block), O(market=block)) launch through
+        RunInstances and carry them.
     type: list
     elements: str
     default: []
@@ -57,7 +62,12 @@ options:
         credentials into user data.
     type: str
   user_data:
-    description: User data (plain text; it is base64-encoded for you).
+    description:
+      - User data (plain text; it is base64-encoded for you, for RunInstances and RequestSpotInstances alike).
+      - CreateFleet cannot carry it: with a diversified launch it is refused; put it in the launch template.
+      - A lease's backstop is user data too. It goes first, then O(user_data), or, without O(user_data), the user
+        data of the launch template version (read when a lease is launched), since RunInstances user data replaces
+        the template's.
     type: str
   allocation_strategy:
     description: Spot allocation strategy for diversified (CreateFleet) launches.
@@ -68,9 +78,14 @@ options:
     description:
       - Highest price per instance-hour you accept, as a decimal string. AWS discourages setting one; without it
         you pay the current spot price, capped at the on-demand price.
+      - It is a price per instance on every API (RunInstances C(SpotOptions.MaxPrice), RequestSpotInstances
+        C(SpotPrice), CreateFleet per override C(MaxPrice)), never a total for a fleet.
     type: str
   metadata_options:
-    description: Instance metadata service settings. IMDSv2 (tokens required) is the default.
+    description:
+      - Instance metadata service settings. IMDSv2 (tokens required) is the default.
+      - RunInstances and CreateFleet (per launch template override) carry them; CreateFleet has no
+        O(metadata_options.instance_metadata_tags), so C(enabled) is refused there (set it in the template).
     type: dict
     default: {}
     suboptions:

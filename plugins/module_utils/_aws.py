@@ -35,6 +35,8 @@ except ImportError:
 
 # Largest batch EC2 accepts for instance id lists and MaxResults.
 BATCH = 1000
+# EC2 refuses a call with more than 200 values across its filters (FilterLimitExceeded).
+FILTER_VALUES = 200
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 ALL_STATES = LIVE_STATES + ["shutting-down", "terminated"]
@@ -92,12 +94,41 @@ def describe_instances_by_tags(client, tags: Dict[str, str], states: Optional[Li
     return _identity.keep_exact(found, tags)
 
 
+@SpotErrorHandler.common_error_handler("describe instances")
+@AWSRetry.jittered_backoff()
+def _describe_instances_by_id_batch(client, instance_ids: List[str]) -> List[Dict[str, Any]]:
+    # InstanceIds takes no MaxResults: EC2 answers every id of the call.
+    pages = client.get_paginator("describe_instances").paginate(InstanceIds=instance_ids).build_full_result()
+    return [instance for reservation in pages.get("Reservations", []) for instance in reservation["Instances"]]
+
+
+def _error_message(exc: BaseException) -> str:
+    inner = getattr(exc, "exception", None) or exc
+    if isinstance(inner, ClientError):
+        return inner.response.get("Error", {}).get("Message") or ""
+    return str(exc)
+
+
 def describe_instances_by_ids(client, instance_ids: List[str]) -> List[Dict[str, Any]]:
-    found = []
+    """Instances by id, 1000 ids a call (``InstanceIds``, not a filter: filters take 200 values).
+
+    EC2 is eventually consistent: an id a launch has just returned may not be visible yet,
+    and EC2 then fails the whole call with InvalidInstanceID.NotFound naming it. Such ids are
+    left out of the answer (the caller sees them missing and may ask again later).
+    """
+    found: List[Dict[str, Any]] = []
     for batch in chunks(sorted(set(instance_ids))):
-        found.extend(
-            describe_instances_raw(client, Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=BATCH)
-        )
+        while batch:
+            try:
+                found.extend(_describe_instances_by_id_batch(client, batch))
+                break
+            except AnsibleEC2Error as e:
+                if error_code(e) != "InvalidInstanceID.NotFound":
+                    raise
+                unknown = set(re.findall(r"i-[0-9a-f]+", _error_message(e))) & set(batch)
+                if not unknown:
+                    raise
+                batch = [instance_id for instance_id in batch if instance_id not in unknown]
     return [normalize_instance(i) for i in found]
 
 
@@ -109,10 +140,15 @@ def describe_spot_requests_raw(client, **params) -> List[Dict[str, Any]]:
 
 
 def describe_spot_requests(client, filters: Optional[List[Dict[str, Any]]] = None, request_ids=None):
-    params: Dict[str, Any] = {"Filters": list(filters or [])}
-    if request_ids:
-        params["Filters"].append({"Name": "spot-instance-request-id", "Values": sorted(request_ids)})
-    return [normalize_spot_request(r) for r in describe_spot_requests_raw(client, **params)]
+    """Spot requests matching ``filters``; with ``request_ids``, only those (one call per 200 ids)."""
+    if not request_ids:
+        return [normalize_spot_request(r) for r in describe_spot_requests_raw(client, Filters=list(filters or []))]
+    found = []
+    used = sum(len(f.get("Values") or []) for f in filters or [])
+    for batch in chunks(sorted(set(request_ids)), max(1, FILTER_VALUES - used)):
+        wanted = list(filters or []) + [{"Name": "spot-instance-request-id", "Values": batch}]
+        found.extend(describe_spot_requests_raw(client, Filters=wanted))
+    return [normalize_spot_request(r) for r in found]
 
 
 # --- writes ------------------------------------------------------------------
@@ -127,13 +163,42 @@ def run_instances(client, **params) -> List[Dict[str, Any]]:
 @SpotErrorHandler.common_error_handler("create fleet")
 @AWSRetry.jittered_backoff()
 def create_fleet(client, **params) -> Dict[str, Any]:
+    """An instant fleet: what it launched and what it could not (HTTP 200 with ``Errors`` beside ``Instances``).
+
+    The launched instances are taken from the response itself: reading them back by id
+    would miss the ones EC2 does not show yet.
+    """
     response = client.create_fleet(**params)
-    instance_ids = [iid for group in response.get("Instances", []) for iid in group.get("InstanceIds", [])]
-    errors = [
-        {"code": e.get("ErrorCode"), "message": e.get("ErrorMessage"), "lifecycle": e.get("Lifecycle")}
-        for e in response.get("Errors", [])
-    ]
-    return {"fleet_id": response.get("FleetId"), "instance_ids": instance_ids, "errors": errors}
+    instances = []
+    for group in response.get("Instances", []):
+        overrides = (group.get("LaunchTemplateAndOverrides") or {}).get("Overrides") or {}
+        for instance_id in group.get("InstanceIds", []):
+            instances.append(
+                {
+                    "instance_id": instance_id,
+                    "instance_type": group.get("InstanceType") or overrides.get("InstanceType"),
+                    "subnet_id": overrides.get("SubnetId"),
+                    "market": "spot" if group.get("Lifecycle") == "spot" else "on-demand",
+                }
+            )
+    errors = []
+    for e in response.get("Errors", []):
+        overrides = (e.get("LaunchTemplateAndOverrides") or {}).get("Overrides") or {}
+        errors.append(
+            {
+                "code": e.get("ErrorCode"),
+                "message": e.get("ErrorMessage"),
+                "lifecycle": e.get("Lifecycle"),
+                "instance_type": overrides.get("InstanceType"),
+                "subnet_id": overrides.get("SubnetId"),
+            }
+        )
+    return {
+        "fleet_id": response.get("FleetId"),
+        "instance_ids": [i["instance_id"] for i in instances],
+        "instances": instances,
+        "errors": errors,
+    }
 
 
 @SpotErrorHandler.common_error_handler("request spot instances")
@@ -268,22 +333,26 @@ def instance_type_vcpus(client, instance_types: Iterable[str]) -> Dict[str, int]
     return {t["InstanceType"]: int(t["VCpuInfo"]["DefaultVCpus"]) for t in found}
 
 
-# Service Quotas codes of the EC2 spot vCPU quotas, by instance family letter.
+# Service Quotas codes of the EC2 spot vCPU quotas, by instance family. Families with a
+# quota of their own are matched by their whole prefix first (dl1 is not a D, trn1 not a T).
 SPOT_QUOTA_CODES = {
     "standard": "L-34B43A08",  # All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests
-    "f": "L-88CF9481",
-    "g": "L-3819A6DF",  # G and VT
+    "dl": "L-85EED4F7",  # All DL Spot Instance Requests
+    "f": "L-88CF9481",  # All F Spot Instance Requests
+    "g": "L-3819A6DF",  # All G and VT Spot Instance Requests
     "vt": "L-3819A6DF",
-    "inf": "L-B5D1601B",
-    "p": "L-7212CCBC",
-    "x": "L-E3A00192",
+    "inf": "L-B5D1601B",  # All Inf Spot Instance Requests
+    "p": "L-7212CCBC",  # All P Spot Instance Requests
+    "trn": "L-6B0D517C",  # All Trn Spot Instance Requests
+    "x": "L-E3A00192",  # All X Spot Instance Requests
 }
+_WHOLE_PREFIX_FAMILIES = ("inf", "trn", "dl", "vt")
 
 
 def spot_quota_code(instance_type: str) -> str:
     family = re.match(r"[a-z]+", instance_type or "")
     letters = family.group(0) if family else ""
-    for prefix in ("inf", "vt"):
+    for prefix in _WHOLE_PREFIX_FAMILIES:
         if letters.startswith(prefix):
             return SPOT_QUOTA_CODES[prefix]
     return SPOT_QUOTA_CODES.get(letters[:1], SPOT_QUOTA_CODES["standard"])
@@ -293,6 +362,22 @@ def spot_quota_code(instance_type: str) -> str:
 @AWSRetry.jittered_backoff()
 def get_ec2_quota(client, quota_code: str) -> float:
     return float(client.get_service_quota(ServiceCode="ec2", QuotaCode=quota_code)["Quota"]["Value"])
+
+
+@SpotErrorHandler.common_error_handler("read the default of service quota {quota_code}")
+@AWSRetry.jittered_backoff()
+def get_ec2_default_quota(client, quota_code: str) -> float:
+    return float(client.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode=quota_code)["Quota"]["Value"])
+
+
+@SpotErrorHandler.common_error_handler("describe launch template versions")
+@AWSRetry.jittered_backoff()
+def launch_template_data(client, **template) -> Dict[str, Any]:
+    """LaunchTemplateData of one template version (``LaunchTemplateId`` or ``LaunchTemplateName``, ``Version``)."""
+    params = {k: v for k, v in template.items() if k in ("LaunchTemplateId", "LaunchTemplateName")}
+    params["Versions"] = [template.get("Version") or "$Default"]
+    versions = client.describe_launch_template_versions(**params)["LaunchTemplateVersions"]
+    return versions[0].get("LaunchTemplateData") or {} if versions else {}
 
 
 @SpotErrorHandler.common_error_handler("describe auto scaling group {name}")

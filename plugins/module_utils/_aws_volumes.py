@@ -16,6 +16,7 @@ from typing import List
 from typing import Optional
 
 from ansible_collections.amazon.aws.plugins.module_utils import ec2 as aws_ec2
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
@@ -98,10 +99,20 @@ def create_volume(client, zone: str, tags: Dict[str, str], **params: Any) -> Dic
 def find_snapshots(client, tags: Dict[str, str]) -> List[Dict[str, Any]]:
     """Snapshots this account owns carrying every tag in ``tags`` exactly (pending or completed)."""
     filters = _aws.tag_filters(tags) + [{"Name": "status", "Values": ["pending", "completed"]}]
-    raw = aws_ec2.describe_snapshots(client, OwnerIds=["self"], Filters=filters, MaxResults=1000)
-    snapshots = raw.get("Snapshots", []) if isinstance(raw, dict) else []
+    snapshots = describe_snapshots_all(client, OwnerIds=["self"], Filters=filters, MaxResults=SNAPSHOT_PAGE)
     found = _identity.keep_exact([normalize_snapshot(s) for s in snapshots], tags)
     return sorted(found, key=lambda s: s["snapshot_id"])
+
+
+# DescribeSnapshots pages hold at most 1000 snapshots; every page is read.
+SNAPSHOT_PAGE = 1000
+
+
+@_aws.SpotErrorHandler.list_error_handler("describe snapshots", [])
+@AWSRetry.jittered_backoff()
+def describe_snapshots_all(client, **params) -> List[Dict[str, Any]]:
+    paginator = client.get_paginator("describe_snapshots")
+    return paginator.paginate(**params).build_full_result().get("Snapshots", [])
 
 
 def get_snapshot(client, snapshot_id: str) -> Optional[Dict[str, Any]]:

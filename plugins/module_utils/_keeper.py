@@ -17,6 +17,7 @@ the same pool and plan the same launch make EC2 launch it once.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import itertools
@@ -112,14 +113,16 @@ def combine_user_data(parts: List[str]) -> str:
 
 
 def client_token(pool_key: str, market: str, count: int, instances: List[Dict[str, Any]], now_bucket: str) -> str:
-    """An EC2 client token for one planned launch.
+    """The seed of the EC2 client token of one planned launch.
 
     It hashes the pool, the market, the count and the ids of every instance the
     run saw (terminated ones included: EC2 lists them for about an hour). Two runs
     that read the same pool and plan the same launch send the same token and EC2
     performs the launch once; after any change to the pool, even instances
     vanishing, the token differs. ``now_bucket`` (the minute) separates launches
-    further apart in time.
+    further apart in time. The token sent is derived from this seed and the whole
+    request (``_launch.derive_token``): a lease's expiry tag and backstop change by
+    the second, and EC2 refuses a token reused with other parameters.
     """
     seen = sorted(i["instance_id"] for i in instances)
     text = "|".join([pool_key, market, str(count), now_bucket] + seen)
@@ -151,6 +154,33 @@ def _groups(params: Dict[str, Any]):
     return list(itertools.product(types, subnets))
 
 
+def _shortfall(launched, count, errors, on_errors, what):
+    """Why a launch came back short: a fallback code, or an error raised for what no fallback can fix.
+
+    Capacity codes (``on_errors``) move the shortfall to on-demand; any other code an instant
+    fleet reports (a bad image or subnet, a missing permission) is a configuration error that
+    on-demand would meet too, so it is raised naming the codes. A short RunInstances (MinCount 1)
+    reports nothing: EC2 gave what capacity it had.
+    """
+    if len(launched) >= count:
+        return None
+    capacity = [e["code"] for e in errors if _planner.is_fallback_error(e["code"], on_errors)]
+    if capacity:
+        return capacity[0]
+    if errors:
+        raise ParkingSpotError(
+            message="%s launched %d of %d instances%s; EC2 reported: %s"
+            % (
+                what,
+                len(launched),
+                count,
+                " (%s)" % ", ".join(sorted(i["instance_id"] for i in launched)) if launched else "",
+                _launch.describe_errors(errors),
+            )
+        )
+    return "InsufficientInstanceCapacity"
+
+
 def launch_spot(client, params, count, tags, block, token, on_errors):
     """Launch ``count`` spot (or block) instances. Returns (instances, fallback_error_code or None).
 
@@ -166,12 +196,8 @@ def launch_spot(client, params, count, tags, block, token, on_errors):
             if _planner.is_fallback_error(code, on_errors):
                 return [], code
             raise
-        launched = outcome["instances"] + [
-            {"instance_id": r["instance_id"]} for r in outcome["spot_requests"] if r.get("instance_id")
-        ]
-        codes = [e["code"] for e in outcome["errors"] if _planner.is_fallback_error(e["code"], on_errors)]
-        short = len(launched) < count and not outcome["spot_requests"]
-        return launched, (codes[0] if codes else "InsufficientCapacity") if short else None
+        launched = outcome["instances"]
+        return launched, _shortfall(launched, count, outcome["errors"], on_errors, "the spot launch")
     launched: List[Dict[str, Any]] = []
     last_code = None
     for index, (instance_type, subnet_id) in enumerate(_groups(params)):
@@ -195,19 +221,45 @@ def launch_spot(client, params, count, tags, block, token, on_errors):
             if not _planner.is_fallback_error(code, on_errors):
                 raise
             last_code = code
-    return launched, (last_code or "InsufficientCapacity") if len(launched) < count else None
+    return launched, (last_code or "InsufficientInstanceCapacity") if len(launched) < count else None
 
 
 def launch_on_demand(client, params, count, tags, token, block=None):
-    """Launch the on-demand shortfall. In a block pool it is a lease too: tagged and backstopped."""
+    """Launch the on-demand shortfall. In a block pool it is a lease too: tagged and backstopped.
+
+    Returns (instances, errors): what an on-demand instant fleet could not launch is kept and
+    reported, never dropped.
+    """
     if not block and _launch.choose_api(params) == "fleet":
         outcome = _launch.launch(client, params, count, tags, market="on-demand", client_token=token)
-        return outcome["instances"]
+        return outcome["instances"], outcome["errors"]
     extra = {}
     if block and block.get("user_data"):
         extra = dict(user_data=block["user_data"], shutdown_behavior="terminate")
     kwargs = _launch.build_run_instances(params, count, tags, market="on-demand", client_token=token, **extra)
-    return _aws.run_instances(client, **kwargs)
+    return _aws.run_instances(client, **kwargs), []
+
+
+def block_user_data(client, params, expires_at):
+    """The user data of a lease: the backstop, then the user's own script.
+
+    RunInstances' UserData replaces the launch template's, so without ``user_data`` the
+    template's own is read (one call, only when launching) and kept after the backstop.
+    """
+    own = params.get("user_data") or ""
+    if not own and params.get("launch_template"):
+        template = _launch.template_spec(params["launch_template"])
+        encoded = _aws.launch_template_data(client, **template).get("UserData")
+        if encoded:
+            try:
+                own = base64.b64decode(encoded).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise ParkingSpotError(
+                    message="launch_template %s: its user data is not UTF-8 text, so the lease backstop cannot be"
+                    " added to it; give user_data explicitly"
+                    % (params["launch_template"].get("name") or params["launch_template"].get("id"))
+                )
+    return combine_user_data([backstop_script(expires_at), own])
 
 
 def tag_drains(client, plan_drains: List[Dict[str, Any]]) -> int:
@@ -316,7 +368,14 @@ def reconcile(
     except ValueError as e:
         raise ParkingSpotError(message=str(e))
 
-    actions = {"launched": [], "terminated": [], "drained": [], "fallback_error": None, "drain_outcomes": []}
+    actions = {
+        "launched": [],
+        "terminated": [],
+        "drained": [],
+        "fallback_error": None,
+        "fallback_errors": [],
+        "drain_outcomes": [],
+    }
     if module.check_mode or not plan["changed"]:
         return instances, plan, actions
 
@@ -331,7 +390,7 @@ def reconcile(
     if market == "block":
         block = {"native_minutes": params.get("duration_minutes") if block_mode == "native" else None}
         if block_mode == "emulated":
-            block["user_data"] = combine_user_data([backstop_script(expires_at), params.get("user_data") or ""])
+            block["user_data"] = block_user_data(client, params, expires_at)
     bucket = _planner.format_time(now)[:16]
     if plan["launch"]["spot"]:
         token = client_token(pool_key, market, plan["launch"]["spot"], instances, bucket)
@@ -349,8 +408,14 @@ def reconcile(
         else:
             token = client_token(pool_key, "on-demand", plan["launch"]["on_demand"], instances, bucket)
             tags = _instance_tags(base_tags, "on-demand", expires_at)
-            launched = launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token, block)
+            launched, errors = launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token, block)
             actions["launched"] += sorted(i["instance_id"] for i in launched)
+            actions["fallback_errors"] = errors
+            if errors:
+                module.warn(
+                    "the on-demand fallback launched %d of %d instances: %s"
+                    % (len(launched), plan["launch"]["on_demand"], _launch.describe_errors(errors))
+                )
     elif asg_client is not None and plan["fallback"]["asg_desired"] != asg_capacity:
         _aws.set_asg_desired(asg_client, asg_name, plan["fallback"]["asg_desired"])
 
@@ -388,6 +453,7 @@ def summarize(plan, actions, window, check_mode):
         "fallback": {
             "on_demand_launched": plan["launch"]["on_demand"],
             "error": actions["fallback_error"],
+            "errors": actions.get("fallback_errors") or [],
             "asg_desired": plan["fallback"]["asg_desired"],
         },
         "clipped": plan["clipped"],

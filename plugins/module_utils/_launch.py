@@ -12,8 +12,11 @@ option, before any write call.
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import itertools
+import json
 from decimal import Decimal
 from decimal import InvalidOperation
 from typing import Any
@@ -94,8 +97,12 @@ def choose_api(params: Dict[str, Any]) -> str:
     return "run_instances"
 
 
-def validate_launch(params: Dict[str, Any], now: datetime.datetime, spot: bool = True) -> None:
-    """Reject unusable launch settings with a message naming the option."""
+def validate_launch(params: Dict[str, Any], now: datetime.datetime, spot: bool = True, block: bool = False) -> None:
+    """Reject unusable launch settings with a message naming the option.
+
+    ``block``: the launch goes through RunInstances per instance type and subnet (a lease's
+    backstop is user data), so the settings a fleet cannot carry are fine there.
+    """
     template = params.get("launch_template")
     if template and params.get("image_id"):
         raise ParkingSpotError(message="launch_template and image_id are mutually exclusive: give one of them")
@@ -128,6 +135,20 @@ def validate_launch(params: Dict[str, Any], now: datetime.datetime, spot: bool =
             message="instance_types/subnet_ids diversify through CreateFleet, which launches from a launch template:"
             " set launch_template"
         )
+    if api == "fleet" and not block:
+        # CreateFleet's launch template overrides have no security groups, user data or metadata tags.
+        for option in ("security_group_ids", "user_data"):
+            if params.get(option):
+                raise ParkingSpotError(
+                    message="%s cannot reach instances launched by CreateFleet (instance_types/subnet_ids or"
+                    " api: fleet): its launch template overrides have no such field; put it in the launch template"
+                    " or launch one instance type in one subnet" % option
+                )
+        if (params.get("metadata_options") or {}).get("instance_metadata_tags") == "enabled":
+            raise ParkingSpotError(
+                message="metadata_options.instance_metadata_tags cannot reach instances launched by CreateFleet: set"
+                " it in the launch template"
+            )
     if not spot:
         return
     request_type = params.get("request_type", "one-time")
@@ -155,7 +176,7 @@ def validate_launch(params: Dict[str, Any], now: datetime.datetime, spot: bool =
             raise ParkingSpotError(message="valid_until: %s is in the past" % params["valid_until"])
 
 
-def _template_spec(template: Dict[str, Any]) -> Dict[str, str]:
+def template_spec(template: Dict[str, Any]) -> Dict[str, str]:
     spec = {"Version": template.get("version") or "$Default"}
     if template.get("id"):
         spec["LaunchTemplateId"] = template["id"]
@@ -172,6 +193,23 @@ def _metadata_options(params: Dict[str, Any]) -> Dict[str, Any]:
         "HttpPutResponseHopLimit": options.get("http_put_response_hop_limit") or 2,
         "InstanceMetadataTags": options.get("instance_metadata_tags") or "disabled",
     }
+
+
+def _fleet_metadata_options(params: Dict[str, Any]) -> Dict[str, Any]:
+    options = _metadata_options(params)
+    options.pop("InstanceMetadataTags")  # not a member of FleetInstanceMetadataOptionsRequest
+    return options
+
+
+def derive_token(seed: str, kwargs: Dict[str, Any]) -> str:
+    """The ClientToken of one launch call: its caller's seed and every other parameter of the call.
+
+    EC2 refuses a token it has seen with other parameters (IdempotentParameterMismatch), so the
+    token changes whenever the call does (tags, user data, counts) and stays the same for the
+    same call: a retried or repeated identical launch happens once.
+    """
+    body = json.dumps({k: v for k, v in kwargs.items() if k != "ClientToken"}, sort_keys=True, default=str)
+    return hashlib.sha256(("%s\n%s" % (seed, body)).encode("utf-8")).hexdigest()[:64]
 
 
 def _instance_profile(value: Optional[str]) -> Dict[str, str]:
@@ -220,6 +258,11 @@ def _instance_settings(
     return settings
 
 
+def _encoded_user_data(text: str) -> str:
+    """RequestSpotInstances takes user data already base64-encoded (botocore encodes it for RunInstances only)."""
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
 def build_run_instances(
     params: Dict[str, Any],
     count: int,
@@ -232,10 +275,16 @@ def build_run_instances(
     instance_type: Optional[str] = None,
     subnet_id: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """RunInstances arguments for ``count`` instances, tagged at launch."""
-    kwargs: Dict[str, Any] = {"MinCount": count, "MaxCount": count, "MetadataOptions": _metadata_options(params)}
+    """RunInstances arguments for up to ``count`` instances, tagged at launch.
+
+    Spot asks for MinCount 1: EC2 launches what it can up to ``count`` instead of nothing
+    when it is one instance short; the caller counts what came and plans the rest.
+    ``client_token`` is a seed: the token sent is derived from it and the whole request.
+    """
+    minimum = 1 if market == "spot" else count
+    kwargs: Dict[str, Any] = {"MinCount": minimum, "MaxCount": count, "MetadataOptions": _metadata_options(params)}
     if params.get("launch_template"):
-        kwargs["LaunchTemplate"] = _template_spec(params["launch_template"])
+        kwargs["LaunchTemplate"] = template_spec(params["launch_template"])
     kwargs.update(_instance_settings(params, instance_type, subnet_id, user_data))
     if shutdown_behavior:
         kwargs["InstanceInitiatedShutdownBehavior"] = shutdown_behavior
@@ -246,8 +295,26 @@ def build_run_instances(
         resource_types = RESOURCE_TAG_TYPES
     kwargs["TagSpecifications"] = _aws.tag_specifications(resource_types, tags)
     if client_token:
-        kwargs["ClientToken"] = client_token
+        kwargs["ClientToken"] = derive_token(client_token, kwargs)
     return kwargs
+
+
+def _fleet_override(params: Dict[str, Any], instance_type: Optional[str], subnet_id: Optional[str], market: str):
+    """One launch template override: where to launch, plus the per-instance settings an instant fleet takes."""
+    override: Dict[str, Any] = {}
+    if instance_type:
+        override["InstanceType"] = instance_type
+    if subnet_id:
+        override["SubnetId"] = subnet_id
+    if market == "spot" and params.get("max_price"):
+        # Per instance and hour, as RunInstances' MaxPrice; SpotOptions.MaxTotalPrice would cap the whole fleet.
+        override["MaxPrice"] = str(params["max_price"])
+    override["MetadataOptions"] = _fleet_metadata_options(params)
+    if params.get("key_name"):
+        override["KeyName"] = params["key_name"]
+    if params.get("iam_instance_profile"):
+        override["IamInstanceProfile"] = _instance_profile(params["iam_instance_profile"])
+    return override
 
 
 def build_create_fleet(
@@ -256,24 +323,17 @@ def build_create_fleet(
     """CreateFleet type=instant arguments: one override per (instance type, subnet)."""
     types = params.get("instance_types") or [params.get("instance_type")]
     subnets = params.get("subnet_ids") or [params.get("subnet_id")]
-    overrides = []
-    for instance_type, subnet_id in itertools.product(types, subnets):
-        override = {}
-        if instance_type:
-            override["InstanceType"] = instance_type
-        if subnet_id:
-            override["SubnetId"] = subnet_id
-        overrides.append(override)
+    overrides = [_fleet_override(params, t, n, market) for t, n in itertools.product(types, subnets)]
     kwargs: Dict[str, Any] = {
         "Type": "instant",
         "LaunchTemplateConfigs": [
-            {"LaunchTemplateSpecification": _template_spec(params["launch_template"]), "Overrides": overrides}
+            {"LaunchTemplateSpecification": template_spec(params["launch_template"]), "Overrides": overrides}
         ],
         "TargetCapacitySpecification": {
             "TotalTargetCapacity": count,
             "DefaultTargetCapacityType": "spot" if market == "spot" else "on-demand",
         },
-        "TagSpecifications": _aws.tag_specifications(("instance", "fleet"), tags),
+        "TagSpecifications": _aws.tag_specifications(("instance", "volume", "fleet"), tags),
     }
     if market == "spot":
         kwargs["SpotOptions"] = {
@@ -281,13 +341,34 @@ def build_create_fleet(
             "InstanceInterruptionBehavior": params.get("interruption_behavior") or "terminate",
         }
         kwargs["TargetCapacitySpecification"]["SpotTargetCapacity"] = count
-        if params.get("max_price"):
-            kwargs["SpotOptions"]["MaxTotalPrice"] = str(Decimal(str(params["max_price"])) * count)
     else:
         kwargs["TargetCapacitySpecification"]["OnDemandTargetCapacity"] = count
     if client_token:
-        kwargs["ClientToken"] = client_token
+        kwargs["ClientToken"] = derive_token(client_token, kwargs)
     return kwargs
+
+
+def check_fleet_model(client, kwargs: Dict[str, Any]) -> None:
+    """Refuse, before the call, fleet overrides the installed botocore cannot send.
+
+    KeyName, IamInstanceProfile and MetadataOptions joined the instant-fleet overrides in
+    botocore releases newer than the oldest one this collection supports; without them a
+    diversified launch would silently fall back to whatever the template says (IMDSv1 included).
+    """
+    shape = client.meta.service_model.shape_for("FleetLaunchTemplateOverridesRequest")
+    known = set(shape.members)
+    missing = sorted({k for c in kwargs["LaunchTemplateConfigs"] for o in c["Overrides"] for k in o} - known)
+    if missing:
+        options = {
+            "MetadataOptions": "metadata_options",
+            "KeyName": "key_name",
+            "IamInstanceProfile": "iam_instance_profile",
+        }
+        raise ParkingSpotError(
+            message="this botocore's CreateFleet has no %s in launch template overrides, so %s cannot reach a"
+            " diversified launch; upgrade botocore (and boto3)"
+            % (", ".join(missing), ", ".join(options.get(m, m) for m in missing))
+        )
 
 
 def build_request_spot_instances(
@@ -295,6 +376,8 @@ def build_request_spot_instances(
 ) -> Dict[str, Any]:
     """RequestSpotInstances arguments (legacy API, kept for EC2-compatible clouds)."""
     spec = _instance_settings(params)
+    if spec.get("UserData"):
+        spec["UserData"] = _encoded_user_data(spec["UserData"])
     kwargs: Dict[str, Any] = {
         "InstanceCount": count,
         "Type": params.get("request_type") or "one-time",
@@ -307,7 +390,7 @@ def build_request_spot_instances(
     if params.get("valid_until"):
         kwargs["ValidUntil"] = parse_time(params["valid_until"], "valid_until")
     if client_token:
-        kwargs["ClientToken"] = client_token
+        kwargs["ClientToken"] = derive_token(client_token, kwargs)
     return kwargs
 
 
@@ -320,10 +403,11 @@ def launch(
     client_token: Optional[str] = None,
     **run_extra: Any,
 ) -> Dict[str, Any]:
-    """Launch ``count`` instances with one write call (plus one CreateTags for the legacy API).
+    """Launch up to ``count`` instances with one write call.
 
-    Returns ``instances`` (what EC2 reported at launch), ``spot_requests``
-    (legacy API only), ``errors`` (CreateFleet partial failures) and ``api``.
+    Returns ``instances`` (what EC2 reported at launch: count these, do not read them back),
+    ``spot_requests`` (legacy API only), ``errors`` (what an instant fleet could not launch,
+    HTTP 200 beside its instances) and ``api``. ``client_token`` seeds the request's token.
     """
     api = choose_api(params)
     if market != "spot" and api == "request_spot_instances":
@@ -335,15 +419,27 @@ def launch(
         kwargs = build_run_instances(params, count, tags, market=market, client_token=client_token, **run_extra)
         result["instances"] = _aws.run_instances(client, **kwargs)
     elif api == "fleet":
-        fleet = _aws.create_fleet(client, **build_create_fleet(params, count, tags, market, client_token))
+        kwargs = build_create_fleet(params, count, tags, market, client_token)
+        check_fleet_model(client, kwargs)
+        fleet = _aws.create_fleet(client, **kwargs)
         result["errors"] = fleet["errors"]
-        if fleet["instance_ids"]:
-            result["instances"] = _aws.describe_instances_by_ids(client, fleet["instance_ids"])
+        result["instances"] = fleet["instances"]
     else:
         result["spot_requests"] = _aws.request_spot_instances(
             client, **build_request_spot_instances(params, count, tags, client_token)
         )
     return result
+
+
+def describe_errors(errors: List[Dict[str, Any]]) -> str:
+    """CreateFleet errors in one line: code, message and where (type, subnet)."""
+    seen = []
+    for error in errors:
+        where = "/".join(x for x in (error.get("instance_type"), error.get("subnet_id")) if x)
+        text = "%s: %s%s" % (error.get("code"), error.get("message"), " (%s)" % where if where else "")
+        if text not in seen:
+            seen.append(text)
+    return "; ".join(seen)
 
 
 def request_instance_ids(spot_requests: List[Dict[str, Any]]) -> List[str]:

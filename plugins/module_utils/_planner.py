@@ -39,6 +39,7 @@ DEFAULT_FALLBACK_ERRORS = (
     "MaxSpotInstanceCountExceeded",
     "SpotMaxPriceTooLow",
     "InsufficientCapacity*",
+    "UnfulfillableCapacity",
 )
 NATIVE_BLOCK_DURATIONS = (60, 120, 180, 240, 300, 360)
 

@@ -101,5 +101,5 @@ def pool_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
         out["desired"] = _demand.target(out["floor"], out["demand"], out["scaling"])
     _keeper.validate_pool_launch(params)
     if out["desired"] > 0:
-        _launch.validate_launch(params, now)
+        _launch.validate_launch(params, now, block=params.get("market") == "block")
     return out

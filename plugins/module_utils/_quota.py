@@ -35,6 +35,24 @@ def launch_types(params: Dict[str, Any]) -> List[str]:
     )
 
 
+def account_quota(module, client, code: str) -> float:
+    """The account's value of a spot vCPU quota; AWS's default when the applied value cannot be read.
+
+    GetServiceQuota fails for a quota never changed in some accounts and regions (NoSuchResource)
+    or without the permission; the default is then the best known limit, and the run says so.
+    """
+    try:
+        return _aws.get_ec2_quota(client, code)
+    except _aws.AnsibleEC2Error as e:
+        reason = _aws.error_code(e) or str(e)
+    value = _aws.get_ec2_default_quota(client, code)
+    module.warn(
+        "quota.check_account_quota: GetServiceQuota for %s failed (%s); using the AWS default of %g vCPUs"
+        % (code, reason, value)
+    )
+    return value
+
+
 def quota_inputs(module, client, params, instances) -> Dict[str, Any]:
     """Quota numbers for the planner, read with as few calls as possible (none without quotas)."""
     quota = params.get("quota") or {}
@@ -58,6 +76,7 @@ def quota_inputs(module, client, params, instances) -> Dict[str, Any]:
             client, {key: owner}, states=["pending", "running", "stopping"]
         )
     account_instances = []
+    open_requests = []
     available = None
     if quota.get("check_account_quota"):
         account_instances = [
@@ -65,7 +84,15 @@ def quota_inputs(module, client, params, instances) -> Dict[str, Any]:
             for i in _aws.describe_instances_by_tags(client, {}, states=["pending", "running", "stopping"])
             if i["market"] == "spot"
         ]
-    all_types = set(types) | {i["instance_type"] for i in instances + owner_instances + account_instances}
+        # The spot vCPU quota counts requested spot instances too: open requests not yet fulfilled.
+        open_requests = [
+            r
+            for r in _aws.describe_spot_requests(client, filters=[{"Name": "state", "Values": ["open"]}])
+            if not r.get("instance_id") and r.get("instance_type")
+        ]
+    all_types = set(types) | {
+        i["instance_type"] for i in instances + owner_instances + account_instances + open_requests
+    }
     vcpus = _aws.instance_type_vcpus(client, all_types)
     unknown = sorted(t for t in types if t not in vcpus)
     if unknown:
@@ -76,10 +103,10 @@ def quota_inputs(module, client, params, instances) -> Dict[str, Any]:
     if quota.get("check_account_quota"):
         sq = module.client("service-quotas")
         codes = sorted({_aws.spot_quota_code(t) for t in types})
-        limit = min(_aws.get_ec2_quota(sq, code) for code in codes)
+        limit = min(account_quota(module, sq, code) for code in codes)
         used = sum(
             vcpus.get(i["instance_type"], 0)
-            for i in account_instances
+            for i in account_instances + open_requests
             if _aws.spot_quota_code(i["instance_type"]) in codes
         )
         available = max(0, int(limit) - used)

@@ -97,6 +97,8 @@ options:
   wait:
     description:
       - Wait until a new volume is available and an attach or detach has completed.
+      - With O(state=attached), also wait until a pending or stopping O(instance_id) runs or has stopped: EC2
+        attaches volumes only to running or stopped instances. Without O(wait) such an instance fails the run.
       - Migrations and attaching a just-created volume always wait.
     type: bool
     default: true
@@ -220,6 +222,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_volumes
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _root_volume
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
@@ -229,6 +232,8 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._root_volume impor
 USABLE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
 MAX_SIZE_GIB = 65536  # the largest EBS volume (64 TiB)
 MAX_WAIT_SECONDS = 86400
+# AttachVolume: "Attaches an EBS volume to a running or stopped instance" (EC2 API reference).
+ATTACHABLE_INSTANCE_STATES = ("running", "stopped")
 
 
 def validate(params):
@@ -259,12 +264,30 @@ def read_instance(client, params):
             message="instance_id %s is %s: a volume can only be attached to a live instance"
             % (instance["instance_id"], instance["state"])
         )
+    if params["state"] == "attached" and params["wait"] and instance["state"] not in ATTACHABLE_INSTANCE_STATES:
+        instance = wait_attachable(client, instance, params["wait_timeout"])
     if params["zone"] and params["zone"] != instance["zone"]:
         raise ParkingSpotError(
             message="zone %s differs from the zone %s of instance_id %s; leave zone unset or make them agree"
             % (params["zone"], instance["zone"], instance["instance_id"])
         )
     return instance
+
+
+def wait_attachable(client, instance, timeout):
+    """Wait until a pending or stopping instance runs or has stopped: EC2 attaches only then."""
+
+    def check():
+        found = _aws.describe_instances_by_ids(client, [instance["instance_id"]])
+        return found[0] if found and found[0]["state"] in ATTACHABLE_INSTANCE_STATES + ("terminated",) else None
+
+    done = _lifecycle.wait_for(check, timeout)
+    if done is None or done["state"] not in ATTACHABLE_INSTANCE_STATES:
+        raise ParkingSpotError(
+            message="instance_id %s did not become running or stopped within %ds (%s): EC2 attaches volumes only"
+            " then" % (instance["instance_id"], timeout, done["state"] if done else instance["state"])
+        )
+    return done
 
 
 def creation_source(client, params):
@@ -369,6 +392,11 @@ def ensure_attached(plan, params, found, instance):
                 % (volume["volume_id"], instance["instance_id"], att["device"], params["device_name"])
             )
         return volume
+    if instance["state"] not in ATTACHABLE_INSTANCE_STATES:
+        raise ParkingSpotError(
+            message="instance_id %s is %s: EC2 attaches volumes only to running or stopped instances; set wait: true"
+            " to wait for it" % (instance["instance_id"], instance["state"])
+        )
     volume = plan.release(volume, params["force_detach"], keep_on=instance["instance_id"])
     plan.act(
         "attach %s to %s as %s" % (volume["volume_id"], instance["instance_id"], params["device_name"]),

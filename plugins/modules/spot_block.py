@@ -154,7 +154,7 @@ def do(module):
     desired = params["count"] if params["state"] == "present" else 0
     _keeper.validate_pool_launch(params)
     if desired:
-        _launch.validate_launch(params, now)
+        _launch.validate_launch(params, now, block=True)
     client = module.client("ec2")
     _instances, plan, actions = _keeper.reconcile(
         module,

@@ -95,10 +95,20 @@ options:
         type: int
         default: 0
       on_errors:
-        description: Launch error codes that trigger the fallback (C(*) wildcards allowed).
+        description:
+          - Launch error codes that trigger the fallback (C(*) wildcards allowed). Only these move a shortfall to
+            on-demand; any other code an instant fleet reports (a bad image or subnet, a missing permission) fails
+            the run with the codes, since on-demand would meet it too.
+          - A spot RunInstances that launches fewer instances than asked (EC2 gives what capacity it has) counts as
+            C(InsufficientInstanceCapacity).
         type: list
         elements: str
-        default: [InsufficientInstanceCapacity, MaxSpotInstanceCountExceeded, SpotMaxPriceTooLow, InsufficientCapacity*]
+        default:
+          - InsufficientInstanceCapacity
+          - MaxSpotInstanceCountExceeded
+          - SpotMaxPriceTooLow
+          - InsufficientCapacity*
+          - UnfulfillableCapacity
       asg_name:
         description: Raise the desired capacity of this auto scaling group instead of launching instances.
         type: str
@@ -353,7 +363,13 @@ pool:
         asg_desired:
           description: The fallback Auto Scaling group's desired capacity after the run, or null without one.
           type: int
-      sample: {on_demand_launched: 2, error: InsufficientInstanceCapacity, asg_desired: null}
+        errors:
+          description:
+            - What an on-demand instant fleet could not launch (C(code), C(message), C(instance_type), C(subnet_id));
+              empty when everything launched.
+          type: list
+          elements: dict
+      sample: {on_demand_launched: 2, error: InsufficientInstanceCapacity, asg_desired: null, errors: []}
     clipped:
       description: Launches reduced by a quota, with the quota, what was asked and what was allowed.
       type: list

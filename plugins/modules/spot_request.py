@@ -235,7 +235,16 @@ actions:
       type: list
       sample: []
       elements: str
+    errors:
+      description:
+        - What an instant fleet could not launch (C(code), C(message), C(lifecycle), C(instance_type),
+          C(subnet_id)). A launch that gets none of its instances fails the run with these; one that gets some
+          warns, or with O(wait) terminates what it launched and fails.
+      type: list
+      elements: dict
 """
+
+import hashlib
 
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
@@ -326,10 +335,22 @@ def _pending_requests(requests):
     return [r for r in requests if r["state"] == "open" and not r.get("instance_id")]
 
 
-def ensure_present(module, client, params, instances, requests, expired=()):
+def launch_token(name, count, instances, requests, now):
+    """The client token seed of a launch: the name, the count, everything this run saw, the minute.
+
+    A retried call (throttling, a timeout, an InternalError) or a second run that saw the same
+    capacity launches once; the token sent also covers the whole request (``_launch.derive_token``).
+    """
+    seen = sorted([i["instance_id"] for i in instances] + [r["spot_instance_request_id"] for r in requests])
+    text = "|".join([name, str(count), now.strftime("%Y-%m-%dT%H:%M")] + seen)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def ensure_present(module, client, params, instances, requests, expired=(), now=None):
     name = params["name"]
+    now = now or _launch.utcnow()
     tags = dict(params["tags"] or {}, **{TAG_REQUEST: name})
-    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[], renewed=[])
+    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[], renewed=[], errors=[])
     instances = renew_expired(module, client, params, instances, list(expired), actions)
     pending = _pending_requests(requests)
     have = len(instances) + len(pending)
@@ -341,9 +362,44 @@ def ensure_present(module, client, params, instances, requests, expired=()):
         actions["launch"] = missing
         _quota.check_request(module, client, params, instances, missing)
         if not module.check_mode:
-            outcome = _launch.launch(client, params, missing, tags)
+            token = launch_token(name, missing, instances, requests, now)
+            outcome = _launch.launch(client, params, missing, tags, client_token=token)
             launched_ids = sorted(i["instance_id"] for i in outcome["instances"])
             new_requests = outcome["spot_requests"]
+            actions["errors"] = outcome["errors"]
+            short = len(launched_ids) + len(new_requests) < missing
+            if short and not launched_ids and not new_requests:
+                raise ParkingSpotError(
+                    message="spot launch for %s launched none of %d instances%s"
+                    % (
+                        name,
+                        missing,
+                        ": " + _launch.describe_errors(outcome["errors"]) if outcome["errors"] else "",
+                    )
+                )
+            if short and params["wait"]:
+                _lifecycle.clean_up_and_fail(
+                    client,
+                    "spot launch for %s launched %d of %d instances%s"
+                    % (
+                        name,
+                        len(launched_ids),
+                        missing,
+                        ": " + _launch.describe_errors(outcome["errors"]) if outcome["errors"] else "",
+                    ),
+                    [],
+                    launched_ids,
+                )
+            if short:
+                module.warn(
+                    "spot launch for %s launched %d of %d instances%s; the next run launches the rest"
+                    % (
+                        name,
+                        len(launched_ids),
+                        missing,
+                        ": " + _launch.describe_errors(outcome["errors"]) if outcome["errors"] else "",
+                    )
+                )
             if params["wait"]:
                 new_request_ids = [r["spot_instance_request_id"] for r in new_requests]
                 fulfilled = _lifecycle.wait_fulfilled(client, new_request_ids, params["wait_timeout"])
@@ -393,7 +449,7 @@ def ensure_present(module, client, params, instances, requests, expired=()):
 
 
 def ensure_absent(module, client, params, instances, requests, expired=()):
-    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[], renewed=[])
+    actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[], renewed=[], errors=[])
     cancel = {r["spot_instance_request_id"] for r in requests}
     cancel |= {i["spot_instance_request_id"] for i in instances if i.get("spot_instance_request_id")}
     actions["cancelled"] = sorted(cancel)
@@ -457,7 +513,7 @@ def do(module):
     before = _summary(instances)
 
     if params["state"] == "present":
-        changed, actions = ensure_present(module, client, params, instances, requests, expired)
+        changed, actions = ensure_present(module, client, params, instances, requests, expired, now)
     else:
         changed, actions = ensure_absent(module, client, params, instances, requests, expired)
 

@@ -16,6 +16,28 @@ def aws_credentials(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
+@pytest.fixture(autouse=True)
+def run_instances_up_to_max_count(monkeypatch):
+    """moto launches MinCount instances; EC2 launches as many as it can up to MaxCount.
+
+    Spot launches ask for MinCount 1 and MaxCount N, so without this every in-process test
+    would see one instance where EC2 (with capacity) gives N. tools/ec2_proxy.py does the
+    same for the tests that run against moto as a server.
+    """
+    try:
+        import botocore.client
+    except ImportError:
+        return
+    original = botocore.client.BaseClient._make_api_call
+
+    def up_to_max(self, operation_name, api_params):
+        if operation_name == "RunInstances" and api_params.get("MaxCount", 0) > api_params.get("MinCount", 0):
+            api_params = dict(api_params, MinCount=api_params["MaxCount"])
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", up_to_max)
+
+
 @pytest.fixture
 def ec2(aws_credentials):
     """An in-process EC2 API (moto) and a client on it."""
