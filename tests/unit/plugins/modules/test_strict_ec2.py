@@ -32,8 +32,8 @@ def api(strict_ec2):
     return strict_ec2
 
 
-def args(api, **extra):
-    return dict(dict(endpoint_url=api.url, region="us-east-1"), **extra)
+def args(strict, **extra):
+    return dict(dict(endpoint_url=strict.url, region="us-east-1"), **extra)
 
 
 def fleet_args(api, **extra):
@@ -157,12 +157,21 @@ def test_a_second_run_that_cannot_see_the_first_launch_launches_nothing(api, run
 
 
 def pool(api, **extra):
-    return args(api, name="ci", desired=2, now=NOW, on_demand_fallback={"enabled": True, "max": 5}, **extra)
+    settings = dict(name="ci", desired=2, now=NOW, on_demand_fallback={"enabled": True, "max": 5})
+    settings.update(extra)
+    return args(api, **settings)
+
+
+def fleet_pool(api, **extra):
+    # moto's CreateFleet needs an instance type in every override (EC2 would take the template's).
+    return pool(
+        api, launch_template={"name": "strict-runner"}, instance_type="t3.micro", subnet_ids=api.subnets, **extra
+    )
 
 
 def test_pool_counts_fleet_instances_from_the_response(api, run_module):
     api.play("/_proxy/consistency?invisible=30")
-    result = run_module(spot_pool, pool(api, launch_template={"name": "strict-runner"}, subnet_ids=api.subnets))
+    result = run_module(spot_pool, fleet_pool(api))
     assert result.get("failed") is not True, result.get("msg")
     assert result["pool"]["fallback"]["error"] is None
     assert markets(api, "parkingspot:pool", "ci") == ["spot", "spot"]
@@ -170,7 +179,7 @@ def test_pool_counts_fleet_instances_from_the_response(api, run_module):
 
 def test_pool_fails_on_a_configuration_error_instead_of_falling_back(api, run_module):
     api.play("/_proxy/fleet?instances=0&code=InvalidAMIID.Malformed&message=Invalid+id")
-    result = run_module(spot_pool, pool(api, launch_template={"name": "strict-runner"}, subnet_ids=api.subnets))
+    result = run_module(spot_pool, fleet_pool(api))
     assert result["failed"] is True
     assert "InvalidAMIID.Malformed" in result["msg"]
     assert api.live() == []
@@ -179,7 +188,7 @@ def test_pool_fails_on_a_configuration_error_instead_of_falling_back(api, run_mo
 def test_pool_falls_back_on_a_fleet_capacity_error_and_keeps_on_demand_fleet_errors(api, run_module):
     api.play("/_proxy/spot?available=0")
     api.play("/_proxy/fleet?instances=1&code=InsufficientInstanceCapacity")
-    result = run_module(spot_pool, pool(api, launch_template={"name": "strict-runner"}, subnet_ids=api.subnets))
+    result = run_module(spot_pool, fleet_pool(api))
     assert result.get("failed") is not True, result.get("msg")
     assert result["pool"]["fallback"]["error"] == "InsufficientInstanceCapacity"
     assert [e["code"] for e in result["pool"]["fallback"]["errors"]] == ["InsufficientInstanceCapacity"]
