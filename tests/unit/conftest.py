@@ -37,7 +37,8 @@ def run_instances_up_to_max_count(monkeypatch):
             and operation_name == "RunInstances"
             and api_params.get("MaxCount", 0) > api_params.get("MinCount", 0)
         ):
-            api_params = dict(api_params, MinCount=api_params["MaxCount"])
+            # In place, as botocore's own handlers change it (tests read UserData back from the recorded call).
+            api_params["MinCount"] = api_params["MaxCount"]
         return original(self, operation_name, api_params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", up_to_max)
