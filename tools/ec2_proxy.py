@@ -271,7 +271,10 @@ def _first_override(fields):
 def fleet_errors_xml(fields, lifecycle, code, message):
     """A CreateFleet ``errorSet`` with one error for the first override (EC2 reports one per failed attempt)."""
     spec, overrides = _first_override(fields)
-    lower = lambda name: name[0].lower() + name[1:]  # noqa: E731
+
+    def lower(name):
+        return name[0].lower() + name[1:]
+
     spec_xml = "".join("<%s>%s</%s>" % (lower(k), _escape(v), lower(k)) for k, v in sorted(spec.items()))
     over_xml = "".join("<%s>%s</%s>" % (lower(k), _escape(v), lower(k)) for k, v in sorted(overrides.items()))
     item = (

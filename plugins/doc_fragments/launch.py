@@ -46,7 +46,7 @@ options:
   security_group_ids:
     description:
       - Security group ids for the instances.
-      - CreateFleet cannot carry them (its launch template overrides have no security groups): with
+      - CreateFleet cannot carry them, since its launch template overrides have no security groups. With
         O(instance_types) or O(subnet_ids) diversifying, or O(api=fleet), put them in the launch template; the
         module refuses them there. Leases (M(parkingspot.ec2.spot_block), O(market=block)) launch through
         RunInstances and carry them.
@@ -64,7 +64,7 @@ options:
   user_data:
     description:
       - User data (plain text; it is base64-encoded for you, for RunInstances and RequestSpotInstances alike).
-      - CreateFleet cannot carry it: with a diversified launch it is refused; put it in the launch template.
+      - CreateFleet cannot carry it. With a diversified launch it is refused; put it in the launch template.
       - A lease's backstop is user data too. It goes first, then O(user_data), or, without O(user_data), the user
         data of the launch template version (read when a lease is launched), since RunInstances user data replaces
         the template's.

@@ -97,7 +97,7 @@ options:
   wait:
     description:
       - Wait until a new volume is available and an attach or detach has completed.
-      - With O(state=attached), also wait until a pending or stopping O(instance_id) runs or has stopped: EC2
+      - With O(state=attached), also wait until a pending or stopping O(instance_id) runs or has stopped, since EC2
         attaches volumes only to running or stopped instances. Without O(wait) such an instance fails the run.
       - Migrations and attaching a just-created volume always wait.
     type: bool
