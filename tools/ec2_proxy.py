@@ -175,7 +175,7 @@ _TAG_FIELD = re.compile(r"^(?:TagSpecification\.\d+\.)?Tag\.\d+\.(Key|Value)$")
 
 def check_request(action, fields):
     """Raise :class:`Refusal` for a request EC2 would refuse; the rules of docs/ec2-contracts.md."""
-    values = sum(1 for key, _ in fields if _FILTER_VALUE.match(key))
+    values = sum(1 for key, _value in fields if _FILTER_VALUE.match(key))
     if values > FILTER_VALUE_LIMIT:
         raise Refusal(
             "FilterLimitExceeded",
