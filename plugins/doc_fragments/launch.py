@@ -48,8 +48,8 @@ options:
       - Security group ids for the instances.
       - CreateFleet cannot carry them, since its launch template overrides have no security groups. With
         O(instance_types) or O(subnet_ids) diversifying, or O(api=fleet), put them in the launch template; the
-        module refuses them there. Leases (M(parkingspot.ec2.spot_block), O(market=block)) launch through
-        RunInstances and carry them.
+        module refuses them there. Leases (M(parkingspot.ec2.spot_block), M(parkingspot.ec2.spot_pool) with
+        C(market=block)) launch through RunInstances and carry them.
     type: list
     elements: str
     default: []
