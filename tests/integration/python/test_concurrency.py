@@ -128,7 +128,10 @@ def test_a_run_killed_mid_launch_converges(ec2, tmp_path):
     time.sleep(7)  # the killed run's held-back call reaches the API now
     held = live(ec2)
     assert len(held) == 3, "killed launch plus next run left %d instances" % len(held)
-    assert set(follower["pool"]["launched"]) == set(held)
+    # Either the follower reached RunInstances first and its call, with the killed run's client
+    # token, returned the same three instances, or (on a slow machine) the held-back call had
+    # already landed and the follower found the pool full. Never a second set of instances.
+    assert set(follower["pool"]["launched"]) <= set(held)
     assert finish(*start(tmp_path, "again", 3))["changed"] is False
 
 
