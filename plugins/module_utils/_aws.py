@@ -1,11 +1,13 @@
 # Copyright: ParkingSpot contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The EC2 calls ParkingSpot makes, one small function each.
+"""The AWS calls ParkingSpot makes (EC2, Service Quotas, Auto Scaling, S3), one small function each.
 
-Every function is wrapped by amazon.aws's error handler (botocore errors become
-``AnsibleEC2Error``) and by ``AWSRetry.jittered_backoff`` (throttling is retried
-with jitter). Launch calls deliberately do *not* retry capacity errors: the
+This is the one call layer: every function is wrapped by ``SpotErrorHandler``
+(botocore errors become ``AnsibleEC2Error``, the one AWS error type the modules
+catch) and by ``AWSRetry.jittered_backoff`` (throttling is retried with jitter).
+``_aws_volumes.py`` holds the EBS volume, snapshot and image calls, built the
+same way from the same two pieces. Launch calls deliberately do *not* retry capacity errors: the
 callers decide what an ``InsufficientInstanceCapacity`` means (fall back to
 on-demand, cancel, fail).
 
@@ -22,6 +24,7 @@ from typing import Iterable
 from typing import List
 from typing import Optional
 
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.ec2 import AnsibleEC2Error
 from ansible_collections.amazon.aws.plugins.module_utils.errors import AWSErrorHandler
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
@@ -45,7 +48,15 @@ class ParkingSpotError(AnsibleEC2Error):
 
 
 class SpotErrorHandler(AWSErrorHandler):
+    """The one error handler. A subclass lists in ``MISSING`` the error codes that mean "not there":
+    its list handlers then return their default and its deletion handlers ``False``."""
+
     _CUSTOM_EXCEPTION = AnsibleEC2Error
+    MISSING: tuple = ()
+
+    @classmethod
+    def _is_missing(cls):
+        return is_boto3_error_code(list(cls.MISSING))
 
 
 def error_code(exc: BaseException) -> Optional[str]:
@@ -59,6 +70,15 @@ def error_code(exc: BaseException) -> Optional[str]:
 def chunks(items: List[Any], size: int = BATCH) -> Iterable[List[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def paginate(client, operation: str, result_key: str, **params) -> tuple:
+    """Every record of a paginated call and the number of pages (requests) it took."""
+    records, pages = [], 0
+    for page in client.get_paginator(operation).paginate(**params):
+        pages += 1
+        records.extend(page.get(result_key, []))
+    return records, pages
 
 
 def tag_filters(tags: Dict[str, str]) -> List[Dict[str, Any]]:
@@ -291,3 +311,38 @@ def describe_asg(client, name: str) -> Optional[Dict[str, Any]]:
 @AWSRetry.jittered_backoff()
 def set_asg_desired(client, name: str, desired: int) -> None:
     client.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=desired, HonorCooldown=False)
+
+
+# --- prices, zones and the spot data feed (spot_price_info, spot_usage_report) -------------
+
+
+@SpotErrorHandler.common_error_handler("describe spot price history")
+@AWSRetry.jittered_backoff()
+def describe_spot_price_history(client, **params):
+    """All price records matching ``params`` (one request per page); returns ``(records, pages)``."""
+    params.setdefault("PaginationConfig", {"PageSize": BATCH})
+    return paginate(client, "describe_spot_price_history", "SpotPriceHistory", **params)
+
+
+@SpotErrorHandler.common_error_handler("describe availability zones")
+@AWSRetry.jittered_backoff()
+def describe_availability_zones(client, **params):
+    return client.describe_availability_zones(**params)["AvailabilityZones"]
+
+
+class _S3ObjectErrorHandler(SpotErrorHandler):
+    MISSING = ("NoSuchKey",)
+
+
+@_S3ObjectErrorHandler.common_error_handler("list spot data feed files in bucket {bucket}")
+@AWSRetry.jittered_backoff()
+def list_datafeed_objects(client, bucket, prefix=""):
+    """Objects under ``prefix`` in the data feed bucket; returns ``(objects, pages)``."""
+    return paginate(client, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix)
+
+
+@_S3ObjectErrorHandler.list_error_handler("read spot data feed file {key}", None)
+@AWSRetry.jittered_backoff()
+def get_datafeed_object(client, bucket, key):
+    """The bytes of one data feed file, or None when it vanished between list and get."""
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read()

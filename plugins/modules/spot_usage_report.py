@@ -198,7 +198,6 @@ import re
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing as aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
@@ -258,7 +257,7 @@ def related_requests(requests, instance_ids, pools):
 
 
 def read_datafeed(s3, bucket, prefix, start, end):
-    objects, _pages = aws.list_datafeed_objects(s3, bucket, prefix)
+    objects, _pages = _aws.list_datafeed_objects(s3, bucket, prefix)
     records, skipped, files = [], [], 0
     earliest = start - datetime.timedelta(hours=1)
     for obj in sorted(objects, key=lambda o: o["Key"]):
@@ -268,7 +267,7 @@ def read_datafeed(s3, bucket, prefix, start, end):
         hour = datetime.datetime(*(int(g) for g in match.groups()), tzinfo=datetime.timezone.utc)
         if hour < earliest or hour > end:
             continue
-        body = aws.get_datafeed_object(s3, bucket, obj["Key"])
+        body = _aws.get_datafeed_object(s3, bucket, obj["Key"])
         if body is None:
             continue
         files += 1
@@ -294,7 +293,7 @@ def read_prices(client, instances, feed_ids, now):
     }
     if zones:
         query["Filters"] = [{"Name": "availability-zone", "Values": zones}]
-    records, _pages = aws.describe_spot_price_history(client, **query)
+    records, _pages = _aws.describe_spot_price_history(client, **query)
     return records
 
 
