@@ -41,6 +41,8 @@ BATCH = 1000
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 ALL_STATES = LIVE_STATES + ["shutting-down", "terminated"]
 OPEN_REQUEST_STATES = ["open", "active", "disabled"]
+# Instance state reasons that mean the cloud took a spot instance back (terminated, or stopped).
+SPOT_INTERRUPTION_REASONS = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
 
 
 class ParkingSpotError(AnsibleEC2Error):
@@ -212,6 +214,20 @@ def _iso(value) -> Optional[str]:
     return str(value)
 
 
+def tag_dict(tags) -> Dict[str, str]:
+    """EC2's ``[{"Key", "Value"}]`` as a plain dict (a dict passes through)."""
+    if isinstance(tags, dict):
+        return dict(tags)
+    return boto3_tag_list_to_ansible_dict(tags or [])
+
+
+def instance_market(raw: Dict[str, Any]) -> str:
+    """``spot`` or ``on-demand`` for an instance as EC2 describes it."""
+    if raw.get("InstanceLifecycle") == "spot" or (raw.get("InstanceMarketOptions") or {}).get("MarketType") == "spot":
+        return "spot"
+    return "on-demand"
+
+
 def normalize_instance(raw: Dict[str, Any]) -> Dict[str, Any]:
     """The snake_case shape every ParkingSpot module returns for an instance."""
     placement = raw.get("Placement") or {}
@@ -226,10 +242,10 @@ def normalize_instance(raw: Dict[str, Any]) -> Dict[str, Any]:
         "subnet_id": raw.get("SubnetId"),
         "private_dns_name": raw.get("PrivateDnsName") or None,
         "private_ip_address": raw.get("PrivateIpAddress"),
-        "market": "spot" if raw.get("InstanceLifecycle") == "spot" else "on-demand",
+        "market": instance_market(raw),
         "spot_instance_request_id": raw.get("SpotInstanceRequestId"),
         "state_reason": state_reason.get("Code"),
-        "tags": boto3_tag_list_to_ansible_dict(raw.get("Tags") or []),
+        "tags": tag_dict(raw.get("Tags")),
     }
 
 

@@ -39,7 +39,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_M
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
 
 # Instance state reasons that mean the cloud took the instance back.
-SPOT_INTERRUPTION_REASONS = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
+SPOT_INTERRUPTION_REASONS = _aws.SPOT_INTERRUPTION_REASONS
 
 FALLBACK_ARGUMENT_SPEC = dict(
     type="dict",

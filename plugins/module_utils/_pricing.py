@@ -24,11 +24,6 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_ut
 UTC = datetime.timezone.utc
 
 
-def iso(value):
-    """Format an aware datetime as ISO 8601 UTC with a ``Z`` suffix (None stays None)."""
-    return format_time(value)
-
-
 def percentile(sorted_values, fraction):
     """Percentile with linear interpolation between closest ranks (``fraction`` in 0..1)."""
     if not sorted_values:
@@ -115,7 +110,7 @@ def price_stats(records, shapes=None, on_demand_overrides=None):
                 "instance_type": itype,
                 "zone": zone,
                 "current": _round(current),
-                "current_at": iso(current_at),
+                "current_at": format_time(current_at),
                 "min": _round(prices[0]),
                 "median": _round(percentile(prices, 0.5)),
                 "p90": _round(p90),

@@ -193,13 +193,13 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE_SOURCE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import missing_instance_types
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import price_stats
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import recommend
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import select_instance_types
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import shape_from_instance_type_info
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_lookback
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 
 
 def validate(params):
@@ -287,7 +287,7 @@ def do(module):
         recommendations=recommend(stats, params["max_recommendations"]),
         instance_types=sorted(shapes),
         missing=missing,
-        window={"start": iso(start), "end": iso(end)},
+        window={"start": format_time(start), "end": format_time(end)},
         on_demand_table=ON_DEMAND_TABLE_SOURCE,
         price_history_requests=pages,
     )

@@ -15,7 +15,8 @@ description:
     cloud interrupted it, its estimated cost and what it would have cost on-demand.
   - Spot instances outside any pool are grouped by the value of their O(owner_tag) tag.
   - An instance counts as interrupted when it carries the C(parkingspot:interrupted) tag, when its
-    state reason is C(Server.SpotInstanceTermination), or when its spot request status is one of the
+    state reason is C(Server.SpotInstanceTermination) or C(Server.SpotInstanceShutdown) (the reasons
+    the pool keeper counts too), or when its spot request status is one of the
     C(instance-terminated-*), C(instance-stopped-*) or C(instance-hibernated-*) interruption codes.
   - Spot cost is the spot price history in effect over the instance's life (time-weighted), or the
     actual charge from the spot data feed when O(datafeed_bucket) is given and has the instance.
@@ -201,7 +202,8 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
 _FEED_NAME = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.\d+\.[^./]+\.gz$")
@@ -236,21 +238,21 @@ def validate(params):
 
 def read_instances(client, pools, include_unpooled):
     if pools:
-        pool_filter = {"Name": f"tag:{usage.POOL_TAG}", "Values": pools}
+        pool_filter = {"Name": f"tag:{TAG_POOL}", "Values": pools}
     else:
-        pool_filter = {"Name": "tag-key", "Values": [usage.POOL_TAG]}
+        pool_filter = {"Name": "tag-key", "Values": [TAG_POOL]}
     pooled = _aws.describe_instances_raw(client, Filters=[pool_filter], MaxResults=_aws.BATCH)
     if include_unpooled:
         spot_filter = {"Name": "instance-lifecycle", "Values": ["spot"]}
         spot = _aws.describe_instances_raw(client, Filters=[spot_filter], MaxResults=_aws.BATCH)
-        pooled += [i for i in spot if usage.POOL_TAG not in usage.tags_dict(i.get("Tags"))]
+        pooled += [i for i in spot if TAG_POOL not in _aws.tag_dict(i.get("Tags"))]
     return pooled
 
 
 def related_requests(requests, instance_ids, pools):
     keep = []
     for req in requests:
-        pool = usage.tags_dict(req.get("Tags")).get(usage.POOL_TAG)
+        pool = _aws.tag_dict(req.get("Tags")).get(TAG_POOL)
         if req.get("InstanceId") in instance_ids or (pool and (not pools or pool in pools)):
             keep.append(req)
     return keep
@@ -279,7 +281,7 @@ def read_datafeed(s3, bucket, prefix, start, end):
 
 
 def read_prices(client, instances, feed_ids, now):
-    spot = [i for i in instances if usage.market_of(i) == "spot" and i["InstanceId"] not in feed_ids]
+    spot = [i for i in instances if _aws.instance_market(i) == "spot" and i["InstanceId"] not in feed_ids]
     if not spot:
         return []
     oldest = now - datetime.timedelta(days=_PRICE_HISTORY_DAYS)
@@ -352,7 +354,7 @@ def do(module):
         "title": params["title"],
         "window_start": start,
         "window_end": now,
-        "generated_at": iso(now),
+        "generated_at": format_time(now),
         "rows": rows,
         "groups": groups,
         "totals": usage.totals(groups),
@@ -370,7 +372,7 @@ def do(module):
         spot_requests=report["spot_requests"],
         datafeed=feed_stats,
         files=files,
-        window={"start": iso(start), "end": iso(now)},
+        window={"start": format_time(start), "end": format_time(now)},
     )
 
 

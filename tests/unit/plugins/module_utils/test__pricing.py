@@ -21,15 +21,6 @@ def rec(itype, zone, price, minutes):
     }
 
 
-def test_to_utc_accepts_iso_feed_and_naive_forms():
-    expected = datetime.datetime(2024, 5, 1, 10, 0, tzinfo=datetime.timezone.utc)
-    assert _pricing.to_utc("2024-05-01T10:00:00Z") == expected
-    assert _pricing.to_utc("2024-05-01 10:00:00 UTC") == expected
-    assert _pricing.to_utc("2024-05-01T12:00:00+02:00") == expected
-    assert _pricing.to_utc(datetime.datetime(2024, 5, 1, 10)) == expected
-    assert _pricing.iso(expected) == "2024-05-01T10:00:00Z"
-
-
 @pytest.mark.parametrize(
     "values,fraction,expected",
     [
