@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import math
 
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as PricingInputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import table_shape
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
@@ -53,9 +53,9 @@ def shape_from_instance_type_info(info):
 
 def validate_lookback(lookback_hours):
     if lookback_hours is None or lookback_hours < 1:
-        raise PricingInputError("lookback_hours", f"must be at least 1 (got {lookback_hours})")
+        raise InputError("lookback_hours", f"must be at least 1 (got {lookback_hours})")
     if lookback_hours > 90 * 24:
-        raise PricingInputError("lookback_hours", "EC2 keeps 90 days of spot price history: at most 2160")
+        raise InputError("lookback_hours", "EC2 keeps 90 days of spot price history: at most 2160")
 
 
 def missing_instance_types(requested, shapes):

@@ -257,32 +257,29 @@ plan:
   type: dict
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
-from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 
 
 def desired_now(params, now):
-    """The desired count and window in force at ``now``; validation errors name the option."""
-    try:
-        _schedule.validate_desired(params["desired"])
-        tz = _schedule.validate_timezone(params["timezone"])
-        windows = _schedule.validate_schedule(params["schedule"])
-        if params["market"] == "block":
-            _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"])
-        if params["on_demand_fallback"].get("max", 0) < 0:
-            raise ValueError("on_demand_fallback.max: must be 0 or more")
-        if params["drain"].get("timeout", 0) < 0:
-            raise ValueError("drain.timeout: must be 0 or more")
-        return _schedule.desired_at(now, params["desired"], windows, tz)
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))
+    """The desired count and window in force at ``now``; validation errors (InputError) name the option."""
+    _schedule.validate_desired(params["desired"])
+    tz = _schedule.validate_timezone(params["timezone"])
+    windows = _schedule.validate_schedule(params["schedule"])
+    if params["market"] == "block":
+        _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"])
+    if params["on_demand_fallback"].get("max", 0) < 0:
+        raise InputError("on_demand_fallback.max", "must be 0 or more")
+    if params["drain"].get("timeout", 0) < 0:
+        raise InputError("drain.timeout", "must be 0 or more")
+    return _schedule.desired_at(now, params["desired"], windows, tz)
 
 
 def do(module):
@@ -340,10 +337,7 @@ def main():
     )
     argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        do(module)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

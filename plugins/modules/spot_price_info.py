@@ -188,11 +188,11 @@ price_history_requests:
 
 import datetime
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE_SOURCE
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import missing_instance_types
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import price_stats
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import recommend
@@ -206,21 +206,21 @@ def validate(params):
     """Fail on bad input before any AWS call."""
     validate_lookback(params["lookback_hours"])
     if params["max_recommendations"] < 0:
-        raise PricingInputError("max_recommendations", "must be 0 or more")
+        raise InputError("max_recommendations", "must be 0 or more")
     for name, value in (params["on_demand_prices"] or {}).items():
         try:
             if float(value) <= 0:
                 raise ValueError
-        except (TypeError, ValueError):
-            raise PricingInputError("on_demand_prices", f"price for {name} must be a positive number, got {value!r}")
+        except (TypeError, ValueError) as e:
+            raise InputError("on_demand_prices", f"price for {name} must be a positive number, got {value!r}") from e
     req = params["instance_requirements"] or {}
     for key in ("min_vcpus", "max_vcpus"):
         if req.get(key) is not None and req[key] < 1:
-            raise PricingInputError(f"instance_requirements.{key}", "must be at least 1")
+            raise InputError(f"instance_requirements.{key}", "must be at least 1")
     if req.get("min_vcpus") and req.get("max_vcpus") and req["min_vcpus"] > req["max_vcpus"]:
-        raise PricingInputError("instance_requirements", "min_vcpus is larger than max_vcpus")
+        raise InputError("instance_requirements", "min_vcpus is larger than max_vcpus")
     if params["instance_types"] is not None and not [t for t in params["instance_types"] if t]:
-        raise PricingInputError("instance_types", "must name at least one instance type")
+        raise InputError("instance_types", "must name at least one instance type")
 
 
 def resolve_instance_types(client, params):
@@ -235,13 +235,13 @@ def resolve_instance_types(client, params):
     if wanted:
         unknown = missing_instance_types(wanted, shapes)
         if unknown:
-            raise PricingInputError("instance_types", f"unknown instance type(s) in this region: {', '.join(unknown)}")
+            raise InputError("instance_types", f"unknown instance type(s) in this region: {', '.join(unknown)}")
     if req:
         chosen = select_instance_types(
             shapes, req.get("min_vcpus"), req.get("max_vcpus"), req.get("min_memory_gib"), req.get("architecture")
         )
         if not chosen:
-            raise PricingInputError("instance_requirements", "no instance type matches these requirements")
+            raise InputError("instance_requirements", "no instance type matches these requirements")
         shapes = {name: shapes[name] for name in chosen}
     return shapes
 
@@ -252,7 +252,7 @@ def resolve_zones(client, zones):
     known = {z["ZoneName"] for z in _aws.describe_availability_zones(client, AllAvailabilityZones=True)}
     unknown = [z for z in zones if z not in known]
     if unknown:
-        raise PricingInputError("zones", f"unknown availability zone(s) in this region: {', '.join(unknown)}")
+        raise InputError("zones", f"unknown availability zone(s) in this region: {', '.join(unknown)}")
     return list(zones)
 
 
@@ -316,12 +316,7 @@ def main():
         required_one_of=[["instance_types", "instance_requirements"]],
         supports_check_mode=True,
     )
-    try:
-        do(module)
-    except PricingInputError as e:
-        module.fail_json(msg=str(e), option=e.option)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

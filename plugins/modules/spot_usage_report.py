@@ -196,12 +196,12 @@ import datetime
 import os
 import re
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
@@ -213,26 +213,26 @@ _PRICE_HISTORY_DAYS = 90
 def validate(params):
     """Check every option before any read; returns the report window ``(start, now)``."""
     if params["lookback_hours"] is None or params["lookback_hours"] < 1:
-        raise PricingInputError("lookback_hours", f"must be at least 1 (got {params['lookback_hours']})")
+        raise InputError("lookback_hours", f"must be at least 1 (got {params['lookback_hours']})")
     try:
         now = to_utc(params["now"]) if params["now"] else datetime.datetime.now(datetime.timezone.utc)
-    except ValueError:
-        raise PricingInputError("now", f"not an ISO 8601 time: {params['now']!r}")
+    except ValueError as e:
+        raise InputError("now", f"not an ISO 8601 time: {params['now']!r}") from e
     if not params["owner_tag"]:
-        raise PricingInputError("owner_tag", "must not be empty")
+        raise InputError("owner_tag", "must not be empty")
     if params["pools"] is not None and not [p for p in params["pools"] if p]:
-        raise PricingInputError("pools", "must name at least one pool (omit it for all pools)")
+        raise InputError("pools", "must name at least one pool (omit it for all pools)")
     for name, value in (params["on_demand_prices"] or {}).items():
         try:
             if float(value) <= 0:
                 raise ValueError
-        except (TypeError, ValueError):
-            raise PricingInputError("on_demand_prices", f"price for {name} must be a positive number, got {value!r}")
+        except (TypeError, ValueError) as e:
+            raise InputError("on_demand_prices", f"price for {name} must be a positive number, got {value!r}") from e
     if params["dest"]:
         try:
             report_html.check_dest(params["dest"])
         except ValueError as exc:
-            raise PricingInputError("dest", str(exc).split(": ", 1)[1])
+            raise InputError("dest", str(exc).split(": ", 1)[1]) from exc
     return now - datetime.timedelta(hours=params["lookback_hours"]), now
 
 
@@ -363,7 +363,10 @@ def do(module):
     }
     changed, files = False, {}
     if params["dest"]:
-        changed, files = write_report(params, report, module.check_mode)
+        try:
+            changed, files = write_report(params, report, module.check_mode)
+        except OSError as e:
+            raise InputError("dest", f"cannot write the report: {e}") from e
     module.exit_json(
         changed=changed,
         summary=groups,
@@ -390,14 +393,7 @@ def main():
         "on_demand_prices": {"type": "dict"},
     }
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        do(module)
-    except PricingInputError as e:
-        module.fail_json(msg=str(e), option=e.option)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
-    except OSError as e:
-        module.fail_json(msg=f"dest: cannot write the report: {e}", option="dest")
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

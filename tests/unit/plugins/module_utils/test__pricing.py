@@ -6,6 +6,7 @@ import datetime
 import pytest
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pricing
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
 
@@ -124,7 +125,7 @@ def test_shape_from_describe_instance_types_entry():
 
 @pytest.mark.parametrize("value", [0, -1, None, 2161])
 def test_bad_lookback_names_the_option(value):
-    with pytest.raises(_pricing.PricingInputError) as err:
+    with pytest.raises(InputError) as err:
         _pricing.validate_lookback(value)
     assert err.value.option == "lookback_hours"
     assert str(err.value).startswith("lookback_hours: ")

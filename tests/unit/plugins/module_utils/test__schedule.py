@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._schedule import DAYS
-from ansible_collections.parkingspot.ec2.plugins.module_utils._schedule import ScheduleError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._schedule import desired_at
 from ansible_collections.parkingspot.ec2.plugins.module_utils._schedule import next_change
 from ansible_collections.parkingspot.ec2.plugins.module_utils._schedule import validate_desired
@@ -99,14 +99,14 @@ def test_no_schedule_is_an_empty_list():
     ],
 )
 def test_bad_schedule_names_the_option(schedule, message):
-    with pytest.raises(ScheduleError) as err:
+    with pytest.raises(InputError) as err:
         validate_schedule(schedule)
     assert message in str(err.value)
     assert isinstance(err.value, ValueError)
 
 
 def test_error_option_attribute_is_the_path():
-    with pytest.raises(ScheduleError) as err:
+    with pytest.raises(InputError) as err:
         validate_schedule([WORKDAYS[0], {"days": ["mondy"], "start": "08:00", "end": "09:00", "desired": 1}])
     assert err.value.option == "schedule[1].days"
     assert str(err.value) == "schedule[1].days: unknown day 'mondy' (use mon, tue, wed, thu, fri, sat, sun)"
@@ -119,13 +119,13 @@ def test_validate_desired_accepts_whole_numbers(value, expected):
 
 @pytest.mark.parametrize("value", [-1, "-2", True, 1.5, None, "ten"])
 def test_validate_desired_rejects(value):
-    with pytest.raises(ScheduleError) as err:
+    with pytest.raises(InputError) as err:
         validate_desired(value)
     assert str(err.value).startswith("desired: must be")
 
 
 def test_validate_desired_uses_given_option_name():
-    with pytest.raises(ScheduleError, match=r"^pool\.desired: must be 0 or more, got -5$"):
+    with pytest.raises(InputError, match=r"^pool\.desired: must be 0 or more, got -5$"):
         validate_desired(-5, option="pool.desired")
 
 
@@ -134,7 +134,7 @@ def test_timezones():
     assert validate_timezone("") is UTC
     assert str(validate_timezone("Europe/Berlin")) == "Europe/Berlin"
     for bad in ("Europe/Berlinn", "../../etc/passwd", "Mars/Olympus", 5):
-        with pytest.raises(ScheduleError) as err:
+        with pytest.raises(InputError) as err:
             validate_timezone(bad)
         assert str(err.value).startswith("timezone: ")
 
@@ -264,12 +264,12 @@ def test_dst_new_york_overnight_window():
 
 
 def test_now_must_be_aware():
-    with pytest.raises(ScheduleError, match=r"^now: must be a date and time with a time zone"):
+    with pytest.raises(InputError, match=r"^now: must be a date and time with a time zone"):
         desired_at(datetime.datetime(2026, 11, 23, 8, 0), 0, [], UTC)
 
 
 def test_default_is_validated():
-    with pytest.raises(ScheduleError, match=r"^desired: must be 0 or more"):
+    with pytest.raises(InputError, match=r"^desired: must be 0 or more"):
         desired_at(utc(2026, 11, 23, 8, 0), -1, [], UTC)
 
 
