@@ -33,6 +33,8 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import DRAIN_TIMEOUT_SECONDS
+from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
@@ -59,7 +61,7 @@ DRAIN_ARGUMENT_SPEC = dict(
         command=dict(type="str"),
         kubectl=dict(type="bool", default=False),
         kubectl_path=dict(type="str", default="kubectl"),
-        timeout=dict(type="int", default=600),
+        timeout=dict(type="int", default=DRAIN_TIMEOUT_SECONDS),
     ),
 )
 
@@ -244,13 +246,13 @@ def reconcile(module, client, *, pool_key, identity, params, desired, market, no
             desired,
             market=market,
             duration_minutes=params.get("duration_minutes"),
-            renew_before_minutes=params.get("renew_before_minutes", 20),
+            renew_before_minutes=params.get("renew_before_minutes", RENEW_BEFORE_MINUTES),
             fallback=planner_fallback,
             quota=facts["quota"],
             vcpus=facts["vcpus"],
             launch_instance_types=_quota.launch_types(params),
             # Without a drain there is nothing to wait for: leases run to their end.
-            drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
+            drain_timeout_seconds=drain.get("timeout", DRAIN_TIMEOUT_SECONDS) if _drain.configured(drain) else 0,
             mode=block_mode,
             interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
         )

@@ -120,6 +120,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BLOCK
 
 
@@ -168,7 +169,7 @@ def main():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         count=dict(type="int", default=1),
         duration_minutes=dict(type="int", required=True),
-        renew_before_minutes=dict(type="int", default=20),
+        renew_before_minutes=dict(type="int", default=RENEW_BEFORE_MINUTES),
         mode=dict(type="str", default="emulated", choices=["emulated", "native"]),
         now=dict(type="str"),
     )
