@@ -12,7 +12,6 @@ newest sample.
 
 from __future__ import annotations
 
-import datetime
 import math
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
@@ -20,8 +19,6 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices i
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import table_shape
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
-
-UTC = datetime.timezone.utc
 
 
 def percentile(sorted_values, fraction):
