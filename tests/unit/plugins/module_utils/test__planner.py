@@ -571,8 +571,16 @@ _pools = st.lists(_instance, max_size=40, unique_by=lambda i: i["instance_id"])
 @given(pool=_pools, desired=st.integers(0, 50), spot=st.booleans(), fmax=st.integers(0, 10))
 def test_never_launches_beyond_desired(pool, desired, spot, fmax):
     p = plan(pool, desired, spot_available=spot, fallback={"enabled": True, "max": fmax})
-    total = p["launch"]["spot"] + p["launch"]["on_demand"]
-    assert total <= max(0, desired - p["counts"]["capacity"]) or (spot and total <= desired)
+    # No leases, drains or quotas here: capacity is what is pending or running.
+    live = [i for i in pool if i["state"] in ("pending", "running")]
+    assert p["counts"]["capacity"] == len(live)
+    if spot:
+        # Spot replaces on-demand fallback too, so only spot capacity counts against desired.
+        expected = {"spot": max(0, desired - sum(1 for i in live if i["market"] == "spot")), "on_demand": 0}
+    else:
+        room = max(0, fmax - sum(1 for i in live if i["market"] == "on-demand"))
+        expected = {"spot": 0, "on_demand": min(max(0, desired - len(live)), room)}
+    assert p["launch"] == expected
     assert p["launch"]["spot"] == 0 or spot
     od_live = sum(
         1
