@@ -48,6 +48,16 @@ def shape_from_instance_type_info(info):
     }
 
 
+def validate_on_demand_prices(prices):
+    """The ``on_demand_prices`` option: instance type -> positive USD per hour."""
+    for name, value in (prices or {}).items():
+        try:
+            if float(value) <= 0:
+                raise ValueError
+        except (TypeError, ValueError) as e:
+            raise InputError("on_demand_prices", f"price for {name} must be a positive number, got {value!r}") from e
+
+
 def validate_lookback(lookback_hours):
     if lookback_hours is None or lookback_hours < 1:
         raise InputError("lookback_hours", f"must be at least 1 (got {lookback_hours})")

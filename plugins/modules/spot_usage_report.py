@@ -202,6 +202,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_on_demand_prices
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
@@ -222,12 +223,7 @@ def validate(params):
         raise InputError("owner_tag", "must not be empty")
     if params["pools"] is not None and not [p for p in params["pools"] if p]:
         raise InputError("pools", "must name at least one pool (omit it for all pools)")
-    for name, value in (params["on_demand_prices"] or {}).items():
-        try:
-            if float(value) <= 0:
-                raise ValueError
-        except (TypeError, ValueError) as e:
-            raise InputError("on_demand_prices", f"price for {name} must be a positive number, got {value!r}") from e
+    validate_on_demand_prices(params["on_demand_prices"])
     if params["dest"]:
         try:
             report_html.check_dest(params["dest"])
