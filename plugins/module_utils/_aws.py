@@ -1,13 +1,15 @@
 # Copyright: ParkingSpot contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The AWS calls ParkingSpot makes (EC2, Service Quotas, Auto Scaling, S3), one small function each.
+"""The AWS calls ParkingSpot makes (EC2, Service Quotas, Auto Scaling), one small function each.
 
 This is the one call layer: every function is wrapped by ``SpotErrorHandler``
 (botocore errors become ``AnsibleEC2Error``, the one AWS error type the modules
 catch) and by ``AWSRetry.jittered_backoff`` (throttling is retried with jitter).
-``_aws_volumes.py`` holds the EBS volume, snapshot and image calls, built the
-same way from the same two pieces. Launch calls deliberately do *not* retry capacity errors: the
+``_aws_volumes.py`` (EBS volumes, snapshots, images) and ``_aws_pricing.py``
+(price history, zones, the spot data feed in S3) are built the same way from the
+same pieces; they are separate files so that each feature's IAM policy can be
+derived from the files it uses (docs/iam/actions.yml). Launch calls deliberately do *not* retry capacity errors: the
 callers decide what an ``InsufficientInstanceCapacity`` means (fall back to
 on-demand, cancel, fail).
 
@@ -327,38 +329,3 @@ def describe_asg(client, name: str) -> Optional[Dict[str, Any]]:
 @AWSRetry.jittered_backoff()
 def set_asg_desired(client, name: str, desired: int) -> None:
     client.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=desired, HonorCooldown=False)
-
-
-# --- prices, zones and the spot data feed (spot_price_info, spot_usage_report) -------------
-
-
-@SpotErrorHandler.common_error_handler("describe spot price history")
-@AWSRetry.jittered_backoff()
-def describe_spot_price_history(client, **params):
-    """All price records matching ``params`` (one request per page); returns ``(records, pages)``."""
-    params.setdefault("PaginationConfig", {"PageSize": BATCH})
-    return paginate(client, "describe_spot_price_history", "SpotPriceHistory", **params)
-
-
-@SpotErrorHandler.common_error_handler("describe availability zones")
-@AWSRetry.jittered_backoff()
-def describe_availability_zones(client, **params):
-    return client.describe_availability_zones(**params)["AvailabilityZones"]
-
-
-class _S3ObjectErrorHandler(SpotErrorHandler):
-    MISSING = ("NoSuchKey",)
-
-
-@_S3ObjectErrorHandler.common_error_handler("list spot data feed files in bucket {bucket}")
-@AWSRetry.jittered_backoff()
-def list_datafeed_objects(client, bucket, prefix=""):
-    """Objects under ``prefix`` in the data feed bucket; returns ``(objects, pages)``."""
-    return paginate(client, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix)
-
-
-@_S3ObjectErrorHandler.list_error_handler("read spot data feed file {key}", None)
-@AWSRetry.jittered_backoff()
-def get_datafeed_object(client, bucket, key):
-    """The bytes of one data feed file, or None when it vanished between list and get."""
-    return client.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -190,6 +190,7 @@ import datetime
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE_SOURCE
@@ -245,7 +246,7 @@ def resolve_instance_types(client, params):
 def resolve_zones(client, zones):
     if not zones:
         return None
-    known = {z["ZoneName"] for z in _aws.describe_availability_zones(client, AllAvailabilityZones=True)}
+    known = {z["ZoneName"] for z in _aws_pricing.describe_availability_zones(client, AllAvailabilityZones=True)}
     unknown = [z for z in zones if z not in known]
     if unknown:
         raise InputError("zones", f"unknown availability zone(s) in this region: {', '.join(unknown)}")
@@ -268,7 +269,7 @@ def do(module):
     }
     if zones:
         query["Filters"] = [{"Name": "availability-zone", "Values": zones}]
-    records, pages = _aws.describe_spot_price_history(client, **query)
+    records, pages = _aws_pricing.describe_spot_price_history(client, **query)
     stats = price_stats(records, shapes, params["on_demand_prices"])
     seen = {(s["instance_type"], s["zone"]) for s in stats}
     missing = []

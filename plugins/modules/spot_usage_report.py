@@ -198,6 +198,7 @@ import re
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
@@ -255,7 +256,7 @@ def related_requests(requests, instance_ids, pools):
 
 
 def read_datafeed(s3, bucket, prefix, start, end):
-    objects, _pages = _aws.list_datafeed_objects(s3, bucket, prefix)
+    objects, _pages = _aws_pricing.list_datafeed_objects(s3, bucket, prefix)
     records, skipped, files = [], [], 0
     earliest = start - datetime.timedelta(hours=1)
     for obj in sorted(objects, key=lambda o: o["Key"]):
@@ -265,7 +266,7 @@ def read_datafeed(s3, bucket, prefix, start, end):
         hour = datetime.datetime(*(int(g) for g in match.groups()), tzinfo=datetime.timezone.utc)
         if hour < earliest or hour > end:
             continue
-        body = _aws.get_datafeed_object(s3, bucket, obj["Key"])
+        body = _aws_pricing.get_datafeed_object(s3, bucket, obj["Key"])
         if body is None:
             continue
         files += 1
@@ -291,7 +292,7 @@ def read_prices(client, instances, feed_ids, now):
     }
     if zones:
         query["Filters"] = [{"Name": "availability-zone", "Values": zones}]
-    records, _pages = _aws.describe_spot_price_history(client, **query)
+    records, _pages = _aws_pricing.describe_spot_price_history(client, **query)
     return records
 
 

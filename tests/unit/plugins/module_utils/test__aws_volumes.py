@@ -8,6 +8,7 @@ from botocore.stub import Stubber
 
 from ansible_collections.amazon.aws.plugins.module_utils.ec2 import AnsibleEC2Error
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_volumes
 
 
@@ -79,20 +80,20 @@ def test_price_history_counts_its_pages(ec2):
     with Stubber(ec2) as stub:
         stub.add_response("describe_spot_price_history", {"SpotPriceHistory": [record], "NextToken": "t"})
         stub.add_response("describe_spot_price_history", {"SpotPriceHistory": [record, record], "NextToken": ""})
-        records, pages = _aws.describe_spot_price_history(ec2, InstanceTypes=["m6i.large"])
+        records, pages = _aws_pricing.describe_spot_price_history(ec2, InstanceTypes=["m6i.large"])
     assert (len(records), pages) == (3, 2)
 
 
 def test_a_datafeed_file_that_vanished_reads_as_none(s3):
     with Stubber(s3) as stub:
         stub.add_client_error("get_object", "NoSuchKey", http_status_code=404)
-        assert _aws.get_datafeed_object(s3, "feed", "a.gz") is None
+        assert _aws_pricing.get_datafeed_object(s3, "feed", "a.gz") is None
 
 
 def test_datafeed_errors_name_the_bucket(s3):
     with Stubber(s3) as stub:
         stub.add_client_error("list_objects_v2", "AccessDenied", http_status_code=403)
         with pytest.raises(AnsibleEC2Error) as raised:
-            _aws.list_datafeed_objects(s3, "my-feed-bucket", "spot/")
+            _aws_pricing.list_datafeed_objects(s3, "my-feed-bucket", "spot/")
     # The bucket in the message needs amazon.aws >= 11.3.0 (placeholders in handler descriptions).
     assert raised.value.message == "Failed to list spot data feed files in bucket my-feed-bucket"
