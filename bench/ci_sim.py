@@ -29,12 +29,14 @@ import os
 import random
 import sys
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_IDLE_SINCE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
@@ -45,6 +47,9 @@ DEFAULT_PREEMPTION = ["preemption/1-node/aws-04-19-2023/us-east-1b_intel_64.json
 DEFAULT_AVAILABILITY = "availability/1-node/aws-02-15-2023/us-west-2a_v100_1.json"
 ICE = "InsufficientInstanceCapacity"
 POLICIES = ("on-demand", "naive-spot", "parkingspot", "parkingspot-blocks")
+# Queue-driven spot pool (spot_pool demand/scaling): run on request with --policies.
+QUEUE_POLICY = "parkingspot-queue"
+ALL_POLICIES = POLICIES + (QUEUE_POLICY,)
 
 # Event kinds in the order they run when they fall on the same second.
 READY, TERMINATE, JOB_END, NOTICE, TRACE_DROP, RECONCILE, ARRIVAL, SAMPLE = range(8)
@@ -100,6 +105,13 @@ def default_config():
         "availability": DEFAULT_AVAILABILITY,
         "trace_offset_hours": 0.0,
         "sample_seconds": 600,
+        # the queue-driven policy: floor, max and timings of spot_pool's demand/scaling; webhook
+        # -> keeper run delay (debounce window plus the keeper's start)
+        "queue_floor": 1,
+        "queue_max": None,  # None: twice the peak desired count
+        "queue_idle_minutes": 10,
+        "queue_min_running_minutes": 5,
+        "queue_delay_seconds": 15,
     }
 
 
@@ -280,6 +292,7 @@ class Instance:
         "stop_accepting",
         "expires",
         "draining",
+        "idle_since",
     )
 
     def __init__(self, iid, market, launched, ready_at, expires):
@@ -291,6 +304,7 @@ class Instance:
         self.stop_accepting = None
         self.expires = expires
         self.draining = None
+        self.idle_since = None
         if expires is not None:
             self.tags[TAG_EXPIRES_AT] = expires[1]
 
@@ -299,8 +313,8 @@ class Sim:
     """One policy over the shared job stream and interruption/capacity input."""
 
     def __init__(self, cfg, policy, jobs, drops, availability):
-        if policy not in POLICIES:
-            raise SimError("policy: must be one of {}, got {!r}".format(", ".join(POLICIES), policy))
+        if policy not in ALL_POLICIES:
+            raise SimError("policy: must be one of {}, got {!r}".format(", ".join(ALL_POLICIES), policy))
         self.cfg, self.policy = cfg, policy
         self.keeper = policy.startswith("parkingspot")
         self.market = "block" if policy == "parkingspot-blocks" else "spot"
@@ -343,6 +357,7 @@ class Sim:
         }
         self.samples = []
         self.notice_times = []
+        self.queue_run_pending = False
         for index, (arrival, _duration) in enumerate(jobs):
             self.push(arrival, ARRIVAL, index)
         for t in range(0, self.horizon, cfg["tick_seconds"]):
@@ -381,6 +396,10 @@ class Sim:
             tags = dict(inst.tags)
             if inst.job is not None:
                 tags[TAG_BUSY] = "true"
+            elif self.policy == QUEUE_POLICY and inst.idle_since is not None:
+                # What runner_busy.sh writes when a job ends.
+                tags[TAG_BUSY] = "false"
+                tags[TAG_IDLE_SINCE] = _planner.format_time(self.dt(inst.idle_since))
             out.append(
                 {
                     "instance_id": iid,
@@ -400,9 +419,26 @@ class Sim:
             self.stats["event_reconciles"] += 1
         now = self.dt(t)
         desired, _window = _schedule.desired_at(now, cfg["desired"], cfg["windows"], self.tz)
+        view = self.planner_view()
+        protected = None
+        if self.policy == QUEUE_POLICY:
+            if why == "queue":
+                self.queue_run_pending = False
+            busy = sum(1 for iid in self.alive if self.instances[iid].job is not None)
+            demand, scaling = _demand.validate(
+                {"queued": len(self.queue), "busy": busy},
+                {
+                    "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
+                    "idle_minutes": cfg["queue_idle_minutes"],
+                    "min_running_minutes": cfg["queue_min_running_minutes"],
+                },
+                [cfg["queue_floor"]],
+            )
+            desired = _demand.target(cfg["queue_floor"], demand, scaling)
+            protected = _demand.protected_ids(view, now, scaling)
         self.stats["planner_calls"] += 1
         plan = _planner.plan_pool(
-            self.planner_view(),
+            view,
             now,
             desired,
             market=self.market,
@@ -413,6 +449,7 @@ class Sim:
             # "spot unavailable" path with an unlimited fallback.
             spot_available=self.policy != "on-demand",
             drain_timeout_seconds=cfg["drain_timeout_seconds"],
+            protected=protected,
         )
         # The order of _keeper.reconcile: terminate, launch spot (fall back), drain.
         if plan["terminate"]:
@@ -537,6 +574,13 @@ class Sim:
 
     def on_arrival(self, t, index):
         self.queue.append(index)
+        self.queue_changed(t)
+
+    def queue_changed(self, t):
+        """The queue-driven policy: a webhook reaches the keeper once per debounce window."""
+        if self.policy == QUEUE_POLICY and not self.queue_run_pending:
+            self.queue_run_pending = True
+            self.push(t + self.cfg["queue_delay_seconds"], RECONCILE, "queue")
 
     def on_job_end(self, t, data):
         iid, index = data
@@ -544,7 +588,9 @@ class Sim:
         if inst.job != index or inst.ended is not None:
             return  # the job was cut before it could finish
         inst.job = None
+        inst.idle_since = t
         self.jobs[index]["done"] = t
+        self.queue_changed(t)
         if inst.draining is not None:
             self.end_instance(t, iid, "drained")
 
@@ -680,7 +726,7 @@ def markdown(report):
         "| wait p50 s | wait p95 s | p95 vs on-demand | spot launch failures |",
         "|" + " --- |" * 13,
     ]
-    for name in POLICIES:
+    for name in ALL_POLICIES:
         r = report["results"].get(name)
         if r is None:
             continue
@@ -738,7 +784,9 @@ def parse_args(argv):
     )
     p.add_argument("--drain-timeout", type=int, default=d["drain_timeout_seconds"])
     p.add_argument("--notice-seconds", type=int, default=d["notice_seconds"])
-    p.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset of " + ", ".join(POLICIES))
+    p.add_argument(
+        "--policies", default=",".join(POLICIES), help="comma-separated subset of " + ", ".join(ALL_POLICIES)
+    )
     p.add_argument("--html", help="write the chart (self-contained HTML) to this path")
     p.add_argument("--json", action="store_true", help="print the full results as JSON")
     return p.parse_args(argv)
@@ -775,9 +823,9 @@ def config_from_args(args):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     policies = tuple(p for p in args.policies.split(",") if p)
-    bad = sorted(set(policies) - set(POLICIES))
+    bad = sorted(set(policies) - set(ALL_POLICIES))
     if bad:
-        print("--policies: unknown policy {}; use {}".format(", ".join(bad), ", ".join(POLICIES)), file=sys.stderr)
+        print("--policies: unknown policy {}; use {}".format(", ".join(bad), ", ".join(ALL_POLICIES)), file=sys.stderr)
         return 2
     try:
         report = simulate(config_from_args(args), policies)

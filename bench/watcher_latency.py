@@ -5,9 +5,10 @@ Measures, for the ParkingSpot watcher and for a SeeSpot-style 5 s poller on the 
   * reaction latency from the notice appearing in IMDS to (a) health 503 and (b) first hook start,
     over N notices, each at a random phase of the poll cycle (a fresh process per notice, since a
     notice is final for the process that saw it);
-  * idle CPU (share of one core), peak RSS and IMDS requests per second over an idle window.
+  * idle CPU (share of one core), peak RSS and IMDS requests per second over an idle window;
+  * the cost of a /metrics scrape (wall time at the client, CPU time of the watcher), ParkingSpot only.
 
-Usage: python3 bench/watcher_latency.py [--notices 100] [--baseline-notices 20] [--idle-seconds 120]
+Usage: python3 bench/watcher_latency.py [--notices 100] [--baseline-notices 20] [--idle-seconds 120] [--scrapes 500]
 Prints a Markdown table and writes JSON to bench/results/watcher_latency.json.
 """
 
@@ -151,8 +152,30 @@ def percentile(values, pct):
     return ordered[rank - 1]
 
 
-def idle(kind, fake, interval, seconds):
-    """CPU share of one core, peak RSS (MiB) and IMDS requests/s over an idle window."""
+def scrape_cost(pid, port, count):
+    """Wall ms per /metrics scrape (p50, p99) and watcher CPU ms per scrape, over count scrapes."""
+    if not count:
+        return {}
+    url = f"http://127.0.0.1:{port}/metrics"
+    ticks = os.sysconf("SC_CLK_TCK")
+    walls, size = [], 0
+    cpu0 = cpu_ticks(pid)
+    for _scrape in range(count):
+        started = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            size = len(resp.read())
+        walls.append((time.perf_counter() - started) * 1000)
+    cpu = (cpu_ticks(pid) - cpu0) / ticks * 1000 / count
+    return {
+        "scrape_p50_ms": statistics.median(walls),
+        "scrape_p99_ms": percentile(walls, 99),
+        "scrape_cpu_ms": cpu,
+        "scrape_bytes": size,
+    }
+
+
+def idle(kind, fake, interval, seconds, scrapes=0):
+    """CPU share of one core, peak RSS (MiB) and IMDS requests/s over an idle window; then the scrape cost."""
     with tempfile.TemporaryDirectory() as workdir:
         port = free_port()
         proc, _log = start(kind, fake.url, port, workdir, interval)
@@ -166,10 +189,13 @@ def idle(kind, fake, interval, seconds):
                 peak = max(peak, rss_mib(proc.pid))
                 time.sleep(1.0)
             cpu1, wall1, req1 = cpu_ticks(proc.pid), time.monotonic(), len(fake.snapshot())
+            scrape = scrape_cost(proc.pid, port, scrapes)
+            scrape["rss_after_scrapes_mib"] = rss_mib(proc.pid) if scrapes else None
         finally:
             stop(proc)
     wall = wall1 - wall0
     return {
+        **scrape,
         "cpu_percent": 100.0 * (cpu1 - cpu0) / ticks / wall,
         "rss_mib": peak,
         "imds_requests_per_s": (req1 - req0) / wall,
@@ -212,6 +238,7 @@ def main(argv=None):
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--baseline-interval", type=float, default=5.0)
     parser.add_argument("--idle-seconds", type=float, default=120.0)
+    parser.add_argument("--scrapes", type=int, default=500, help="/metrics scrapes after the idle window")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs both watchers")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "watcher_latency.json"))
@@ -232,7 +259,8 @@ def main(argv=None):
             samples = [one_notice(kind, fake, interval, i) for i in range(count)]
             fake.reset_requests()
             summary = summarize(samples)
-            summary.update(idle(kind, fake, interval, args.idle_seconds))
+            scrapes = args.scrapes if kind == "parkingspot" else 0
+            summary.update(idle(kind, fake, interval, args.idle_seconds, scrapes))
             summary["interval"] = interval
             results[kind] = summary
             print(f"{kind}: {json.dumps(summary)}", file=sys.stderr)
@@ -253,6 +281,13 @@ def main(argv=None):
             f"| {kind} | {r['interval']:g} | {r['n']} | {r['p50_503_ms']:.0f} / {r['p99_503_ms']:.0f} / "
             f"{r['max_503_ms']:.0f} | {r['p50_hook_ms']:.0f} / {r['p99_hook_ms']:.0f} / {r['max_hook_ms']:.0f} | "
             f"{r['cpu_percent']:.3f} | {r['rss_mib']:.1f} | {r['imds_requests_per_s']:.2f} |"
+        )
+    r = results["parkingspot"]
+    if args.scrapes:
+        print(
+            f"\n/metrics scrape ({args.scrapes}x, {r['scrape_bytes']} bytes): wall p50 {r['scrape_p50_ms']:.2f} ms, "
+            f"p99 {r['scrape_p99_ms']:.2f} ms; watcher CPU {r['scrape_cpu_ms']:.2f} ms per scrape; "
+            f"RSS after the scrapes {r['rss_after_scrapes_mib']:.1f} MiB"
         )
     return 0
 

@@ -96,9 +96,10 @@ options:
   tags:
     description:
       - Tags for the instances, their volumes and spot requests, applied at launch (TagSpecifications).
-      - ParkingSpot adds its own C(parkingspot:*) tags.
+      - ParkingSpot adds its own C(parkingspot:*) tags. Keys starting with C(parkingspot:) or C(aws:) are refused.
+      - Values are stored and compared as text (C(2) and C("2") are the same value).
+      - Modules that reconcile tags on existing resources leave them as they are when O(tags) is omitted.
     type: dict
-    default: {}
   api:
     description:
       - Which EC2 API launches the capacity.

@@ -31,6 +31,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.ec2 import AnsibleEC2Er
 from ansible_collections.amazon.aws.plugins.module_utils.errors import AWSErrorHandler
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 
 try:
     from botocore.exceptions import ClientError
@@ -86,7 +87,8 @@ def paginate(client, operation: str, result_key: str, **params) -> tuple:
 
 
 def tag_filters(tags: Dict[str, str]) -> List[Dict[str, Any]]:
-    return [{"Name": "tag:%s" % key, "Values": [value]} for key, value in sorted(tags.items())]
+    """Filters matching every tag in ``tags`` literally (values escaped: ``*`` and ``?`` are no wildcards)."""
+    return _identity.tag_filters(tags)
 
 
 def tag_specifications(resource_types: Iterable[str], tags: Dict[str, str]) -> List[Dict[str, Any]]:
@@ -107,10 +109,11 @@ def describe_instances_raw(client, **params) -> List[Dict[str, Any]]:
 
 
 def describe_instances_by_tags(client, tags: Dict[str, str], states: Optional[List[str]] = None, filters=None):
-    """Instances carrying every tag in ``tags``, in ``states`` (default: live ones)."""
+    """Instances carrying every tag in ``tags`` exactly, in ``states`` (default: live ones)."""
     all_filters = tag_filters(tags) + list(filters or [])
     all_filters.append({"Name": "instance-state-name", "Values": list(states or LIVE_STATES)})
-    return [normalize_instance(i) for i in describe_instances_raw(client, Filters=all_filters, MaxResults=BATCH)]
+    found = [normalize_instance(i) for i in describe_instances_raw(client, Filters=all_filters, MaxResults=BATCH)]
+    return _identity.keep_exact(found, tags)
 
 
 def describe_instances_by_ids(client, instance_ids: List[str]) -> List[Dict[str, Any]]:
@@ -203,6 +206,18 @@ def create_tags(client, resource_ids: List[str], tags: Dict[str, str]) -> int:
     """Put the same tags on many resources: one call per 1000 ids, never one per resource."""
     tag_list = [{"Key": key, "Value": str(value)} for key, value in sorted(tags.items())]
     return in_batches(_create_tags, client, resource_ids, tag_list)
+
+
+@SpotErrorHandler.common_error_handler("untag resources")
+@AWSRetry.jittered_backoff(catch_extra_error_codes=["InvalidInstanceID.NotFound"])
+def _delete_tags(client, resource_ids: List[str], keys: List[Dict[str, str]]) -> None:
+    client.delete_tags(Resources=resource_ids, Tags=keys)
+
+
+def delete_tags(client, resource_ids: List[str], keys: Iterable[str]) -> int:
+    """Remove the tag keys from many resources: one call per 1000 ids."""
+    key_list = [{"Key": key} for key in sorted(set(keys))]
+    return in_batches(_delete_tags, client, resource_ids, key_list)
 
 
 # --- shapes ------------------------------------------------------------------

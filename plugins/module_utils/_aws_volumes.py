@@ -19,6 +19,7 @@ from typing import Optional
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import AnsibleEC2Error
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import SpotErrorHandler
@@ -141,10 +142,11 @@ def normalize_snapshot(raw: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def find_volumes(client, tags: Dict[str, str]) -> List[Dict[str, Any]]:
-    """Volumes carrying every tag in ``tags`` that still exist; one paginated, filtered call."""
+    """Volumes carrying every tag in ``tags`` exactly that still exist; one paginated, filtered call."""
     filters = _aws.tag_filters(tags) + [{"Name": "status", "Values": PRESENT_VOLUME_STATES}]
     raw = describe_volumes(client, Filters=filters, MaxResults=500)
-    return sorted((normalize_volume(v) for v in raw), key=lambda v: v["volume_id"])
+    volumes = _identity.keep_exact([normalize_volume(v) for v in raw], tags)
+    return sorted(volumes, key=lambda v: v["volume_id"])
 
 
 def get_volume(client, volume_id: str) -> Optional[Dict[str, Any]]:
@@ -167,11 +169,12 @@ def create_volume(client, zone: str, tags: Dict[str, str], **params: Any) -> Dic
 
 
 def find_snapshots(client, tags: Dict[str, str]) -> List[Dict[str, Any]]:
-    """Snapshots this account owns carrying every tag in ``tags`` (pending or completed)."""
+    """Snapshots this account owns carrying every tag in ``tags`` exactly (pending or completed)."""
     filters = _aws.tag_filters(tags) + [{"Name": "status", "Values": ["pending", "completed"]}]
     raw = describe_snapshots(client, OwnerIds=["self"], Filters=filters, MaxResults=1000)
     snapshots = raw.get("Snapshots", []) if isinstance(raw, dict) else []
-    return sorted((normalize_snapshot(s) for s in snapshots), key=lambda s: s["snapshot_id"])
+    found = _identity.keep_exact([normalize_snapshot(s) for s in snapshots], tags)
+    return sorted(found, key=lambda s: s["snapshot_id"])
 
 
 def get_snapshot(client, snapshot_id: str) -> Optional[Dict[str, Any]]:

@@ -5,7 +5,14 @@
 
 A drain is either a user command run on the controller (it gets the instance id
 and private DNS name as arguments placeholders and in its environment) or
-``kubectl cordon`` + ``kubectl drain`` of the node. Drains of one run happen in
+``kubectl cordon`` + ``kubectl drain`` of the node.
+
+The command is split into arguments like a shell would split it (quotes group
+words) but no shell runs it: only the placeholders in ``PLACEHOLDERS`` are
+replaced, inside each argument, and every other brace, ``$`` or backslash reaches
+the program as written (a kubectl ``jsonpath='{.status.phase}'`` stays intact).
+``check_command`` renders the command for a sample instance so that a command
+that cannot be split fails the run before anything is tagged or terminated. Drains of one run happen in
 parallel, each bounded by the drain timeout; an instance whose drain fails or
 times out is still terminated: the lease it carries says when.
 """
@@ -24,6 +31,39 @@ from typing import Optional
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import DRAIN_TIMEOUT_SECONDS
 
 MAX_PARALLEL_DRAINS = 16
+PLACEHOLDERS = ("instance_id", "private_dns_name")
+SAMPLE_INSTANCE = {"instance_id": "i-0123456789abcdef0", "private_dns_name": "ip-10-0-0-1.ec2.internal"}
+
+
+class DrainCommandError(ValueError):
+    """A drain command that cannot be rendered; the message names ``drain.command``."""
+
+
+def split_command(command: str) -> List[str]:
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        raise DrainCommandError("drain.command: cannot be split into arguments (%s): %s" % (e, command))
+    if not argv:
+        raise DrainCommandError("drain.command: is empty")
+    return argv
+
+
+def render_argument(part: str, values: Dict[str, str]) -> str:
+    """Replace the documented ``{field}`` placeholders in one argument; nothing else changes."""
+    for field in PLACEHOLDERS:
+        part = part.replace("{%s}" % field, values[field])
+    return part
+
+
+def check_command(drain: Optional[Dict[str, Any]]) -> Optional[List[str]]:
+    """The command rendered for a sample instance, or DrainCommandError; None without a command."""
+    command = (drain or {}).get("command")
+    if not command:
+        return None
+    if "\x00" in command:
+        raise DrainCommandError("drain.command: must not contain NUL characters")
+    return [render_argument(part, SAMPLE_INSTANCE) for part in split_command(command)]
 
 
 def drain_argv(drain: Dict[str, Any], instance: Dict[str, Any]) -> List[List[str]]:
@@ -46,7 +86,7 @@ def drain_argv(drain: Dict[str, Any], instance: Dict[str, Any]) -> List[List[str
     if not command:
         return []
     values = {"instance_id": instance["instance_id"], "private_dns_name": instance.get("private_dns_name") or ""}
-    return [[part.format(**values) for part in shlex.split(command)]]
+    return [[render_argument(part, values) for part in split_command(command)]]
 
 
 def _run_one(drain: Dict[str, Any], instance: Dict[str, Any], timeout: float) -> Dict[str, Any]:

@@ -28,17 +28,28 @@ from typing import List
 from typing import Optional
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import DRAIN_TIMEOUT_SECONDS
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
+
+# Upper bounds of numeric options: far beyond any real pool, low enough that time arithmetic cannot overflow.
+MAX_COUNT = 10000
+MAX_MINUTES = 366 * 24 * 60  # a lease or renewal margin of at most a year
+MAX_DRAIN_SECONDS = 86400
+MAX_VCPUS = 10_000_000
 
 # Instance state reasons that mean the cloud took the instance back.
 SPOT_INTERRUPTION_REASONS = _aws.SPOT_INTERRUPTION_REASONS
@@ -212,6 +223,36 @@ def tag_drains(client, plan_drains: List[Dict[str, Any]]) -> int:
     return calls
 
 
+def validate_inputs(params, count_option="desired"):
+    """Names, tags, numbers and the drain command of spot_pool / spot_block, before any AWS call."""
+    _identity.check_module_params(params)
+    check_range(params[count_option], count_option, 0, MAX_COUNT)
+    for index, window in enumerate(params.get("schedule") or []):
+        if isinstance(window, dict) and isinstance(window.get("desired"), int):
+            check_range(window["desired"], "schedule[%d].desired" % index, 0, MAX_COUNT)
+    if params.get("duration_minutes") is not None:
+        check_range(params["duration_minutes"], "duration_minutes", 1, MAX_MINUTES, "minutes")
+    check_range(params["renew_before_minutes"], "renew_before_minutes", 0, MAX_MINUTES, "minutes")
+    drain = params.get("drain") or {}
+    if drain.get("timeout") is not None:
+        check_range(drain["timeout"], "drain.timeout", 0, MAX_DRAIN_SECONDS, "seconds")
+    fallback = params.get("on_demand_fallback") or {}
+    if fallback.get("max") is not None:
+        check_range(fallback["max"], "on_demand_fallback.max", 0, MAX_COUNT)
+    if fallback.get("asg_name") is not None:
+        _identity.check_name(fallback["asg_name"], "on_demand_fallback.asg_name")
+    quota = params.get("quota") or {}
+    for key in ("max_vcpus", "per_owner_max_vcpus"):
+        if quota.get(key) is not None:
+            check_range(quota[key], "quota.%s" % key, 0, MAX_VCPUS)
+    if quota.get("owner_tag") is not None:
+        _identity.check_tags({quota["owner_tag"]: ""}, "quota.owner_tag")
+    try:
+        _drain.check_command(drain)
+    except _drain.DrainCommandError as e:
+        raise InputError("drain.command", str(e).split(": ", 1)[1])
+
+
 def validate_pool_launch(params):
     """Launch settings a pool cannot use, refused before any call."""
     if params.get("api") == "request_spot_instances":
@@ -221,9 +262,26 @@ def validate_pool_launch(params):
         )
 
 
-def reconcile(module, client, *, pool_key, identity, params, desired, market, now, block_mode="emulated", window=None):
-    """Plan and (unless in check mode) carry out one reconcile; returns the module result pieces."""
+def reconcile(
+    module,
+    client,
+    *,
+    pool_key,
+    identity,
+    params,
+    desired,
+    market,
+    now,
+    block_mode="emulated",
+    window=None,
+    scaling=None,
+):
+    """Plan and (unless in check mode) carry out one reconcile; returns the module result pieces.
+
+    With ``scaling`` (a queue-driven pool) only runners idle and old enough may be drained to shrink it.
+    """
     instances = read_pool(client, identity)
+    protected = _demand.protected_ids(instances, now, scaling) if scaling else None
     facts = _quota.quota_inputs(module, client, params, instances)
     fallback = params.get("on_demand_fallback") or {}
     drain = dict(params.get("drain") or {}, pool=pool_key)
@@ -254,6 +312,7 @@ def reconcile(module, client, *, pool_key, identity, params, desired, market, no
             # Without a drain there is nothing to wait for: leases run to their end.
             drain_timeout_seconds=drain.get("timeout", DRAIN_TIMEOUT_SECONDS) if _drain.configured(drain) else 0,
             mode=block_mode,
+            protected=protected,
             interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
         )
     except ValueError as e:
@@ -341,6 +400,8 @@ def summarize(plan, actions, window, check_mode):
 
 def utc(now: Optional[str]) -> datetime.datetime:
     try:
-        return _planner.parse_now(now)
+        return check_time(_planner.parse_now(now), "now")
+    except OverflowError:
+        raise ParkingSpotError(message="now: %r is out of the range of times ParkingSpot can plan with" % now)
     except ValueError as e:
         raise ParkingSpotError(message=str(e))

@@ -59,7 +59,7 @@ LAUNCH_ARGUMENT_SPEC: Dict[str, Any] = dict(
             instance_metadata_tags=dict(type="str", default="disabled", choices=["enabled", "disabled"]),
         ),
     ),
-    tags=dict(type="dict", default={}),
+    tags=dict(type="dict"),
     api=dict(type="str", default="auto", choices=["auto", "run_instances", "fleet", "request_spot_instances"]),
 )
 
@@ -76,6 +76,8 @@ def parse_time(value: str, option: str) -> datetime.datetime:
     """ISO 8601 to an aware UTC datetime; naive values are taken as UTC."""
     try:
         return _time.to_utc(value)
+    except OverflowError:
+        raise ParkingSpotError(message="%s: %r is out of the range of representable times" % (option, value))
     except (ValueError, TypeError):
         raise ParkingSpotError(message="%s: %r is not an ISO 8601 date and time" % (option, value))
 

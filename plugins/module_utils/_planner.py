@@ -349,10 +349,13 @@ def plan_pool(
     drain_timeout_seconds=600,
     interrupted_ids=None,
     mode="emulated",
+    protected=None,
 ):
     """Plan one reconcile of a pool.  See the module docstring and docs/keeper-planning.md.
 
     ``mode`` is the block mode (emulated|native); it only changes which durations are allowed.
+    ``protected`` are ids never drained to shrink the pool (busy runners of a queue-driven pool,
+    see _demand.py); the pool then stays above ``desired`` until they may go.
     """
     now = parse_time(now)
     if now is None:
@@ -370,6 +373,7 @@ def plan_pool(
     if not isinstance(instances, (list, tuple)):
         raise PlanError("instances", "must be a list")
     interrupted_ids = set(interrupted_ids or ())
+    protected = set(protected or ())
     seen = set()
     pool = sorted((_validate_instance(i, inst, seen) for i, inst in enumerate(instances)), key=lambda x: x["id"])
     quota_set = any(quota[k] is not None for k in ("max_vcpus", "per_owner_max_vcpus", "account_available_vcpus"))
@@ -424,7 +428,8 @@ def plan_pool(
     replace_on_demand = []
     launch_spot = launch_od = 0
     if spot_available:
-        surplus = sorted(spot_cap, key=_surplus_key)[: max(0, len(spot_cap) - desired)]
+        candidates = [i for i in spot_cap if i["id"] not in protected]
+        surplus = sorted(candidates, key=_surplus_key)[: max(0, len(spot_cap) - desired)]
         for inst in surplus:
             drain[inst["id"]] = (default_deadline, f"surplus (desired {desired}): draining it")
         drained = {i["id"] for i in surplus}
@@ -436,7 +441,7 @@ def plan_pool(
             reasons.append(
                 f"fallback ASG capacity {asg} -> {asg - asg_release}: {spot_running} spot running for desired {desired}"
             )
-        for inst in sorted(od_cap, key=_surplus_key)[:od_release]:
+        for inst in sorted((i for i in od_cap if i["id"] not in protected), key=_surplus_key)[:od_release]:
             replace_on_demand.append(inst["id"])
             drain[inst["id"]] = (
                 default_deadline,
@@ -449,7 +454,8 @@ def plan_pool(
         asg_release = min(asg, max(0, len(capacity) + asg - desired))
         if asg_release:
             reasons.append(f"surplus (desired {desired}): fallback ASG capacity {asg} -> {asg - asg_release}")
-        surplus = sorted(capacity, key=_surplus_key)[: max(0, len(capacity) + asg - asg_release - desired)]
+        candidates = [i for i in capacity if i["id"] not in protected]
+        surplus = sorted(candidates, key=_surplus_key)[: max(0, len(capacity) + asg - asg_release - desired)]
         for inst in surplus:
             drain[inst["id"]] = (default_deadline, f"surplus (desired {desired}): draining it")
         launch_od = max(0, desired - len(capacity) - asg)

@@ -48,21 +48,22 @@ def shape_from_instance_type_info(info):
     }
 
 
-def validate_on_demand_prices(prices):
-    """The ``on_demand_prices`` option: instance type -> positive USD per hour."""
-    for name, value in (prices or {}).items():
-        try:
-            if float(value) <= 0:
-                raise ValueError
-        except (TypeError, ValueError) as e:
-            raise InputError("on_demand_prices", f"price for {name} must be a positive number, got {value!r}") from e
-
-
 def validate_lookback(lookback_hours):
     if lookback_hours is None or lookback_hours < 1:
         raise InputError("lookback_hours", f"must be at least 1 (got {lookback_hours})")
     if lookback_hours > 90 * 24:
         raise InputError("lookback_hours", "EC2 keeps 90 days of spot price history: at most 2160")
+
+
+def validate_prices(prices, option="on_demand_prices"):
+    """Each price a finite positive number (``nan`` and ``inf`` are refused), else an error naming ``option``."""
+    for name, value in (prices or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
+            raise InputError(option, f"price for {name} must be a finite positive number, got {value!r}")
 
 
 def missing_instance_types(requested, shapes):

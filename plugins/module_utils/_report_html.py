@@ -58,12 +58,25 @@ COLORS = {
 }
 
 
+# First characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A value as a CSV cell; text a spreadsheet would evaluate gets a leading single quote."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def render_csv(rows):
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+        writer.writerow({k: csv_cell(row.get(k)) for k in CSV_COLUMNS})
     return out.getvalue()
 
 
@@ -350,3 +363,53 @@ def write_if_changed(path, content):
             os.unlink(tmp)
         raise
     return True
+
+
+def write_all_if_changed(contents):
+    """Replace every ``path: text`` of ``contents`` that differs, all or none; return whether any changed.
+
+    Every new file is first written in full to a temporary name beside its target; only then are they
+    renamed into place. When a rename fails, the files already replaced get their previous content back
+    (or are removed when they did not exist), so readers never see a new CSV with an old HTML page.
+    """
+    staged = []
+    try:
+        for path, text in sorted(contents.items()):
+            data = text.encode("utf-8")
+            try:
+                with open(path, "rb") as handle:
+                    old = handle.read()
+            except FileNotFoundError:
+                old = None
+            if old == data:
+                continue
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".parkingspot-")
+            staged.append((path, tmp, old))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o644)
+        done = []
+        try:
+            for path, tmp, old in staged:
+                os.replace(tmp, path)
+                done.append((path, old))
+        except BaseException:
+            for path, old in reversed(done):
+                if old is None:
+                    os.unlink(path)
+                else:
+                    _restore(path, old)
+            raise
+    finally:
+        for _path, tmp, _old in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return bool(staged)
+
+
+def _restore(path, data):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".parkingspot-")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

@@ -25,7 +25,9 @@ author:
   - ParkingSpot maintainers (@parkingspot)
 options:
   name:
-    description: Value of the C(Name) tag that identifies the volume.
+    description:
+      - Value of the C(Name) tag that identifies the volume.
+      - 1 to 256 characters without control characters; matched exactly (C(*) and C(?) are no wildcards).
     type: str
     required: true
   state:
@@ -103,9 +105,17 @@ options:
     type: int
     default: 300
   tags:
-    description: Tags for a new volume; tags missing on an existing volume are added, none are removed.
+    description:
+      - Tags for the volume; on an existing volume, missing or different values are set (compared as text).
+      - Keys starting with C(parkingspot:) or C(aws:) are refused; C(Name) is always O(name).
+      - When omitted, the tags of an existing volume are left as they are.
     type: dict
-    default: {}
+  purge_tags:
+    description:
+      - Remove tags from an existing volume that are not in O(tags). Has no effect when O(tags) is omitted.
+      - C(Name) and tags whose keys start with C(parkingspot:) or C(aws:) are never removed.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -196,21 +206,26 @@ actions:
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_volumes
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _root_volume
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
 from ansible_collections.parkingspot.ec2.plugins.module_utils._root_volume import TAG_NAME
 
 USABLE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
+MAX_SIZE_GIB = 65536  # the largest EBS volume (64 TiB)
+MAX_WAIT_SECONDS = 86400
 
 
 def validate(params):
-    if params["size"] is not None and params["size"] < 1:
-        raise ParkingSpotError(message="size must be at least 1 GiB, got %d" % params["size"])
-    if params["wait_timeout"] < 1:
-        raise ParkingSpotError(message="wait_timeout must be at least 1 second")
+    _identity.check_module_params(params)
+    if params["size"] is not None:
+        check_range(params["size"], "size", 1, MAX_SIZE_GIB, "GiB")
+    check_range(params["wait_timeout"], "wait_timeout", 1, MAX_WAIT_SECONDS, "seconds")
     if params["kms_key_id"] and not params["encrypted"]:
         raise ParkingSpotError(message="kms_key_id requires encrypted: true")
     if not params["device_name"].startswith("/dev/"):
@@ -271,7 +286,7 @@ def ensure_present(plan, params, found, zone):
         # A previous run stopped half-way through a migration: finish it before anything else.
         plan.migrate(found, found.target["zone"], params["force_detach"])
     volume = found.current
-    tags = dict(params["tags"], **{TAG_NAME: params["name"]})
+    tags = dict(params["tags"] or {}, **{TAG_NAME: params["name"]})
     if volume is None:
         if not zone:
             raise ParkingSpotError(message="zone or instance_id is required to create volume %s" % params["name"])
@@ -314,13 +329,22 @@ def ensure_present(plan, params, found, zone):
             "volume %s is %d GiB, not %d: existing volumes are not resized"
             % (volume["volume_id"], volume["size"], params["size"])
         )
-    missing = {k: str(v) for k, v in tags.items() if volume["tags"].get(k) != str(v)}
+    current = {k: v for k, v in volume["tags"].items() if not _identity.is_reserved(k)}
+    if params["tags"] is None:  # tags not given: only the name is put right, nothing is purged
+        current = {TAG_NAME: current.get(TAG_NAME)} if TAG_NAME in current else {}
+    missing, purge = compare_aws_tags(current, tags, purge_tags=params["purge_tags"])
     if missing:
         plan.act(
             "tag %s with %s" % (volume["volume_id"], ", ".join(sorted(missing))),
             lambda: _aws.create_tags(plan.client, [volume["volume_id"]], missing),
         )
         volume = dict(volume, tags=dict(volume["tags"], **missing))
+    if purge:
+        plan.act(
+            "untag %s: %s" % (volume["volume_id"], ", ".join(sorted(purge))),
+            lambda: _aws.delete_tags(plan.client, [volume["volume_id"]], purge),
+        )
+        volume = dict(volume, tags={k: v for k, v in volume["tags"].items() if k not in purge})
     found.current = volume
     return volume
 
@@ -450,7 +474,8 @@ def main():
         force_detach=dict(type="bool", default=False),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=300),
-        tags=dict(type="dict", default={}),
+        tags=dict(type="dict"),
+        purge_tags=dict(type="bool", default=True),
     )
     module = AnsibleAWSModule(
         argument_spec=argument_spec,

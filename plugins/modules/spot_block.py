@@ -20,7 +20,9 @@ author:
   - ParkingSpot maintainers (@parkingspot)
 options:
   name:
-    description: Identity of the blocks; tag C(parkingspot:block) carries it.
+    description:
+      - Identity of the blocks; tag C(parkingspot:block) carries it.
+      - 1 to 256 characters without control characters; matched exactly (C(*) and C(?) are no wildcards).
     type: str
     required: true
   state:
@@ -126,6 +128,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_B
 
 def do(module):
     params = module.params
+    _keeper.validate_inputs(params, "count")
     now = _keeper.utc(params["now"])
     if params["count"] < 0:
         raise ParkingSpotError(message="count must be 0 or more, got %d" % params["count"])

@@ -23,7 +23,9 @@ author:
   - ParkingSpot maintainers (@parkingspot)
 options:
   name:
-    description: Pool name; tag C(parkingspot:pool) carries it.
+    description:
+      - Pool name; tag C(parkingspot:pool) carries it.
+      - 1 to 256 characters without control characters; matched exactly (C(*) and C(?) are no wildcards).
     type: str
     required: true
   state:
@@ -109,6 +111,9 @@ options:
         description:
           - Command run on the controller; C({instance_id}) and C({private_dns_name}) are replaced, and the
             environment has C(PARKINGSPOT_INSTANCE_ID), C(PARKINGSPOT_PRIVATE_DNS_NAME) and C(PARKINGSPOT_POOL).
+          - It is split into arguments like shell words (quotes group) but no shell runs it; every other brace,
+            C($) and quote reaches the program as written. Use C(sh -c '...') for shell expansion.
+          - A command that cannot be split (an unbalanced quote) fails the run before any AWS call.
           - A non-zero exit or a timeout is reported; the instance is terminated all the same.
         type: str
       kubectl:
@@ -143,6 +148,46 @@ options:
         description: Also respect the account's spot vCPU quota read from Service Quotas.
         type: bool
         default: false
+  demand:
+    description:
+      - What the CI queue asks for, from the C(parkingspot.ec2.ci_queue) lookup or the C(ci_webhook) event source.
+      - When given, the pool is sized C(clamp(busy + queued * per_job, floor, scaling.max)), where the floor is
+        O(desired) or the O(schedule) window in force, and only runners idle for O(scaling.idle_minutes) and running
+        for O(scaling.min_running_minutes) are drained to shrink it; a busy runner (tag C(parkingspot:busy=true))
+        never is. See the collection's C(docs/queue-driven-pools.md).
+      - Requires O(scaling.max).
+    type: dict
+    suboptions:
+      queued:
+        description: Jobs waiting for a runner of this pool.
+        type: int
+        default: 0
+      busy:
+        description: Jobs running on runners of this pool.
+        type: int
+        default: 0
+  scaling:
+    description: Bounds and timings of a queue-driven pool (used with O(demand)).
+    type: dict
+    default: {}
+    suboptions:
+      max:
+        description: Most runners the queue may ask for; at least O(desired) and every window's desired.
+        type: int
+      per_job:
+        description: Runners launched per queued job (fractions round up).
+        type: float
+        default: 1
+      idle_minutes:
+        description:
+          - A runner idle this long may be drained. Idle since the tag C(parkingspot:idle-since) the CI hooks write,
+            else since its launch.
+        type: int
+        default: 10
+      min_running_minutes:
+        description: A runner is never drained to shrink the pool before it has run this long.
+        type: int
+        default: 5
   now:
     description:
       - Plan as of this time (ISO 8601 with a zone) instead of the current time, for what-if questions in check
@@ -180,6 +225,22 @@ EXAMPLES = r"""
       timeout: 900
     tags:
       team: build
+
+- name: Follow the CI queue, with the office-hours schedule as the floor
+  parkingspot.ec2.spot_pool:
+    name: ci-linux
+    desired: 0
+    schedule:
+      - days: [mon, tue, wed, thu, fri]
+        start: "07:00"
+        end: "19:00"
+        desired: 4
+    demand: "{{ lookup('parkingspot.ec2.ci_queue', 'github', repos=['example/app'], labels=['self-hosted', 'linux']) }}"
+    scaling:
+      max: 40
+      idle_minutes: 10
+    launch_template:
+      name: ci-runner
 
 - name: What would the pool do on Monday at 08:00?
   parkingspot.ec2.spot_pool:
@@ -251,6 +312,10 @@ pool:
     window:
       description: The schedule window in force, or null when O(desired) applies.
       type: dict
+    demand:
+      description: With O(demand), the queued and busy counts, the floor, the max, per_job and the target size.
+      type: dict
+      returned: when O(demand) is given
 plan:
   description: The planner's full output, including C(reasons), one line per decision.
   returned: always
@@ -258,12 +323,14 @@ plan:
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
@@ -283,14 +350,29 @@ def desired_now(params, now):
     return _schedule.desired_at(now, params["desired"], windows, tz)
 
 
+def queue_demand(params):
+    """The validated ``demand`` and ``scaling`` of a queue-driven pool; errors name the option."""
+    floors = [params["desired"]] + [w.get("desired") for w in params["schedule"] or []]
+    try:
+        return _demand.validate(params["demand"], params["scaling"], floors)
+    except ValueError as e:
+        raise ParkingSpotError(message=str(e))
+
+
 def do(module):
     params = module.params
+    _keeper.validate_inputs(params, "desired")
     now = _keeper.utc(params["now"])
+    floor, demand, scaling = None, None, None
     if params["state"] == "absent":
         desired, window = 0, None
         params = dict(params, on_demand_fallback=dict(params["on_demand_fallback"], enabled=False))
     else:
         desired, window = desired_now(params, now)
+        if params.get("demand") is not None:
+            floor = desired
+            demand, scaling = queue_demand(params)
+            desired = _demand.target(floor, demand, scaling)
         _keeper.validate_pool_launch(params)
         if desired > 0:
             _launch.validate_launch(params, now)
@@ -305,9 +387,12 @@ def do(module):
         market=params["market"],
         now=now,
         window=window,
+        scaling=scaling,
     )
     pool = _keeper.summarize(plan, actions, window, module.check_mode)
     pool["name"] = params["name"]
+    if demand is not None:
+        pool["demand"] = _demand.summary(floor, demand, scaling, desired)
     module.exit_json(changed=plan["changed"], pool=pool, plan=plan, diff=_planner.plan_diff(plan))
 
 
@@ -334,6 +419,8 @@ def main():
         on_demand_fallback=_keeper.FALLBACK_ARGUMENT_SPEC,
         drain=_keeper.DRAIN_ARGUMENT_SPEC,
         quota=_quota.QUOTA_ARGUMENT_SPEC,
+        demand=_demand.DEMAND_ARGUMENT_SPEC,
+        scaling=_demand.SCALING_ARGUMENT_SPEC,
         now=dict(type="str"),
     )
     argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)

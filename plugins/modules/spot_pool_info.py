@@ -15,7 +15,10 @@ author:
   - ParkingSpot maintainers (@parkingspot)
 options:
   names:
-    description: Pools to report on; all pools when empty.
+    description:
+      - Pools to report on; all pools when empty.
+      - Each name is matched exactly (C(*) and C(?) are no wildcards); 1 to 256 characters without control
+        characters.
     type: list
     elements: str
     default: []
@@ -71,6 +74,7 @@ pools:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
@@ -81,10 +85,12 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_P
 def read_pools(client, names):
     """Instances of the named pools (or of every pool), grouped by pool name."""
     if names:
-        pool_filter = [{"Name": "tag:%s" % TAG_POOL, "Values": sorted(names)}]
+        pool_filter = [_identity.names_filter(TAG_POOL, names)]
     else:
         pool_filter = [{"Name": "tag-key", "Values": [TAG_POOL]}]
     instances = _aws.describe_instances_by_tags(client, {}, states=_aws.ALL_STATES, filters=pool_filter)
+    if names:
+        instances = _identity.keep_named(instances, TAG_POOL, names)
     pools = {name: [] for name in names}
     for instance in instances:
         pools.setdefault(instance["tags"].get(TAG_POOL), []).append(instance)
@@ -92,6 +98,7 @@ def read_pools(client, names):
 
 
 def do(module):
+    _identity.check_names(module.params["names"])
     now = _keeper.utc(module.params["now"])
     client = module.client("ec2")
     pools = read_pools(client, module.params["names"])

@@ -200,7 +200,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import re
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import select_instance_types
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import shape_from_instance_type_info
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_lookback
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_on_demand_prices
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_prices
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 
 
@@ -209,7 +209,7 @@ def validate(params):
     validate_lookback(params["lookback_hours"])
     if params["max_recommendations"] < 0:
         raise InputError("max_recommendations", "must be 0 or more")
-    validate_on_demand_prices(params["on_demand_prices"])
+    validate_prices(params["on_demand_prices"])
     req = params["instance_requirements"] or {}
     for key in ("min_vcpus", "max_vcpus"):
         if req.get(key) is not None and req[key] < 1:

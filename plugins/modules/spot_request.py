@@ -20,7 +20,9 @@ author:
   - ParkingSpot maintainers (@parkingspot)
 options:
   name:
-    description: Identity of the request. Tag C(parkingspot:request) carries it.
+    description:
+      - Identity of the request. Tag C(parkingspot:request) carries it.
+      - 1 to 256 characters without control characters; matched exactly (C(*) and C(?) are no wildcards).
     type: str
     required: true
   state:
@@ -53,6 +55,12 @@ options:
       - With C(false), expired requests are reported in RV(expired_requests) with a warning.
     type: bool
     default: false
+  purge_tags:
+    description:
+      - Remove tags from existing instances that are not in O(tags). Has no effect when O(tags) is omitted.
+      - Tags whose keys start with C(parkingspot:) or C(aws:) are never removed.
+    type: bool
+    default: true
   quota:
     description:
       - vCPU limits checked before any launch. A launch that would pass one fails before any write call, with a
@@ -81,7 +89,10 @@ extends_documentation_fragment:
   - amazon.aws.boto3
 notes:
   - Supports check mode (the result predicts the launch or termination without a write call) and diff mode.
-  - Tags given in O(tags) are added to existing instances when they are missing; tags are never removed.
+  - O(tags) are reconciled on existing instances too (values compared as text, so C(2) and C("2") are the same
+    tag); with O(purge_tags=true) other user tags are removed. Keys starting C(parkingspot:) or C(aws:) are
+    refused in O(tags) and never purged.
+  - O(name) is matched exactly, never as a pattern (see the collection's C(docs/security.md)).
 """
 
 EXAMPLES = r"""
@@ -199,7 +210,7 @@ actions:
       type: list
       elements: str
     tagged:
-      description: Ids of existing instances that received missing tags.
+      description: Ids of existing instances whose tags were added, changed or purged.
       type: list
       elements: str
     renewed:
@@ -209,14 +220,20 @@ actions:
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REQUEST
+
+MAX_COUNT = 10000
+MAX_WAIT_SECONDS = 86400
 
 
 def read_current(client, name, now):
@@ -224,7 +241,8 @@ def read_current(client, name, now):
     identity = {TAG_REQUEST: name}
     requests = []
     expired = []
-    for request in _aws.describe_spot_requests(client, filters=_aws.tag_filters(identity)):
+    found = _aws.describe_spot_requests(client, filters=_aws.tag_filters(identity))
+    for request in _identity.keep_exact(found, identity):
         is_expired, _re_evaluated = _usage.request_validity(
             request["type"], request["state"], request["status_code"], request["valid_until"], now
         )
@@ -278,10 +296,9 @@ def renew_expired(module, client, params, instances, expired, actions):
 
 
 def _validate(params, now):
-    if params["count"] < 0:
-        raise ParkingSpotError(message="count must be 0 or more, got %d" % params["count"])
-    if params["wait_timeout"] < 1:
-        raise ParkingSpotError(message="wait_timeout must be at least 1 second")
+    _identity.check_module_params(params)
+    check_range(params["count"], "count", 0, MAX_COUNT)
+    check_range(params["wait_timeout"], "wait_timeout", 1, MAX_WAIT_SECONDS, "seconds")
     if params["state"] == "present" and params["count"] > 0:
         _launch.validate_launch(params, now)
 
@@ -292,18 +309,14 @@ def _pending_requests(requests):
 
 def ensure_present(module, client, params, instances, requests, expired=()):
     name = params["name"]
-    tags = dict(params["tags"], **{TAG_REQUEST: name})
+    tags = dict(params["tags"] or {}, **{TAG_REQUEST: name})
     actions = dict(launch=0, launched=[], terminated=[], cancelled=[], tagged=[], renewed=[])
     instances = renew_expired(module, client, params, instances, list(expired), actions)
     pending = _pending_requests(requests)
     have = len(instances) + len(pending)
     missing = params["count"] - have
 
-    stale = sorted(i["instance_id"] for i in instances if any(i["tags"].get(k) != v for k, v in tags.items()))
-    if stale:
-        actions["tagged"] = stale
-        if not module.check_mode:
-            _aws.create_tags(client, stale, tags)
+    actions["tagged"] = retag(module, client, instances, tags, params["tags"] is not None, params["purge_tags"])
 
     if missing > 0:
         actions["launch"] = missing
@@ -380,6 +393,33 @@ def ensure_absent(module, client, params, instances, requests, expired=()):
     return bool(actions["cancelled"] or actions["terminated"]), actions
 
 
+def retag(module, client, instances, tags, manage_user_tags, purge_tags):
+    """Bring existing instances' tags to ``tags`` (compared as text); reserved keys are never purged.
+
+    Without user tags given (``manage_user_tags`` false) only the identity tag is put right. Instances
+    needing the same change share one CreateTags / DeleteTags call. Returns the ids changed.
+    """
+    changes = {}
+    for instance in instances:
+        current = instance["tags"]
+        to_set, to_unset = {}, []
+        if manage_user_tags:
+            user_current = {k: v for k, v in current.items() if not _identity.is_reserved(k)}
+            user_wanted = {k: v for k, v in tags.items() if not _identity.is_reserved(k)}
+            to_set, to_unset = compare_aws_tags(user_current, user_wanted, purge_tags=purge_tags)
+        to_set.update({k: v for k, v in tags.items() if _identity.is_reserved(k) and current.get(k) != v})
+        if to_set or to_unset:
+            key = (tuple(sorted(to_set.items())), tuple(sorted(to_unset)))
+            changes.setdefault(key, []).append(instance["instance_id"])
+    if not module.check_mode:
+        for (to_set, to_unset), ids in sorted(changes.items()):
+            if to_set:
+                _aws.create_tags(client, ids, dict(to_set))
+            if to_unset:
+                _aws.delete_tags(client, ids, to_unset)
+    return sorted(iid for ids in changes.values() for iid in ids)
+
+
 def _summary(instances):
     return {"count": len(instances), "instance_ids": sorted(i["instance_id"] for i in instances)}
 
@@ -431,6 +471,7 @@ def main():
         terminate_instances=dict(type="bool", default=True),
         quota=_quota.QUOTA_ARGUMENT_SPEC,
         renew_expired=dict(type="bool", default=False),
+        purge_tags=dict(type="bool", default=True),
     )
     argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
     argument_spec.update(_launch.SPOT_ARGUMENT_SPEC)

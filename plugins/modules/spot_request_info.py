@@ -14,7 +14,9 @@ author:
   - ParkingSpot maintainers (@parkingspot)
 options:
   names:
-    description: Only requests and instances whose C(parkingspot:request) tag is one of these names.
+    description:
+      - Only requests and instances whose C(parkingspot:request) tag is exactly one of these names (C(*) and C(?)
+        are no wildcards here); 1 to 256 characters each, without control characters.
     type: list
     elements: str
     default: []
@@ -28,6 +30,8 @@ options:
     description:
       - EC2 filters for DescribeSpotInstanceRequests, as a dict of filter name to value or list of values,
         for example C(tag:team) or C(launch.instance-type).
+      - These are passed to EC2 as given, in EC2's own filter syntax, where C(*) and C(?) are wildcards (escape
+        them as C(\*) and C(\?) to match them literally). Only O(names) are escaped by the module.
     type: dict
     default: {}
   include_instances:
@@ -38,6 +42,7 @@ options:
     description:
       - EC2 filters for DescribeInstances, as a dict. When given, the spot instances matching them are returned
         too, for example C(tag:owner=build) to find a team's spot fleet whatever launched it.
+      - Passed to EC2 as given, wildcards included, like O(filters).
     type: dict
     default: {}
 extends_documentation_fragment:
@@ -127,6 +132,7 @@ import datetime
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.transformation import ansible_dict_to_boto3_filter_list
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REQUEST
@@ -135,7 +141,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_R
 def request_filters(params):
     filters = ansible_dict_to_boto3_filter_list(params["filters"])
     if params["names"]:
-        filters.append({"Name": "tag:%s" % TAG_REQUEST, "Values": sorted(params["names"])})
+        filters.append(_identity.names_filter(TAG_REQUEST, params["names"]))
     if params["states"]:
         filters.append({"Name": "state", "Values": sorted(params["states"])})
     return filters
@@ -149,8 +155,9 @@ def find_instances(client, params, requests):
         found.update((i["instance_id"], i) for i in matched if i["market"] == "spot")
     if params["names"]:
         tagged = _aws.describe_instances_by_tags(
-            client, {}, states=_aws.ALL_STATES, filters=[{"Name": "tag:%s" % TAG_REQUEST, "Values": params["names"]}]
+            client, {}, states=_aws.ALL_STATES, filters=[_identity.names_filter(TAG_REQUEST, params["names"])]
         )
+        tagged = _identity.keep_named(tagged, TAG_REQUEST, params["names"])
         found.update((i["instance_id"], i) for i in tagged)
     wanted = sorted({r["instance_id"] for r in requests if r.get("instance_id")} - set(found))
     if wanted:
@@ -160,8 +167,11 @@ def find_instances(client, params, requests):
 
 def do(module):
     params = module.params
+    _identity.check_names(params["names"])
     client = module.client("ec2")
     requests = _aws.describe_spot_requests(client, filters=request_filters(params))
+    if params["names"]:
+        requests = _identity.keep_named(requests, TAG_REQUEST, params["names"])
     requests.sort(key=lambda r: r["spot_instance_request_id"])
     now = datetime.datetime.now(datetime.timezone.utc)
     for request in requests:

@@ -31,7 +31,8 @@ author:
 options:
   pools:
     description:
-      - Pool names (the C(parkingspot:pool) tag). Every pool when omitted.
+      - Pool names (the C(parkingspot:pool) tag), each matched exactly (C(*) and C(?) are no wildcards). Every
+        pool when omitted.
     type: list
     elements: str
   include_unpooled_spot:
@@ -46,7 +47,7 @@ options:
   lookback_hours:
     description:
       - The report window ends at O(now) and starts this many hours earlier. Instances that ended
-        before the window are left out. At least 1.
+        before the window are left out. From 1 to 87840 (ten years).
       - EC2 lists terminated instances for about an hour only; use the data feed for older usage.
     type: int
     default: 168
@@ -57,7 +58,10 @@ options:
   dest:
     description:
       - Directory to write C(usage-report.csv) and C(usage-report.html) into; created when missing.
-      - Files are replaced atomically and only when their content changes.
+      - Files are replaced atomically and only when their content changes, both or neither; when one cannot be
+        written, the previous pair stays.
+      - CSV cells that begin with C(=), C(+), C(-) or C(@) (text a spreadsheet would run as a formula) are
+        written with a leading C(') as OWASP recommends; numbers stay numbers.
       - Checked before anything is read; an unwritable O(dest) fails with an error naming it.
     type: path
   title:
@@ -199,32 +203,37 @@ import re
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_on_demand_prices
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_time
+from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_prices
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
 _FEED_NAME = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.\d+\.[^./]+\.gz$")
 _PRICE_HISTORY_DAYS = 90
+_MAX_LOOKBACK_HOURS = 10 * 366 * 24
 
 
 def validate(params):
     """Check every option before any read; returns the report window ``(start, now)``."""
-    if params["lookback_hours"] is None or params["lookback_hours"] < 1:
-        raise InputError("lookback_hours", f"must be at least 1 (got {params['lookback_hours']})")
+    check_range(params["lookback_hours"], "lookback_hours", 1, _MAX_LOOKBACK_HOURS, "hours")
     try:
         now = to_utc(params["now"]) if params["now"] else datetime.datetime.now(datetime.timezone.utc)
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:
         raise InputError("now", f"not an ISO 8601 time: {params['now']!r}") from e
+    check_time(now, "now")
     if not params["owner_tag"]:
         raise InputError("owner_tag", "must not be empty")
     if params["pools"] is not None and not [p for p in params["pools"] if p]:
         raise InputError("pools", "must name at least one pool (omit it for all pools)")
-    validate_on_demand_prices(params["on_demand_prices"])
+    _identity.check_names(params["pools"], "pools")
+    validate_prices(params["on_demand_prices"])
     if params["dest"]:
         try:
             report_html.check_dest(params["dest"])
@@ -235,10 +244,13 @@ def validate(params):
 
 def read_instances(client, pools, include_unpooled):
     if pools:
-        pool_filter = {"Name": f"tag:{TAG_POOL}", "Values": pools}
+        pool_filter = _identity.names_filter(TAG_POOL, pools)
     else:
         pool_filter = {"Name": "tag-key", "Values": [TAG_POOL]}
     pooled = _aws.describe_instances_raw(client, Filters=[pool_filter], MaxResults=_aws.BATCH)
+    if pools:
+        wanted = set(pools)
+        pooled = [i for i in pooled if _aws.tag_dict(i.get("Tags")).get(TAG_POOL) in wanted]
     if include_unpooled:
         spot_filter = {"Name": "instance-lifecycle", "Values": ["spot"]}
         spot = _aws.describe_instances_raw(client, Filters=[spot_filter], MaxResults=_aws.BATCH)
@@ -306,18 +318,19 @@ def write_report(params, report, check_mode):
     dest = params["dest"]
     files = {"csv": os.path.join(dest, report_html.CSV_NAME), "html": os.path.join(dest, report_html.HTML_NAME)}
     contents = {"csv": report_html.render_csv(report["rows"]), "html": report_html.render_html(report)}
-    changed = False
-    for kind, path in files.items():
-        if check_mode:
+    if check_mode:
+        changed = False
+        for kind, path in files.items():
             try:
                 with open(path, encoding="utf-8") as handle:
                     changed |= handle.read() != contents[kind]
             except OSError:
                 changed = True
-            continue
-        if not os.path.isdir(dest):
-            os.makedirs(dest, mode=0o755)
-        changed |= report_html.write_if_changed(path, contents[kind])
+        return changed, files
+    if not os.path.isdir(dest):
+        os.makedirs(dest, mode=0o755)
+    # Both files or neither: a failure leaves the previous pair in place.
+    changed = report_html.write_all_if_changed({files[kind]: contents[kind] for kind in files})
     return changed, files
 
 

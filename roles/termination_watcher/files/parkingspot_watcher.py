@@ -5,8 +5,10 @@
 Polls the EC2 instance metadata service (IMDSv2 only) for spot interruption notices,
 rebalance recommendations, scheduled maintenance and Auto Scaling lifecycle changes.
 On a notice it flips its health endpoint to 503, runs the hooks in the hooks directory in
-name order within a deadline taken from the notice, optionally posts a webhook and exposes
-Prometheus metrics. Standard library only; runs on Python 3.8 and later.
+name order within a deadline taken from the notice, once per notice lifecycle; when the
+notice is withdrawn, canceled or completed it runs the hooks' undo scripts and answers 200
+again. Optionally posts a webhook; exposes Prometheus metrics. Standard library only; runs
+on Python 3.8 and later.
 """
 
 from __future__ import annotations
@@ -20,22 +22,19 @@ if __name__ == "__main__" and not any("https:" in arg for arg in sys.argv[1:]):
     sys.modules.setdefault("ssl", None)
 
 import argparse  # noqa: E402
-import calendar  # noqa: E402
-import http.client  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import queue  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
+import socketserver  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.parse  # noqa: E402
 from datetime import datetime  # noqa: E402
 from datetime import timezone  # noqa: E402
-from http.server import BaseHTTPRequestHandler  # noqa: E402
-from http.server import ThreadingHTTPServer  # noqa: E402
 
 LOG = logging.getLogger("parkingspot-watcher")
 
@@ -54,7 +53,10 @@ SECONDARY_ROTATION = ("lifecycle", "rebalance", "lifecycle", "maintenance")
 TOKEN_PATH = "/latest/api/token"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
-IGNORED_SUFFIXES = (".timeout", ".disabled", ".conf", ".md", ".txt", "~")
+IGNORED_SUFFIXES = (".timeout", ".undo", ".disabled", ".conf", ".md", ".txt", "~")
+IDENTITY_PATH = "/latest/dynamic/instance-identity/document"
+# A hook that starts with no time left before the notice's end still gets this long.
+LATE_HOOK_SECONDS = 2.0
 TIMEOUT_MARKER = "parkingspot-timeout:"
 
 
@@ -70,7 +72,13 @@ class IMDSError(Exception):
         self.kind = kind
 
 
-# ---------------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------------- event sources
+# A source turns one IMDS answer into an observation (state, info): state is "present",
+# "absent", "completed" or "canceled"; info holds the notice's action, its time ("at", epoch
+# seconds, or None when IMDS gives none) and, for scheduled events, the event id.
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+ABSENT = ("absent", None)
 
 
 def parse_iso(value):
@@ -85,73 +93,203 @@ def parse_iso(value):
 
 
 def parse_maintenance_time(value):
-    """Parse the scheduled-events time format ('21 Jan 2019 09:00:43 GMT')."""
-    return float(calendar.timegm(time.strptime(value.strip(), "%d %b %Y %H:%M:%S GMT")))
-
-
-def parse_notice(event, status, body, now, default_budget):
-    """Turn one IMDS answer into a notice dict, or None when there is nothing to act on.
-
-    Raises ValueError on a payload that cannot be understood.
-    """
-    if status == 404 or (status == 200 and not body.strip()):
-        return None
-    if event == "interruption":
-        data = json.loads(body)
-        if not isinstance(data, dict) or "action" not in data or "time" not in data:
-            raise ValueError("instance-action without action/time")
-        at = parse_iso(str(data["time"]))
-        return {
-            "event": event,
-            "action": str(data["action"]),
-            "notice_time": str(data["time"]),
-            "key": "interruption:{}:{}".format(data["action"], data["time"]),
-            "deadline_base": at,
-        }
-    if event == "rebalance":
-        data = json.loads(body)
-        if not isinstance(data, dict) or "noticeTime" not in data:
-            raise ValueError("rebalance recommendation without noticeTime")
-        at = parse_iso(str(data["noticeTime"]))
-        return {
-            "event": event,
-            "action": "rebalance",
-            "notice_time": str(data["noticeTime"]),
-            "key": "rebalance:{}".format(data["noticeTime"]),
-            "deadline_base": max(at, now) + default_budget,
-        }
-    if event == "maintenance":
-        data = json.loads(body)
-        if not isinstance(data, list):
-            raise ValueError("scheduled maintenance is not a list")
-        active = [e for e in data if isinstance(e, dict) and e.get("State", "active") == "active"]
-        if not active:
-            return None
-        first = min(active, key=lambda e: parse_maintenance_time(str(e.get("NotBefore", ""))))
-        at = parse_maintenance_time(str(first["NotBefore"]))
-        return {
-            "event": event,
-            "action": str(first.get("Code", "maintenance")),
-            "notice_time": first["NotBefore"],
-            "key": "maintenance:{}".format(first.get("EventId", first["NotBefore"])),
-            "deadline_base": at,
-        }
-    if event == "lifecycle":
-        state = body.strip()
-        if state != "Terminated":
-            return None
-        return {
-            "event": event,
-            "action": "terminate",
-            "notice_time": format_iso(now),
-            "key": "lifecycle:Terminated",
-            "deadline_base": now + default_budget,
-        }
-    raise ValueError(f"unknown event {event}")
+    """Parse the scheduled-events layout ('2 Jan 2006 15:04:05 GMT', day without a leading zero)."""
+    parts = value.split()
+    if len(parts) != 5 or parts[4] != "GMT" or parts[1] not in MONTHS:
+        raise ValueError(f"not a scheduled-event time: {value!r}")
+    hour, minute, second = (int(p) for p in parts[3].split(":"))
+    month = MONTHS.index(parts[1]) + 1
+    return datetime(int(parts[2]), month, int(parts[0]), hour, minute, second, tzinfo=timezone.utc).timestamp()
 
 
 def format_iso(epoch):
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_source(kind, status, body):
+    """One IMDS answer of one notice kind as an observation. Raises ValueError on a payload it cannot read."""
+    if status == 404 or not body.strip():
+        return ABSENT
+    if kind == "interruption":
+        data = json.loads(body)
+        if not isinstance(data, dict) or "action" not in data or "time" not in data:
+            raise ValueError("instance-action without action/time")
+        return "present", {"action": str(data["action"]), "at": parse_iso(str(data["time"]))}
+    if kind == "rebalance":
+        data = json.loads(body)
+        if not isinstance(data, dict) or "noticeTime" not in data:
+            raise ValueError("rebalance recommendation without noticeTime")
+        return "present", {"action": "rebalance", "at": parse_iso(str(data["noticeTime"]))}
+    if kind == "maintenance":
+        data = json.loads(body)
+        if not isinstance(data, list):
+            raise ValueError("scheduled maintenance is not a list")
+        events = [e for e in data if isinstance(e, dict)]
+        active = [e for e in events if e.get("State", "active") == "active"]
+        if active:
+            first = min(active, key=lambda e: parse_maintenance_time(str(e.get("NotBefore", ""))))
+            return "present", {
+                "action": str(first.get("Code", "maintenance")),
+                "at": parse_maintenance_time(str(first["NotBefore"])),
+                "event_id": str(first.get("EventId", "")),
+            }
+        states = {e.get("State") for e in events}
+        # Completed and canceled events stay listed for a while after they end.
+        if "completed" in states:
+            return "completed", None
+        if "canceled" in states:
+            return "canceled", None
+        return ABSENT
+    if kind == "lifecycle":
+        if body.strip() == "Terminated":
+            return "present", {"action": "terminate", "at": None}
+        return ABSENT  # InService, Warmed:*, Pending...
+    raise ValueError(f"unknown event {kind}")
+
+
+# ---------------------------------------------------------------------------- lifecycle
+# One episode per phase ("drain", or the event name of a notify response): detected ->
+# draining -> done, and from any of these to withdrawn (the cause went away or was canceled
+# before its time) or completed (the cause completed, or went away after its time: the
+# instance outlived it, e.g. after a maintenance reboot). Every kind that maps to the phase
+# joins the same episode, and a new time for a kind already in it moves the deadline: the
+# hooks of an episode run once. These functions only change plain dicts; the Watcher does
+# the I/O.
+
+ACTIVE = ("detected", "draining", "done")
+
+
+def make_cause(kind, info, first_seen, budget, margin):
+    """One cause's times: 'at' (the notice's own), 'end' (when the instance goes), 'deadline' (end - margin)."""
+    at = info.get("at")
+    if kind == "interruption":
+        end = at
+    elif kind == "lifecycle":
+        at = first_seen
+        end = first_seen + budget
+    else:  # rebalance, maintenance: a budget from the notice, or from when we saw it if that is later
+        end = max(at, first_seen) + budget
+    return {
+        "action": info["action"],
+        "at": at,
+        "notice_time": format_iso(at),
+        "event_id": info.get("event_id", ""),
+        "first_seen": first_seen,
+        "end": end,
+        "deadline": end - margin,
+        "confirmed": True,
+    }
+
+
+def primary_cause(episode):
+    """(kind, cause) of the cause that ends first."""
+    return min(episode["causes"].items(), key=lambda item: (item[1]["end"], item[0]))
+
+
+def _refresh(episode):
+    _kind, cause = primary_cause(episode)
+    episode["end"] = cause["end"]
+    episode["deadline"] = cause["deadline"]
+
+
+def end_reason(state, episode, cause, now):
+    """completed when IMDS says so, or when the cause went away after its time or after a reboot
+    that came since it was detected; withdrawn otherwise (and on cancel)."""
+    if state == "canceled":
+        return "withdrawn"
+    if state == "completed" or now >= cause["end"] or episode.get("rebooted"):
+        return "completed"
+    return "withdrawn"
+
+
+def observe(episode, kind, state, info, now, budget, margin):
+    """Fold one observation into a phase's episode. Returns (episode, effect); effect is None or one of
+    detected, joined, moved, confirmed, left, withdrawn, completed."""
+    present = state == "present"
+    if episode is None or episode["state"] not in ACTIVE:
+        if not present:
+            return episode, None
+        episode = {
+            "phase": None,
+            "state": "detected",
+            "detected": now,
+            "causes": {kind: make_cause(kind, info, now, budget, margin)},
+            "hooks": {},
+            "undo": {},
+        }
+        _refresh(episode)
+        return episode, "detected"
+    cause = episode["causes"].get(kind)
+    if present:
+        if cause is None:
+            episode["causes"][kind] = make_cause(kind, info, now, budget, margin)
+            _refresh(episode)
+            return episode, "joined"
+        fresh = make_cause(kind, info, cause["first_seen"], budget, margin)
+        confirmed = cause["confirmed"]
+        changed = any(fresh[k] != cause[k] for k in ("action", "at", "event_id", "end"))
+        episode["causes"][kind] = fresh
+        _refresh(episode)
+        if not confirmed:
+            return episode, "confirmed"
+        return episode, ("moved" if changed else None)
+    if cause is None:
+        return episode, None
+    if len(episode["causes"]) > 1:
+        del episode["causes"][kind]
+        _refresh(episode)
+        return episode, "left"
+    # The last cause stays in the ended episode: its undo scripts are told what it was.
+    episode["state"] = end_reason(state, episode, cause, now)
+    episode["ended"] = now
+    episode["undo_done"] = False
+    return episode, episode["state"]
+
+
+def shows_503(episode, now, grace):
+    """An active drain answers 503; one restored from the state file only until grace past its end,
+    unless a poll has seen its cause again."""
+    if episode is None or episode["state"] not in ACTIVE:
+        return False
+    if any(c["confirmed"] for c in episode["causes"].values()):
+        return True
+    return now < episode["end"] + grace
+
+
+def hook_window(episode, now):
+    """(deadline, seconds left) for a hook starting now: the deadline less the safety margin while it
+    lies ahead, else whatever is left before the notice's end (a notice that came late still runs its
+    hooks, in order, with the time there is)."""
+    deadline = episode["deadline"] if episode["deadline"] > now else episode["end"]
+    return deadline, max(0.0, deadline - now)
+
+
+def hook_environment(episode, identity, lifecycle, now, timeout):
+    """The PARKINGSPOT_* variables of a hook or undo run; every time is RFC3339 except the epoch DEADLINE."""
+    kind, cause = primary_cause(episode)
+    deadline, left = hook_window(episode, now)
+    return {
+        "PARKINGSPOT_EVENT": kind,
+        "PARKINGSPOT_EVENTS": ",".join(sorted(episode["causes"])),
+        "PARKINGSPOT_ACTION": cause["action"],
+        "PARKINGSPOT_PHASE": episode["phase"],
+        "PARKINGSPOT_LIFECYCLE": lifecycle,
+        "PARKINGSPOT_NOTICE_TIME": cause["notice_time"],
+        "PARKINGSPOT_DETECTED_TIME": format_iso(episode["detected"]),
+        "PARKINGSPOT_END_TIME": format_iso(episode["end"]),
+        "PARKINGSPOT_DEADLINE": str(int(deadline)),
+        "PARKINGSPOT_DEADLINE_TIME": format_iso(deadline),
+        "PARKINGSPOT_SECONDS_LEFT": str(int(left)),
+        "PARKINGSPOT_HOOK_TIMEOUT": str(int(timeout)),
+        "PARKINGSPOT_INSTANCE_ID": identity.get("instance_id", ""),
+        "PARKINGSPOT_INSTANCE_TYPE": identity.get("instance_type", ""),
+        "PARKINGSPOT_AVAILABILITY_ZONE": identity.get("zone", ""),
+        "PARKINGSPOT_REGION": identity.get("region", ""),
+        "PARKINGSPOT_PRIVATE_IP": identity.get("private_ip", ""),
+    }
+
+
+# ---------------------------------------------------------------------------- helpers
 
 
 def parse_responses(items):
@@ -165,6 +303,41 @@ def parse_responses(items):
             raise ValueError(f"--on expects EVENT=RESPONSE (EVENT: {events}; RESPONSE: {responses}), got {item!r}")
         result[event] = response
     return result
+
+
+def phase_for(kind, responses):
+    """The phase a notice kind feeds: "drain", its own notify phase, or None when ignored."""
+    response = responses[kind]
+    if response == "ignore":
+        return None
+    return "drain" if response == "drain" else kind
+
+
+def parse_identity(body):
+    """The fields hooks and webhooks carry, from the instance identity document."""
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("identity document is not an object")
+    fields = {
+        "instance_id": "instanceId",
+        "instance_type": "instanceType",
+        "zone": "availabilityZone",
+        "region": "region",
+        "private_ip": "privateIp",
+    }
+    return {ours: str(data[theirs]) for ours, theirs in fields.items() if data.get(theirs)}
+
+
+def boot_time():
+    """When the machine booted (epoch seconds), or 0 when unknown."""
+    try:
+        with open("/proc/stat") as handle:
+            for line in handle:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0.0
 
 
 def list_hooks(directory):
@@ -205,7 +378,11 @@ def hook_timeout(path, default):
 
 
 def http_call(url, timeout, method="GET", body=None, headers=None):
-    """One HTTP(S) request without urllib.request (which pulls in much more of the stdlib); returns the status."""
+    """One HTTP(S) request without urllib.request (which pulls in much more of the stdlib); returns the
+    status. http.client (and the email package under it) is imported only when a URL is configured;
+    its errors come out as OSError."""
+    import http.client
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "https":
         conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout)
@@ -219,6 +396,8 @@ def http_call(url, timeout, method="GET", body=None, headers=None):
         response = conn.getresponse()
         response.read()
         return response.status
+    except http.client.HTTPException as exc:
+        raise OSError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         conn.close()
 
@@ -438,29 +617,37 @@ class IMDSClient:
 
 
 class StateStore:
-    """Remembers which hooks ran for which notice, in a JSON file written atomically."""
+    """The episodes, in one JSON file written atomically (version 2; older files are ignored)."""
+
+    HISTORY = 20
 
     def __init__(self, directory):
         self.directory = directory
         self.path = os.path.join(directory, "notices.json") if directory else None
-        self.lock = threading.Lock()
-        self.data = {"notices": {}}
-        if self.path and os.path.exists(self.path):
-            try:
-                with open(self.path) as handle:
-                    loaded = json.load(handle)
-                if isinstance(loaded, dict) and isinstance(loaded.get("notices"), dict):
-                    self.data = loaded
-            except (OSError, ValueError) as exc:
-                LOG.warning("state file %s unreadable (%s); starting with empty state", self.path, exc)
 
-    def _save(self):
+    def load(self):
+        empty = {"version": 2, "episodes": {}, "history": []}
+        if not self.path or not os.path.exists(self.path):
+            return empty
+        try:
+            with open(self.path) as handle:
+                loaded = json.load(handle)
+        except (OSError, ValueError) as exc:
+            LOG.warning("state file %s unreadable (%s); starting with empty state", self.path, exc)
+            return empty
+        if not isinstance(loaded, dict) or loaded.get("version") != 2 or not isinstance(loaded.get("episodes"), dict):
+            LOG.warning("state file %s has an older layout; starting with empty state", self.path)
+            return empty
+        loaded.setdefault("history", [])
+        return loaded
+
+    def save(self, data):
         if not self.path:
             return
         tmp = os.path.join(self.directory, f".notices.{os.getpid()}.tmp")
         try:
             with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-                json.dump(self.data, handle, sort_keys=True)
+                json.dump(data, handle, sort_keys=True)
             # write + rename is atomic for other processes, which is what "at most once across a
             # watcher restart" needs; no fsync: it can stall the first hook for a second on a busy
             # disk, and after a machine crash the notice that started the hooks is gone anyway.
@@ -471,26 +658,6 @@ class StateStore:
                 os.unlink(tmp)
             except OSError:
                 pass
-
-    def notice(self, notice):
-        with self.lock:
-            entry = self.data["notices"].setdefault(notice["key"], {"hooks": {}})
-            entry.update({k: notice[k] for k in ("event", "action", "notice_time", "deadline", "response")})
-            self._save()
-            return dict(entry["hooks"])
-
-    def hook(self, key, name, record):
-        with self.lock:
-            self.data["notices"].setdefault(key, {"hooks": {}})["hooks"][name] = record
-            self._save()
-
-    def active_drain(self, now, grace):
-        """A drain notice whose deadline has not long passed (used to stay 503 across restarts)."""
-        with self.lock:
-            for key, entry in self.data["notices"].items():
-                if entry.get("response") == "drain" and float(entry.get("deadline", 0)) + grace > now:
-                    return dict(entry, key=key)
-        return None
 
 
 # ---------------------------------------------------------------------------- the watcher
@@ -503,119 +670,149 @@ class Watcher:
         self.metrics = Metrics()
         self.stop = threading.Event()
         self.imds = IMDSClient(args.imds_url, args.imds_timeout, args.token_ttl, self.metrics)
-        self.state = StateStore(args.state_dir)
+        self.store = StateStore(args.state_dir)
         self.work = queue.Queue()
-        self.lock = threading.Lock()
-        self.terminating = None
-        self.seen = set()
-        self.instance_id = args.instance_id or ""
+        self.lock = threading.Lock()  # guards self.state (episodes are changed by the poll loop and the worker)
+        self.identity = {"instance_id": args.instance_id} if args.instance_id else {}
+        self.identity_read = False
+        self.ignored = {}
+        self.counted = set()
         self.current_proc = None
+        self.last_poll = 0.0
         self.errlog = RateLimitedLog(args.error_log_interval)
         self.rotation = 0
-        self.metrics.set("parkingspot_watcher_terminating", value=0)
-        restored = self.state.active_drain(time.time(), args.restore_grace)
-        if restored:
+        self.state = self.store.load()
+        self._restore()
+
+    def _restore(self):
+        """Episodes from the state file: active ones wait for a poll to confirm their causes; ended ones
+        whose undo scripts did not finish get them run again (each undo script still runs once)."""
+        booted = boot_time()
+        for phase, episode in list(self.state["episodes"].items()):
+            try:
+                self._restore_one(phase, episode, booted)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                LOG.warning("state file: %s lifecycle unreadable (%s); dropped", phase, exc)
+                self.state["episodes"].pop(phase, None)
+        self._gauges()
+
+    def _restore_one(self, phase, episode, booted):
+        missing = [k for k in ("state", "detected", "hooks", "undo") if k not in episode]
+        for cause in episode["causes"].values():  # what health, hooks and undo scripts read
+            missing += [k for k in ("action", "notice_time", "at", "end", "deadline") if k not in cause]
+        if missing:
+            raise ValueError("missing " + ", ".join(sorted(set(missing))))
+        for kind in list(episode["causes"]):
+            if kind not in EVENTS or phase_for(kind, self.responses) != phase:
+                del episode["causes"][kind]  # --on changed since: that kind feeds another phase now
+        if not episode["causes"]:
+            del self.state["episodes"][phase]
+            return
+        _refresh(episode)
+        if episode["state"] in ACTIVE:
+            episode["rebooted"] = episode.get("rebooted") or booted > episode["detected"]
+            for cause in episode["causes"].values():
+                cause["confirmed"] = False
             LOG.warning(
-                "restoring drain state from %s: %s notice at %s",
-                self.state.path,
-                restored.get("event"),
-                restored.get("notice_time"),
+                "restored %s lifecycle in state %s (%s) from %s; waiting for IMDS to confirm it",
+                phase,
+                episode["state"],
+                ",".join(sorted(episode["causes"])),
+                self.store.path,
             )
-            self._set_terminating(restored)
+        elif not episode.get("undo_done", True):
+            self.work.put(("undo", episode))
+
+    def _gauges(self):
+        with self.lock:
+            drain = self.state["episodes"].get("drain")
+            terminating = shows_503(drain, time.time(), self.args.restore_grace)
+        self.metrics.set("parkingspot_watcher_terminating", value=1 if terminating else 0)
 
     # -- health state
-    def _set_terminating(self, notice):
-        with self.lock:
-            if self.terminating is None:
-                self.terminating = {
-                    "event": notice.get("event"),
-                    "action": notice.get("action"),
-                    "notice_time": notice.get("notice_time"),
-                    "deadline": notice.get("deadline"),
-                }
-        self.metrics.set("parkingspot_watcher_terminating", value=1)
-
     def health(self):
         """(status, body dict) for the health endpoint."""
+        now = time.time()
         with self.lock:
-            terminating = dict(self.terminating) if self.terminating else None
-        if terminating:
-            terminating.update(status="terminating", reason="{} notice seen".format(terminating["event"]))
-            return 503, terminating
+            drain = self.state["episodes"].get("drain")
+            if shows_503(drain, now, self.args.restore_grace):
+                kind, cause = primary_cause(drain)
+                body = {
+                    "status": "terminating",
+                    "state": drain["state"],
+                    "event": kind,
+                    "events": sorted(drain["causes"]),
+                    "action": cause["action"],
+                    "notice_time": cause["notice_time"],
+                    "deadline": format_iso(drain["deadline"]),
+                    "reason": f"{kind} notice seen",
+                }
+                return 503, body
         if not self.args.app_health_url:
             return 200, {"status": "ok"}
         try:
             code = http_call(self.args.app_health_url, self.args.app_health_timeout)
-        except (OSError, ValueError, http.client.HTTPException) as exc:
+        except (OSError, ValueError) as exc:
             return 503, {"status": "unhealthy", "reason": f"application health check failed: {exc}"}
         if 200 <= code < 300:
             return 200, {"status": "ok", "app_status": code}
         return 503, {"status": "unhealthy", "reason": f"application health answered {code}", "app_status": code}
 
-    # -- polling
-    def ensure_instance_id(self):
-        if self.instance_id:
+    def render_metrics(self):
+        self._gauges()  # a restored drain stops answering 503 when its grace runs out, with no event
+        if self.last_poll:
+            self.metrics.set("parkingspot_watcher_last_poll_age_seconds", value=round(time.time() - self.last_poll, 3))
+        return self.metrics.render()
+
+    # -- event sources
+    def ensure_identity(self):
+        """Instance id, type, zone, region and private IP from the identity document, read once."""
+        if self.identity_read:
             return
         try:
-            status, body = self.imds.get("/latest/meta-data/instance-id")
+            status, body = self.imds.get(IDENTITY_PATH)
             if status == 200:
-                self.instance_id = body.strip()
-        except IMDSError as exc:
-            self.errlog.warning("instance-id", "cannot read instance-id yet: %s", exc)
+                self.identity.update(parse_identity(body))
+                if self.args.instance_id:
+                    self.identity["instance_id"] = self.args.instance_id
+            elif not self.identity.get("instance_id"):
+                status, body = self.imds.get("/latest/meta-data/instance-id")
+                if status == 200:
+                    self.identity["instance_id"] = body.strip()
+            self.identity_read = True
+        except (IMDSError, ValueError) as exc:
+            self.errlog.warning("identity", "cannot read the instance identity yet: %s", exc)
 
-    def poll_event(self, event):
+    def poll_event(self, kind):
         now = time.time()
         try:
-            status, body = self.imds.get(PATHS[event])
+            status, body = self.imds.get(PATHS[kind])
         except IMDSError as exc:
             self.metrics.inc("parkingspot_watcher_imds_errors_total", (("kind", exc.kind),))
-            self.errlog.warning("imds:" + exc.kind, "IMDS error on %s: %s", event, exc)
+            self.errlog.warning("imds:" + exc.kind, "IMDS error on %s: %s", kind, exc)
             return
         self.errlog.clear("imds:refused")
         try:
-            notice = parse_notice(event, status, body, now, self.args.default_budget)
+            state, info = read_source(kind, status, body)
         except (ValueError, KeyError, TypeError) as exc:
             self.metrics.inc("parkingspot_watcher_imds_errors_total", (("kind", "parse"),))
-            self.errlog.warning("parse:" + event, "cannot understand %s payload %r: %s", event, body[:200], exc)
+            self.errlog.warning("parse:" + kind, "cannot understand %s payload %r: %s", kind, body[:200], exc)
             return
-        if notice is not None:
-            self.on_notice(notice, now)
-
-    def on_notice(self, notice, now):
-        if notice["key"] in self.seen:
-            return
-        self.seen.add(notice["key"])
-        response = self.responses[notice["event"]]
-        notice["response"] = response
-        notice["deadline"] = notice["deadline_base"] - self.args.safety_margin
-        notice["seen_at"] = now
-        self.metrics.inc("parkingspot_watcher_notices_total", (("event", notice["event"]),))
-        LOG.warning(
-            "%s notice: action=%s time=%s response=%s (%.0fs left before deadline)",
-            notice["event"],
-            notice["action"],
-            notice["notice_time"],
-            response,
-            notice["deadline"] - now,
-        )
-        if response == "ignore":
-            return
-        if response == "drain":
-            self._set_terminating(notice)
-        self.work.put(notice)
+        self.on_observation(kind, state, info, now)
 
     def poll_once(self):
         self.poll_event("interruption")
-        event = SECONDARY_ROTATION[self.rotation % len(SECONDARY_ROTATION)]
+        kind = SECONDARY_ROTATION[self.rotation % len(SECONDARY_ROTATION)]
         self.rotation += 1
-        self.poll_event(event)
-        self.metrics.set("parkingspot_watcher_last_poll_timestamp_seconds", value=time.time())
-        if not self.instance_id:
-            self.ensure_instance_id()
+        self.poll_event(kind)
+        self.last_poll = time.time()
+        self.metrics.set("parkingspot_watcher_last_poll_timestamp_seconds", value=self.last_poll)
+        if not self.identity_read:
+            self.ensure_identity()
 
     def poll_loop(self):
         interval = self.args.poll_interval
-        self.ensure_instance_id()
+        self.ensure_identity()
         next_tick = time.monotonic()
         while not self.stop.is_set():
             self.poll_once()
@@ -625,66 +822,154 @@ class Watcher:
                 next_tick += ((now - next_tick) // interval + 1) * interval
             self.stop.wait(next_tick - now)
 
+    # -- lifecycle
+    def on_observation(self, kind, state, info, now):
+        phase = phase_for(kind, self.responses)
+        if phase is None:
+            self._ignored(kind, state == "present", info)
+            return
+        with self.lock:
+            episode = self.state["episodes"].get(phase)
+            if episode is not None and episode["state"] not in ACTIVE and state == "present":
+                self.state["history"] = (self.state["history"] + [episode])[-StateStore.HISTORY :]
+                episode = None
+            episode, effect = observe(
+                episode, kind, state, info, now, self.args.default_budget, self.args.safety_margin
+            )
+            if effect is None:
+                return
+            episode["phase"] = phase
+            self.state["episodes"][phase] = episode
+            self.store.save(self.state)
+            lifecycle = episode["state"]
+        self.on_effect(phase, kind, effect, episode, lifecycle, now)
+
+    def on_effect(self, phase, kind, effect, episode, lifecycle, now):
+        labels = (("event", kind),)
+        if effect in ("detected", "joined", "confirmed") and (id(episode), kind) not in self.counted:
+            self.counted.add((id(episode), kind))
+            self.metrics.inc("parkingspot_watcher_notices_total", labels)
+        if effect == "moved":
+            self.metrics.inc("parkingspot_watcher_notice_updates_total", labels)
+            # DEBUG: AWS's metadata mock moves the time on every request, i.e. every poll.
+            LOG.debug("%s notice moved: %s lifecycle deadline now %s", kind, phase, format_iso(episode["deadline"]))
+            return
+        cause = episode["causes"][kind] if kind in episode["causes"] else primary_cause(episode)[1]
+        LOG.warning(
+            "%s notice %s: action=%s time=%s phase=%s lifecycle=%s (%.0fs before the deadline)",
+            kind,
+            effect,
+            cause["action"],
+            cause["notice_time"],
+            phase,
+            lifecycle,
+            episode["deadline"] - now,
+        )
+        if effect in ("detected", "withdrawn", "completed"):
+            self.metrics.inc("parkingspot_watcher_lifecycle_total", (("phase", phase), ("state", lifecycle)))
+        self._gauges()
+        if effect == "detected" or (effect == "confirmed" and lifecycle in ("detected", "draining")):
+            self.work.put(("run", episode))
+        if effect in ("detected", "withdrawn", "completed") and self.args.webhook_url:
+            threading.Thread(target=self.send_webhook, args=(episode, lifecycle), daemon=True).start()
+        if effect in ("withdrawn", "completed"):
+            self.work.put(("undo", episode))
+
+    def _ignored(self, kind, present, info):
+        if present and not self.ignored.get(kind):
+            self.metrics.inc("parkingspot_watcher_notices_total", (("event", kind),))
+            LOG.warning("%s notice (action=%s) ignored (--on %s=ignore)", kind, info["action"], kind)
+        self.ignored[kind] = present
+
     # -- actions
     def worker_loop(self):
         while not self.stop.is_set():
-            notice = self.work.get()
-            if notice is None:  # shutdown
+            item = self.work.get()
+            if item is None:  # shutdown
                 return
-            self.ensure_instance_id()
-            if self.args.webhook_url:
-                threading.Thread(target=self.send_webhook, args=(notice,), daemon=True).start()
-            self.run_hooks(notice)
+            op, episode = item
+            self.ensure_identity()
+            if op == "run":
+                self.run_hooks(episode)
+            else:
+                self.run_undo(episode)
 
-    def hook_dir_for(self, notice):
-        if notice["response"] == "drain":
+    def hooks_dir(self, phase):
+        if phase == "drain":
             return self.args.hooks_dir
-        return os.path.join(self.args.hooks_dir, "{}.d".format(notice["event"]))
+        return os.path.join(self.args.hooks_dir, f"{phase}.d")
 
-    def run_hooks(self, notice):
-        phase = "drain" if notice["response"] == "drain" else notice["event"]
-        done = self.state.notice(notice)
-        for path in list_hooks(self.hook_dir_for(notice)):
+    def run_hooks(self, episode):
+        with self.lock:
+            if episode["state"] not in ("detected", "draining"):
+                return
+            episode["state"] = "draining"
+            self.store.save(self.state)
+        self.metrics.inc("parkingspot_watcher_lifecycle_total", (("phase", episode["phase"]), ("state", "draining")))
+        for path in list_hooks(self.hooks_dir(episode["phase"])):
             name = os.path.basename(path)
             if self.stop.is_set():
                 return
-            if name in done:
-                LOG.info("hook %s already ran for this notice (%s); not running it again", name, done[name]["result"])
+            with self.lock:
+                lifecycle = episode["state"]
+                done = episode["hooks"].get(name)
+                deadline, left = hook_window(episode, time.time())
+            if lifecycle != "draining":
+                LOG.warning("%s lifecycle %s; hook %s and the rest not run", episode["phase"], lifecycle, name)
+                return
+            if done:
+                LOG.info("hook %s already ran for this notice (%s); not running it again", name, done["result"])
                 continue
-            left = notice["deadline"] - time.time()
-            if left <= 0:
-                LOG.error("deadline passed; hook %s not run", name)
-                self._record(notice, name, "skipped", None, 0.0)
-                continue
-            timeout = min(hook_timeout(path, self.args.hook_timeout), left)
-            self.run_hook(notice, phase, path, name, timeout, left)
+            own = hook_timeout(path, self.args.hook_timeout)
+            timeout = min(own, max(LATE_HOOK_SECONDS, left))
+            if time.time() > episode["deadline"]:
+                LOG.warning("inside the safety margin: hook %s gets %.0fs (%.0fs left)", name, timeout, left)
+            self.run_hook(episode, path, name, timeout, "draining", episode["hooks"])
+        with self.lock:
+            if episode["state"] == "draining":
+                episode["state"] = "done"
+                self.store.save(self.state)
+                done = True
+            else:
+                done = False
+        if done:
+            self.metrics.inc("parkingspot_watcher_lifecycle_total", (("phase", episode["phase"]), ("state", "done")))
 
-    def run_hook(self, notice, phase, path, name, timeout, left):
-        env = dict(os.environ)
-        env.update(
-            {
-                "PARKINGSPOT_EVENT": notice["event"],
-                "PARKINGSPOT_ACTION": notice["action"],
-                "PARKINGSPOT_PHASE": phase,
-                "PARKINGSPOT_NOTICE_TIME": notice["notice_time"],
-                "PARKINGSPOT_DEADLINE": str(int(notice["deadline"])),
-                "PARKINGSPOT_SECONDS_LEFT": str(int(left)),
-                "PARKINGSPOT_HOOK_TIMEOUT": str(int(timeout)),
-                "PARKINGSPOT_INSTANCE_ID": self.instance_id,
-            }
-        )
-        # Record the start before running: a hook runs at most once per notice, even if we die now.
-        self.state.hook(notice["key"], name, {"result": "started", "started": time.time()})
+    def run_undo(self, episode):
+        """The '<hook>.undo' scripts of the hooks that ran, in reverse order, each at most once."""
+        directory = self.hooks_dir(episode["phase"])
+        with self.lock:
+            ran = sorted(episode["hooks"], reverse=True)
+            lifecycle = episode["state"]
+        for name in ran:
+            path = os.path.join(directory, name + ".undo")
+            if self.stop.is_set():
+                return
+            if name + ".undo" in episode["undo"] or not (os.path.isfile(path) and os.access(path, os.X_OK)):
+                continue
+            timeout = hook_timeout(path, self.args.hook_timeout)
+            self.run_hook(episode, path, name + ".undo", timeout, lifecycle, episode["undo"])
+        with self.lock:
+            episode["undo_done"] = True
+            self.store.save(self.state)
+
+    def run_hook(self, episode, path, name, timeout, lifecycle, records):
+        with self.lock:
+            env = dict(os.environ)
+            env.update(hook_environment(episode, self.identity, lifecycle, time.time(), timeout))
+            # Record the start before running: a hook runs at most once per lifecycle, even if we die now.
+            records[name] = {"result": "started", "started": time.time()}
+            self.store.save(self.state)
         started = time.monotonic()
         self.metrics.set("parkingspot_watcher_hook_last_start_timestamp_seconds", (("hook", name),), time.time())
-        LOG.warning("running hook %s (timeout %.0fs, %.0fs left)", name, timeout, left)
+        LOG.warning("running hook %s (%s; timeout %.0fs)", name, lifecycle, timeout)
         try:
             proc = subprocess.Popen(
                 [path], env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(), start_new_session=True, cwd="/"
             )
         except OSError as exc:
             LOG.error("hook %s could not start: %s", name, exc)
-            self._record(notice, name, "failed", None, 0.0)
+            self._record(records, name, "failed", None, 0.0)
             return
         self.current_proc = proc
         result = None
@@ -706,16 +991,29 @@ class Watcher:
         duration = time.monotonic() - started
         level = logging.INFO if result == "ok" else logging.ERROR
         LOG.log(level, "hook %s %s (exit %s) after %.1fs", name, result, proc.returncode, duration)
-        self._record(notice, name, result, proc.returncode, duration)
+        self._record(records, name, result, proc.returncode, duration)
 
-    def _record(self, notice, name, result, returncode, duration):
-        self.state.hook(notice["key"], name, {"result": result, "rc": returncode, "duration": round(duration, 3)})
+    def _record(self, records, name, result, returncode, duration):
+        with self.lock:
+            records[name] = {"result": result, "rc": returncode, "duration": round(duration, 3)}
+            self.store.save(self.state)
         self.metrics.inc("parkingspot_watcher_hook_runs_total", (("hook", name), ("result", result)))
         self.metrics.set("parkingspot_watcher_hook_duration_seconds", (("hook", name),), duration)
+        self.metrics.inc("parkingspot_watcher_hook_seconds_total", (("hook", name),), duration)
 
-    def send_webhook(self, notice):
-        payload = {k: notice.get(k) for k in ("event", "action", "notice_time", "deadline", "response")}
-        payload["instance_id"] = self.instance_id
+    def send_webhook(self, episode, lifecycle):
+        with self.lock:
+            kind, cause = primary_cause(episode)
+            payload = {
+                "event": kind,
+                "events": sorted(episode["causes"]),
+                "action": cause["action"],
+                "notice_time": cause["notice_time"],
+                "deadline": format_iso(episode["deadline"]),
+                "phase": episode["phase"],
+                "lifecycle": lifecycle,
+            }
+        payload.update(self.identity)
         data = json.dumps(payload).encode()
         for attempt in range(3):
             headers = {"Content-Type": "application/json"}
@@ -725,7 +1023,7 @@ class Watcher:
                     self.metrics.inc("parkingspot_watcher_webhook_total", (("result", "ok"),))
                     return
                 LOG.warning("webhook attempt %d answered HTTP %d", attempt + 1, status)
-            except (OSError, ValueError, http.client.HTTPException) as exc:
+            except (OSError, ValueError) as exc:
                 LOG.warning("webhook attempt %d failed: %s", attempt + 1, exc)
             if self.stop.wait(2**attempt):
                 break
@@ -757,41 +1055,63 @@ def kill_group(proc):
 # ---------------------------------------------------------------------------- HTTP endpoint
 
 
+# The endpoint speaks just enough HTTP/1.1 for load balancer checks and Prometheus (GET/HEAD, one
+# request per connection) on socketserver: http.server would bring the email package and about
+# 2.4 MiB of resident memory with it (see docs/benchmarks.md), for request parsing this does not need.
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+MAX_HEADER_LINES = 100
+
+
+class HealthServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
 def make_handler(watcher):
     args = watcher.args
 
-    class Handler(BaseHTTPRequestHandler):
-        timeout = 5
-        server_version = "parkingspot-watcher"
+    class Handler(socketserver.StreamRequestHandler):
+        timeout = 5  # a client that sends nothing is dropped after 5 s
 
-        def log_message(self, fmt, *fmt_args):  # quiet: load balancers poll every few seconds
-            LOG.debug("http: " + fmt, *fmt_args)
-
-        def _send(self, status, body, content_type, head=False):
-            data = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            if not head:
-                self.wfile.write(data)
-
-        def _dispatch(self, head):
-            path = urllib.parse.urlsplit(self.path).path
+        def handle(self):
+            try:
+                request_line = self.rfile.readline(8192).decode("latin-1")
+                for _header in range(MAX_HEADER_LINES):  # headers are read and not needed
+                    if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                        break
+            except OSError:
+                return
+            parts = request_line.split()
+            if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+                return self._send(400, {"status": "bad request"})
+            method, target = parts[0], parts[1]
+            head = method == "HEAD"
+            if method not in ("GET", "HEAD"):
+                return self._send(405, {"status": "method not allowed"})
+            path = urllib.parse.urlsplit(target).path
             if path == args.health_path:
                 status, body = watcher.health()
-                self._send(status, json.dumps(body, sort_keys=True) + "\n", "application/json", head)
-            elif path == args.metrics_path:
-                self._send(200, watcher.metrics.render(), "text/plain; version=0.0.4", head)
-            else:
-                self._send(404, json.dumps({"status": "not found"}) + "\n", "application/json", head)
+                return self._send(status, body, head=head)
+            if path == args.metrics_path:
+                return self._send(200, watcher.render_metrics(), "text/plain; version=0.0.4", head)
+            return self._send(404, {"status": "not found"}, head=head)
 
-        def do_GET(self):  # noqa: N802 (http.server naming)
-            self._dispatch(False)
-
-        def do_HEAD(self):  # noqa: N802
-            self._dispatch(True)
+        def _send(self, status, body, content_type="application/json", head=False):
+            if not isinstance(body, str):
+                body = json.dumps(body, sort_keys=True) + "\n"
+            data = body.encode()
+            lines = [
+                f"HTTP/1.1 {status} {REASONS[status]}",
+                "Server: parkingspot-watcher",
+                f"Content-Type: {content_type}",
+                f"Content-Length: {len(data)}",
+                "Cache-Control: no-store",
+                "Connection: close",
+            ]
+            try:
+                self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else data))
+            except OSError:
+                pass  # the client went away
 
     return Handler
 
@@ -830,7 +1150,8 @@ def build_parser():
         "--restore-grace",
         type=float,
         default=300.0,
-        help="after a restart, stay 503 for a saved drain notice until this long past its deadline",
+        help="after a restart, a saved drain answers 503 until IMDS confirms or ends it, "
+        "but not longer than this past the notice's end",
     )
     p.add_argument(
         "--on",
@@ -895,11 +1216,10 @@ def main(argv=None):
             return 2
     watcher = Watcher(args)
     try:
-        server = ThreadingHTTPServer((args.health_address, args.health_port), make_handler(watcher))
+        server = HealthServer((args.health_address, args.health_port), make_handler(watcher))
     except OSError as exc:
         LOG.error("cannot listen on %s:%d (--health-port): %s", args.health_address, args.health_port, exc)
         return 2
-    server.daemon_threads = True
 
     def on_signal(signum, _frame):
         watcher.stop.set()

@@ -1,5 +1,6 @@
 #!/bin/sh
-# End-to-end test of the spot_interruptions rulebook under ansible-rulebook (see rulebook_e2e.py).
+# End-to-end tests of the spot_interruptions and ci_queue rulebooks under ansible-rulebook
+# (see rulebook_e2e.py and ci_queue_e2e.py).
 #
 # Environment:
 #   PYTHON           interpreter with moto[server] and boto3 (default python3)
@@ -46,4 +47,5 @@ for path in sys.argv[1:]:
     print("schema ok:", path.rsplit("/", 1)[-1])
 PY
 
-exec "$PYTHON" "$HERE/rulebook_e2e.py"
+"$PYTHON" "$HERE/rulebook_e2e.py"
+exec "$PYTHON" "$HERE/ci_queue_e2e.py"

@@ -2,6 +2,16 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Helpers shared by the ParkingSpot built-in hooks (sourced, not run).
 
+# The watcher runs "<hook>.undo" with PARKINGSPOT_LIFECYCLE=withdrawn or completed when the notice
+# goes away. Built-ins that can undo their work set PS_HAS_UNDO=1 before sourcing this file; the
+# others do nothing when run as an undo script (handing off an Elastic IP twice would be wrong).
+ps_is_undo() {
+    case "${PARKINGSPOT_LIFECYCLE:-}" in
+        withdrawn | completed) return 0 ;;
+    esac
+    return 1
+}
+
 ps_log() {
     printf 'parkingspot-hook %s: %s\n' "${PS_HOOK_NAME:-hook}" "$*" >&2
 }
@@ -47,6 +57,17 @@ ps_wait_service_inactive() {
     return 0
 }
 
+# ps_start_unit UNIT: start UNIT again (undo of a graceful stop).
+ps_start_unit() {
+    ps_require systemctl
+    if systemctl start "$1"; then
+        ps_log "started $1 again (notice $PARKINGSPOT_LIFECYCLE)"
+        return 0
+    fi
+    ps_log "could not start $1"
+    return 1
+}
+
 # ps_graceful_unit UNIT SIGNAL: ask UNIT's main process to stop taking jobs with SIGNAL, wait for
 # the running job until the end time, then stop the unit.
 ps_graceful_unit() {
@@ -67,3 +88,8 @@ ps_graceful_unit() {
     fi
     systemctl stop "$_unit"
 }
+
+if ps_is_undo && [ -z "${PS_HAS_UNDO:-}" ]; then
+    ps_log "notice $PARKINGSPOT_LIFECYCLE; this hook has nothing to undo"
+    exit 0
+fi

@@ -4,9 +4,23 @@
 # the running job), so this hook waits while a job runs (a Runner.Worker process exists) and
 # stops the runner unit as soon as it is idle, or at the deadline.
 # Settings: PS_GITHUB_RUNNER_UNIT (default: every active actions.runner.* unit).
+# Undo (notice withdrawn or completed): start PS_GITHUB_RUNNER_UNIT again (a stopped unit cannot be
+# found by pattern, so the undo needs the setting).
 PS_HOOK_NAME=github_runner
-export PS_HOOK_NAME
+PS_HAS_UNDO=1
+export PS_HOOK_NAME PS_HAS_UNDO
 . "$(dirname "$0")/common.sh"
+if ps_is_undo; then
+    if [ -z "${PS_GITHUB_RUNNER_UNIT:-}" ]; then
+        ps_log "PS_GITHUB_RUNNER_UNIT is not set; no runner unit to start again"
+        exit 0
+    fi
+    status=0
+    for unit in $PS_GITHUB_RUNNER_UNIT; do
+        ps_start_unit "$unit" || status=1
+    done
+    exit $status
+fi
 ps_require systemctl
 units=${PS_GITHUB_RUNNER_UNIT:-$(systemctl list-units --type=service --state=active --plain --no-legend 'actions.runner.*' | awk '{print $1}')}
 if [ -z "$units" ]; then

@@ -3,14 +3,21 @@
 # Cordon this node and drain it within the deadline.
 # Settings: PS_NODE_NAME (default: hostname), PS_KUBECONFIG (optional),
 # PS_DRAIN_ARGS (default: --ignore-daemonsets --delete-emptydir-data --force).
+# Undo (notice withdrawn or completed): uncordon the node.
 PS_HOOK_NAME=kubectl_drain
-export PS_HOOK_NAME
+PS_HAS_UNDO=1
+export PS_HOOK_NAME PS_HAS_UNDO
 . "$(dirname "$0")/common.sh"
 ps_require kubectl
 node=${PS_NODE_NAME:-$(hostname)}
 if [ -n "${PS_KUBECONFIG:-}" ]; then
     KUBECONFIG=$PS_KUBECONFIG
     export KUBECONFIG
+fi
+if ps_is_undo; then
+    kubectl uncordon "$node" || exit 1
+    ps_log "uncordoned $node (notice $PARKINGSPOT_LIFECYCLE)"
+    exit 0
 fi
 left=$(($(ps_end_time) - $(ps_now)))
 [ "$left" -lt 1 ] && left=1

@@ -4,6 +4,8 @@
 import stat
 import sys
 
+import pytest
+
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
 
 INSTANCE = {"instance_id": "i-0abc", "private_dns_name": "ip-10-0-0-5.ec2.internal"}
@@ -61,3 +63,41 @@ def test_no_drain_configured_skips():
     assert _drain.run_drains(None, [INSTANCE]) == [
         {"instance_id": "i-0abc", "status": "skipped", "detail": "no drain configured"}
     ]
+
+
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        ("pause {instance_id}", ["pause", "i-0abc"]),
+        ("echo ${HOME} $PATH {pool}", ["echo", "${HOME}", "$PATH", "{pool}"]),
+        (
+            "kubectl get node {private_dns_name} -o jsonpath='{.status.phase}'",
+            ["kubectl", "get", "node", "ip-10-0-0-5.ec2.internal", "-o", "jsonpath={.status.phase}"],
+        ),
+        ('sh -c "echo {instance_id} {{x}} }{"', ["sh", "-c", "echo i-0abc {{x}} }{"]),
+        ("run --id={instance_id}/{instance_id}", ["run", "--id=i-0abc/i-0abc"]),
+    ],
+)
+def test_only_the_documented_placeholders_change(command, argv):
+    assert _drain.drain_argv({"command": command}, INSTANCE) == [argv]
+
+
+def test_values_are_never_split_or_interpreted():
+    instance = {"instance_id": "i-1", "private_dns_name": "a b'c {instance_id}"}
+    assert _drain.drain_argv({"command": "x {private_dns_name}"}, instance) == [["x", "a b'c {instance_id}"]]
+
+
+@pytest.mark.parametrize("command", ["echo 'unbalanced {instance_id}", 'echo "x', "   ", "a\\"])
+def test_bad_templates_are_refused_before_any_run(command):
+    if not command.strip():
+        with pytest.raises(_drain.DrainCommandError, match="drain.command: is empty"):
+            _drain.check_command({"command": command})
+        return
+    with pytest.raises(_drain.DrainCommandError, match="^drain.command: cannot be split"):
+        _drain.check_command({"command": command})
+
+
+def test_check_command_renders_a_sample():
+    assert _drain.check_command({"command": "pause {instance_id}"}) == ["pause", "i-0123456789abcdef0"]
+    assert _drain.check_command({}) is None
+    assert _drain.check_command({"kubectl": True}) is None

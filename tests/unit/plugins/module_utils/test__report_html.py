@@ -294,3 +294,58 @@ document.body.setAttribute("data-probe", out.join(","));
     drawn = dict(item.split("=") for item in match.group(1).split(","))
     assert set(drawn) == {"chart-pool-size", "chart-interruptions", "chart-cost"}
     assert all(int(n) > 0 for n in drawn.values()), drawn
+
+
+@pytest.mark.parametrize(
+    "value, cell",
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("team=a", "team=a"),
+        ("ci", "ci"),
+        (-1.5, "-1.5"),
+        (None, ""),
+    ],
+)
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(value, cell):
+    rows = [{"pool": value, "owner": value, "instance_id": "i-1", "savings": -1.5}]
+    parsed = next(csv.DictReader(io.StringIO(_report_html.render_csv(rows))))
+    assert parsed["pool"] == cell and parsed["owner"] == cell
+    assert parsed["savings"] == "-1.5"  # numbers stay numbers
+
+
+def test_write_all_replaces_both_or_neither(tmp_path, monkeypatch):
+    csv_path, html_path = str(tmp_path / "r.csv"), str(tmp_path / "r.html")
+    assert _report_html.write_all_if_changed({csv_path: "c1", html_path: "h1"}) is True
+    assert _report_html.write_all_if_changed({csv_path: "c1", html_path: "h1"}) is False
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if dst == html_path:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(_report_html.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        _report_html.write_all_if_changed({csv_path: "c2", html_path: "h2"})
+    monkeypatch.setattr(_report_html.os, "replace", real_replace)
+    assert (tmp_path / "r.csv").read_text() == "c1" and (tmp_path / "r.html").read_text() == "h1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.html"]
+
+
+def test_write_all_removes_a_new_file_when_its_partner_fails(tmp_path, monkeypatch):
+    csv_path, html_path = str(tmp_path / "r.csv"), str(tmp_path / "r.html")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if dst == html_path:
+            raise OSError("boom")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(_report_html.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        _report_html.write_all_if_changed({csv_path: "c", html_path: "h"})
+    assert list(tmp_path.iterdir()) == []

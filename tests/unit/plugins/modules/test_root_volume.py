@@ -104,11 +104,22 @@ def test_check_mode_predicts_create_without_writes(ec2, image_id, run_module, ap
     assert volumes_named(ec2) == []
 
 
-def test_missing_tags_are_added_never_removed(ec2, run_module):
+def test_without_purge_missing_tags_are_added_never_removed(ec2, run_module):
     run_module(root_volume, {"name": NAME, "size": 4, "zone": "us-east-1a", "tags": {"a": "1"}})
-    result = run_module(root_volume, {"name": NAME, "tags": {"b": "2"}})
+    result = run_module(root_volume, {"name": NAME, "tags": {"b": "2"}, "purge_tags": False})
     assert result["changed"] is True
     assert tags_of(volumes_named(ec2)[0]) == {"Name": NAME, "a": "1", "b": "2"}
+
+
+def test_purge_tags_removes_user_tags_but_never_reserved_ones(ec2, run_module):
+    run_module(root_volume, {"name": NAME, "size": 4, "zone": "us-east-1a", "tags": {"a": "1", "n": 2}})
+    volume_id = volumes_named(ec2)[0]["VolumeId"]
+    ec2.create_tags(Resources=[volume_id], Tags=[{"Key": "parkingspot:migrated-from", "Value": "vol-0"}])
+    again = run_module(root_volume, {"name": NAME, "tags": {"a": "1", "n": 2}})
+    assert again["changed"] is False  # 2 and "2" are the same tag value
+    result = run_module(root_volume, {"name": NAME, "tags": {"b": True}})
+    assert result["changed"] is True
+    assert tags_of(volumes_named(ec2)[0]) == {"Name": NAME, "b": "True", "parkingspot:migrated-from": "vol-0"}
 
 
 # --- bad input: a clear message naming the option, no write ------------------
@@ -117,7 +128,7 @@ def test_missing_tags_are_added_never_removed(ec2, run_module):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ({"size": 0, "zone": "us-east-1a"}, "size must be at least 1"),
+        ({"size": 0, "zone": "us-east-1a"}, "size: must be from 1 to 65536 GiB, got 0"),
         ({"size": 4, "zone": "us-east-1a", "kms_key_id": "alias/x"}, "kms_key_id requires encrypted"),
         ({"size": 4, "zone": "us-east-1a", "device_name": "sdf"}, "device_name must be a device path"),
         ({"state": "attached", "size": 4}, "instance_id is required"),
@@ -125,7 +136,7 @@ def test_missing_tags_are_added_never_removed(ec2, run_module):
         ({"zone": "us-east-1a"}, "size is required"),
         ({"zone": "us-east-1a", "snapshot_id": "snap-0000000000000000f"}, "snapshot_id snap-0000000000000000f"),
         ({"zone": "us-east-1a", "image_id": "ami-00000000"}, "image_id ami-00000000"),
-        ({"zone": "us-east-1a", "size": 4, "wait_timeout": 0}, "wait_timeout must be at least 1"),
+        ({"zone": "us-east-1a", "size": 4, "wait_timeout": 0}, "wait_timeout: must be from 1 to 86400 seconds"),
         ({"zone": "us-east-1a", "size": 4, "instance_id": "i-0000000000000000f"}, "instance_id i-0000000000000000f"),
     ],
 )

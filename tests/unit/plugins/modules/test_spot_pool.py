@@ -249,3 +249,31 @@ def test_asg_fallback_names_a_missing_group(ec2, pool, run_module, api_calls):
     result = run_module(spot_pool, args)
     assert result["failed"] is True and "on_demand_fallback.asg_name: no auto scaling group named nope" in result["msg"]
     assert api_calls.writes() == []
+
+
+# ------------------------------------------------------------------ queue-driven pools
+
+
+def test_demand_sizes_the_pool_and_scale_in_spares_busy_runners(ec2, pool, run_module):
+    args = dict(pool, desired=1, scaling={"max": 6, "idle_minutes": 10, "min_running_minutes": 5})
+    first = run_module(spot_pool, dict(args, demand={"queued": 4, "busy": 0}))
+    assert first["pool"]["desired"] == 4
+    assert first["pool"]["demand"] == {"queued": 4, "busy": 0, "floor": 1, "max": 6, "per_job": 1, "target": 4}
+    held = sorted(pool_instances(ec2, "ci"))
+    assert len(held) == 4
+    ec2.create_tags(Resources=held[:2], Tags=[{"Key": "parkingspot:busy", "Value": "true"}])
+    # The queue is empty and the count says nothing runs, but two runners are tagged busy: only the
+    # two idle ones go, although the floor is 1.
+    later = "2099-01-01T00:00:00Z"
+    shrunk = run_module(spot_pool, dict(args, demand={"queued": 0, "busy": 0}, now=later))
+    assert shrunk["pool"]["desired"] == 1
+    assert sorted(shrunk["pool"]["terminated"]) == held[2:]
+    assert sorted(pool_instances(ec2, "ci")) == held[:2]
+
+
+def test_demand_without_scaling_max_fails_before_any_write(ec2, pool, run_module, api_calls):
+    result = run_module(spot_pool, dict(pool, desired=1, demand={"queued": 3}))
+    assert result["failed"] is True
+    assert "scaling.max" in result["msg"]
+    assert api_calls.writes() == []
+    assert pool_instances(ec2, "ci") == {}

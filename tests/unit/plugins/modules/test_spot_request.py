@@ -170,7 +170,7 @@ def test_legacy_api_tags_instances_in_one_batch(ec2, base, run_module, api_calls
 @pytest.mark.parametrize(
     "override, message",
     [
-        ({"count": -1}, "count must be 0 or more"),
+        ({"count": -1}, "count: must be from 0 to 10000, got -1"),
         (
             {"valid_until": "2001-01-01T00:00:00Z", "request_type": "persistent", "interruption_behavior": "stop"},
             "valid_until: 2001-01-01T00:00:00Z is in the past",
@@ -180,6 +180,12 @@ def test_legacy_api_tags_instances_in_one_batch(ec2, base, run_module, api_calls
             {"valid_until": "tomorrow", "request_type": "persistent", "interruption_behavior": "stop"},
             "valid_until: 'tomorrow' is not an ISO 8601",
         ),
+        (
+            {"valid_until": "0001-01-01T00:30:00+01:00", "request_type": "persistent", "interruption_behavior": "stop"},
+            "valid_until: '0001-01-01T00:30:00+01:00' is out of the range",
+        ),
+        ({"tags": {"parkingspot:pool": "ci"}}, "tags: tag key 'parkingspot:pool' is reserved"),
+        ({"name": "x" * 257}, "name: is 257 characters long; at most 256"),
         ({"interruption_behavior": "explode"}, "interruption_behavior"),
         ({"launch_template": {"name": "x"}}, "launch_template and image_id are mutually exclusive"),
         ({"image_id": None}, "one of launch_template or image_id is required"),

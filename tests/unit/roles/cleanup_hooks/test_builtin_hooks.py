@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -257,7 +258,188 @@ def test_shell_hooks_are_shellcheck_clean():
     if shellcheck is None:
         pytest.skip("shellcheck not installed (Debian package shellcheck)")
     scripts = sorted(glob.glob(os.path.join(BUILTIN, "*.sh")))
-    assert len(scripts) == 9
+    assert len(scripts) == 14
     argv = [shellcheck, "-s", "sh", "-x", "-P", "SCRIPTDIR"] + scripts
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
+
+
+# ---------------------------------------------------------------- undo scripts (PARKINGSPOT_LIFECYCLE)
+
+
+@pytest.mark.parametrize(
+    "hook,extra,expected",
+    [
+        ("gitlab_runner", {}, ["systemctl start gitlab-runner"]),
+        ("buildkite_agent", {"PS_BUILDKITE_AGENT_UNIT": "bk"}, ["systemctl start bk"]),
+        (
+            "github_runner",
+            {"PS_GITHUB_RUNNER_UNIT": "actions.runner.a actions.runner.b"},
+            [
+                "systemctl start actions.runner.a",
+                "systemctl start actions.runner.b",
+            ],
+        ),
+        ("github_runner", {}, []),
+        ("kubectl_drain", {"PS_NODE_NAME": "node-a"}, ["kubectl uncordon node-a"]),
+        (
+            "elb_deregister",
+            {"PS_TARGET_GROUP_ARNS": "arn:x", "PS_TARGET_PORT": "80"},
+            [f"aws elbv2 register-targets --target-group-arn arn:x --targets Id={INSTANCE},Port=80"],
+        ),
+        ("eip_handoff", {"PS_EIP_ALLOCATION_ID": "eipalloc-1"}, []),
+        ("tag_instance", {}, []),
+        ("fs_sync", {}, []),
+    ],
+)
+@pytest.mark.parametrize("lifecycle", ["withdrawn", "completed"])
+def test_undo_puts_back_what_the_hook_did_and_others_do_nothing(env, hook, extra, expected, lifecycle):
+    proc = run(hook, env, PARKINGSPOT_LIFECYCLE=lifecycle, **extra)
+    assert proc.returncode == 0, proc.stderr
+    assert calls(env) == expected
+
+
+def test_hooks_run_normally_while_draining(env):
+    proc = run("kubectl_drain", env, PARKINGSPOT_LIFECYCLE="draining", PS_NODE_NAME="node-a")
+    assert proc.returncode == 0
+    assert calls(env)[0] == "kubectl cordon node-a"
+
+
+# ---------------------------------------------------------------- webhook
+
+
+class _Receiver:
+    """Records POSTs; answers with the next status of a list (the last one repeats)."""
+
+    def __init__(self, statuses=(204,)):
+        import threading
+        from http.server import BaseHTTPRequestHandler
+        from http.server import ThreadingHTTPServer
+
+        self.requests, self.statuses = [], list(statuses)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append({"line": self.requestline, "headers": dict(self.headers), "body": body})
+                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(statuses=(204,)):
+        made.append(_Receiver(statuses))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.close()
+
+
+@pytest.fixture
+def notice_env(env):
+    import sys
+
+    return dict(
+        env,
+        PS_PYTHON=sys.executable,
+        PS_RETRIES="3",
+        PARKINGSPOT_EVENT="interruption",
+        PARKINGSPOT_EVENTS="interruption,lifecycle",
+        PARKINGSPOT_ACTION="stop",
+        PARKINGSPOT_PHASE="drain",
+        PARKINGSPOT_LIFECYCLE="draining",
+        PARKINGSPOT_DEADLINE_TIME="2026-01-01T10:01:50Z",
+        PARKINGSPOT_INSTANCE_TYPE="m5.large",
+        PARKINGSPOT_AVAILABILITY_ZONE="eu-west-1a",
+        PARKINGSPOT_REGION="eu-west-1",
+        PARKINGSPOT_PRIVATE_IP="10.0.0.7",
+    )
+
+
+def test_webhook_default_body_is_slack_compatible_and_complete(notice_env, receiver):
+    hook = receiver()
+    proc = run("webhook", notice_env, PS_URL=hook.base + "/services/T000/B000/secret")
+    assert proc.returncode == 0, proc.stderr
+    (request,) = hook.requests
+    assert request["line"].startswith("POST /services/T000/B000/secret ")
+    assert request["headers"]["Content-Type"] == "application/json"
+    body = json.loads(request["body"])
+    assert body["text"].startswith(f"{INSTANCE} (m5.large eu-west-1a 10.0.0.7): interruption notice, action stop")
+    expected = {
+        "instance_id": INSTANCE,
+        "instance_type": "m5.large",
+        "zone": "eu-west-1a",
+        "region": "eu-west-1",
+        "private_ip": "10.0.0.7",
+        "event": "interruption",
+        "action": "stop",
+        "deadline": "2026-01-01T10:01:50Z",
+        "notice_time": "2026-01-01T10:02:00Z",
+    }
+    assert {k: body[k] for k in expected} == expected
+    assert "secret" not in proc.stderr  # the URL is never logged
+
+
+def test_webhook_template_headers_file_and_undo(notice_env, receiver, tmp_path):
+    hook = receiver()
+    headers_file = tmp_path / "headers"
+    headers_file.write_text("Authorization: Bearer s3cr3t\n")
+    url_file = tmp_path / "url"
+    url_file.write_text(hook.base + "/notify\n")
+    template = json.dumps({"summary": '${instance_id} ${action} "${lifecycle}"', "tags": ["${region}"], "n": 1})
+    proc = run(
+        "webhook",
+        notice_env,
+        PS_URL_FILE=str(url_file),
+        PS_TEMPLATE=template,
+        PS_HEADERS=json.dumps({"X-Team": "ci"}),
+        PS_HEADERS_FILE=str(headers_file),
+        PARKINGSPOT_LIFECYCLE="withdrawn",
+    )
+    assert proc.returncode == 0, proc.stderr
+    (request,) = hook.requests
+    assert json.loads(request["body"]) == {"summary": f'{INSTANCE} stop "withdrawn"', "tags": ["eu-west-1"], "n": 1}
+    assert request["headers"]["Authorization"] == "Bearer s3cr3t" and request["headers"]["X-Team"] == "ci"
+    assert "s3cr3t" not in proc.stderr
+
+
+def test_webhook_goes_through_the_proxy(notice_env, receiver):
+    proxy = receiver()
+    proc = run("webhook", notice_env, PS_URL="http://hooks.example.invalid/x", PS_PROXY=proxy.base)
+    assert proc.returncode == 0, proc.stderr
+    (request,) = proxy.requests
+    assert request["line"].startswith("POST http://hooks.example.invalid/x ")
+
+
+def test_webhook_retries_server_errors_but_not_client_errors(notice_env, receiver):
+    flaky = receiver([500, 502, 200])
+    proc = run("webhook", notice_env, PS_URL=flaky.base + "/x")
+    assert proc.returncode == 0, proc.stderr
+    assert len(flaky.requests) == 3
+    refused = receiver([403])
+    proc = run("webhook", notice_env, PS_URL=refused.base + "/x")
+    assert proc.returncode == 1 and len(refused.requests) == 1
+
+
+def test_webhook_needs_a_url(notice_env):
+    proc = run("webhook", notice_env)
+    assert proc.returncode == 2 and "PS_URL" in proc.stderr

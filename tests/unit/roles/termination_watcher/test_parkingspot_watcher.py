@@ -25,6 +25,12 @@ def parse_stamp(stamp):
     return int(time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
 
 
+def drain_episode(tmp_path):
+    state = json.loads((tmp_path / "state" / "notices.json").read_text())
+    assert state["version"] == 2
+    return state["episodes"]["drain"]
+
+
 def test_notice_flips_health_runs_hooks_once_in_order_and_survives_restart(imds, watcher_factory, tmp_path):
     hooks = str(tmp_path / "hooks")
     log = write_hook(hooks, "20-second", "exit 0")
@@ -50,9 +56,7 @@ def test_notice_flips_health_runs_hooks_once_in_order_and_survives_restart(imds,
         assert run["instance"] == "i-0123456789abcdef0"
 
     def results():
-        state = json.loads((tmp_path / "state" / "notices.json").read_text())
-        (entry,) = state["notices"].values()
-        return {name: rec["result"] for name, rec in entry["hooks"].items()}
+        return {name: rec["result"] for name, rec in drain_episode(tmp_path)["hooks"].items()}
 
     wait_until(lambda: "started" not in results().values(), timeout=3)
     assert results() == {
@@ -75,7 +79,7 @@ def test_notice_flips_health_runs_hooks_once_in_order_and_survives_restart(imds,
     assert wait_until(lambda: metric(again.metrics(), "parkingspot_watcher_notices_total", event="interruption") == 1)
     time.sleep(1.0)
     assert len(read_hook_log(log)) == 3
-    assert "already ran for this notice" in again.output()
+    assert "restored drain lifecycle in state done" in again.output()
 
 
 def test_imdsv2_only_one_token_one_connection_two_requests_per_poll(imds, watcher_factory):
@@ -88,7 +92,7 @@ def test_imdsv2_only_one_token_one_connection_two_requests_per_poll(imds, watche
     assert gets and all(r["token"] == "valid" for r in gets)
     assert len({r["client"] for r in requests}) == 1
     polls = metric(watcher.metrics(), "parkingspot_watcher_imds_requests_total")
-    metadata_gets = [r for r in gets if not r["path"].endswith("/instance-id")]
+    metadata_gets = [r for r in gets if not r["path"].endswith(("/instance-id", "/document"))]
     assert len(metadata_gets) >= 10
     # instance-action every poll plus one secondary path: two GETs per poll.
     paths = [r["path"] for r in metadata_gets]
@@ -174,7 +178,7 @@ def test_failing_and_hanging_hooks_do_not_stop_the_rest(imds, watcher_factory, t
     watcher = watcher_factory(imds.url)
     imds.set_instance_action()
     assert wait_until(lambda: len(read_hook_log(log)) == 3, timeout=8), watcher.output()
-    assert wait_until(lambda: 'hook="30-runs"' in watcher.metrics(), timeout=3)
+    assert wait_until(lambda: 'hook_runs_total{hook="30-runs"' in watcher.metrics(), timeout=3)
     text = watcher.metrics()
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="10-fails", result="failed") == 1
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="20-hangs", result="timeout") == 1
@@ -193,18 +197,22 @@ def _zombie(pid):
         return True
 
 
-def test_deadline_clamps_hook_timeout_and_skips_late_hooks(imds, watcher_factory, tmp_path):
+def test_deadline_clamps_hook_timeout_and_late_hooks_still_run(imds, watcher_factory, tmp_path):
     hooks = str(tmp_path / "hooks")
     log = write_hook(hooks, "10-slow", "sleep 30")
     write_hook(hooks, "20-late", "exit 0")
     watcher = watcher_factory(imds.url, "--safety-margin", "10", "--hook-timeout", "60")
     imds.set_instance_action("terminate", time.time() + 13)  # deadline about 3 s away
-    assert wait_until(lambda: "20-late" in watcher.metrics(), timeout=10), watcher.output()
+    late_ok = 'parkingspot_watcher_hook_runs_total{hook="20-late",result="ok"}'
+    assert wait_until(lambda: late_ok in watcher.metrics(), timeout=10), watcher.output()
     text = watcher.metrics()
     assert metric(text, "parkingspot_watcher_hook_runs_total", hook="10-slow", result="timeout") == 1
     assert metric(text, "parkingspot_watcher_hook_duration_seconds", hook="10-slow") < 5
-    assert metric(text, "parkingspot_watcher_hook_runs_total", hook="20-late", result="skipped") == 1
-    assert [r["hook"] for r in read_hook_log(log)] == ["10-slow"]
+    # Past the deadline the next hook still runs, with the time left before the notice itself.
+    assert metric(text, "parkingspot_watcher_hook_runs_total", hook="20-late", result="ok") == 1
+    runs = read_hook_log(log)
+    assert [r["hook"] for r in runs] == ["10-slow", "20-late"]
+    assert 5 <= int(runs[1]["left"]) <= 11
 
 
 def test_rebalance_runs_its_own_phase_and_keeps_health(imds, watcher_factory, tmp_path):
@@ -353,9 +361,7 @@ def test_sigterm_exits_zero_promptly_while_a_hook_hangs(imds, watcher_factory, t
     code, took = watcher.terminate()
     assert code == 0 and took < 4
     assert wait_until(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid), timeout=3)
-    state = json.loads((tmp_path / "state" / "notices.json").read_text())
-    (entry,) = state["notices"].values()
-    assert entry["hooks"]["10-hang"]["result"] == "interrupted"
+    assert drain_episode(tmp_path)["hooks"]["10-hang"]["result"] == "interrupted"
 
 
 @pytest.mark.parametrize(

@@ -233,6 +233,17 @@ def write_hook(directory, name, body, timeout=None):
         "deadline": "$PARKINGSPOT_DEADLINE",
         "left": "$PARKINGSPOT_SECONDS_LEFT",
         "instance": "$PARKINGSPOT_INSTANCE_ID",
+        "events": "$PARKINGSPOT_EVENTS",
+        "lifecycle": "$PARKINGSPOT_LIFECYCLE",
+        "deadline_time": "$PARKINGSPOT_DEADLINE_TIME",
+        "detected_time": "$PARKINGSPOT_DETECTED_TIME",
+        "end_time": "$PARKINGSPOT_END_TIME",
+        "timeout": "$PARKINGSPOT_HOOK_TIMEOUT",
+        "instance_type": "$PARKINGSPOT_INSTANCE_TYPE",
+        "zone": "$PARKINGSPOT_AVAILABILITY_ZONE",
+        "region": "$PARKINGSPOT_REGION",
+        "private_ip": "$PARKINGSPOT_PRIVATE_IP",
+        "started": "$(date +%s.%N)",
         "pid": "$$",
     }
     line = json.dumps(fields).replace('"', '\\"')

@@ -45,3 +45,22 @@ def test_throttle_groups_by_pool():
     throttle = local["rules"][0]["throttle"]
     assert throttle["group_by_attributes"] == ["event.pool"]
     assert throttle["once_within"] == "1 minute"
+
+
+def test_ci_queue_rulebooks_match_except_for_the_action():
+    (local,) = load("ci_queue.yml")
+    (controller,) = load("ci_queue_controller.yml")
+    assert [r["condition"] for r in local["rules"]] == [r["condition"] for r in controller["rules"]]
+    (source,) = local["sources"]
+    assert [key for key in source if key != "name"] == ["parkingspot.ec2.ci_webhook"]
+    assert os.path.isfile(os.path.join(RULEBOOKS, "..", "plugins", "event_source", "ci_webhook.py"))
+    run = local["rules"][0]["action"]["run_playbook"]
+    launch = controller["rules"][0]["action"]["run_job_template"]
+    assert run["name"] == "parkingspot.ec2.runner_pool"
+    expected = {
+        "parkingspot_pool_names": ["{{ event.pool }}"],
+        "parkingspot_demand": {"queued": "{{ event.demand.queued }}", "busy": "{{ event.demand.busy }}"},
+    }
+    assert run["extra_vars"] == launch["job_args"]["extra_vars"] == expected
+    # The source debounces; a rulebook throttle would drop the newest demand.
+    assert all("throttle" not in rule for rule in local["rules"] + controller["rules"])

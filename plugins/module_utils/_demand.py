@@ -1,0 +1,159 @@
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Queue-driven pool size (pure, stdlib only): how many runners the CI queue asks for, and which
+runners may go when it asks for fewer.
+
+* Size: ``clamp(busy + ceil(queued * per_job), floor, max)``. The floor is the count the
+  pool keeps anyway (``desired`` or the schedule window in force), so the schedule becomes
+  a floor and the queue only ever adds to it.
+* Scale-in: only a runner that is idle (tag ``parkingspot:busy`` not ``true``) for at least
+  ``idle_minutes`` and has run for at least ``min_running_minutes`` may be drained. A busy
+  runner is never chosen, whatever the counts say: the pool then stays above its target
+  until the job ends.
+* Idle since: the built-in CI hooks write ``parkingspot:idle-since`` (ISO 8601 UTC) when
+  they set ``parkingspot:busy=false``. Without a valid ``idle-since`` (hooks not installed,
+  or a runner that never took a job) the launch time stands in, so a runner that never
+  reports is still drained once it is ``idle_minutes`` old.
+
+The rules are described for users in docs/queue-driven-pools.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as DemandError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_IDLE_SINCE
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import parse_time
+
+DEFAULT_PER_JOB = 1
+DEFAULT_IDLE_MINUTES = 10
+DEFAULT_MIN_RUNNING_MINUTES = 5
+# The argument spec of spot_pool's two options; each default lives here.
+DEMAND_ARGUMENT_SPEC = dict(
+    type="dict",
+    options=dict(
+        queued=dict(type="int", default=0),
+        busy=dict(type="int", default=0),
+    ),
+)
+SCALING_ARGUMENT_SPEC = dict(
+    type="dict",
+    default={},
+    options=dict(
+        max=dict(type="int"),
+        per_job=dict(type="float", default=DEFAULT_PER_JOB),
+        idle_minutes=dict(type="int", default=DEFAULT_IDLE_MINUTES),
+        min_running_minutes=dict(type="int", default=DEFAULT_MIN_RUNNING_MINUTES),
+    ),
+)
+
+
+def _count(value, option):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DemandError(option, f"must be a whole number, got {value!r}")
+    if value < 0:
+        raise DemandError(option, f"must be 0 or more, got {value}")
+    return value
+
+
+def validate(demand, scaling, floors=(0,)):
+    """Check ``demand`` and ``scaling``; return them as plain dicts with defaults filled in.
+
+    ``floors`` are every count the pool may keep as its floor (``desired`` and each window's
+    ``desired``): ``scaling.max`` below any of them would make the pool both below its floor
+    and above its maximum at some hour, so it is refused now rather than at that hour.
+    """
+    demand = dict(demand or {})
+    unknown = sorted(set(demand) - {"queued", "busy"})
+    if unknown:
+        raise DemandError("demand", "unknown key(s) {}".format(", ".join(unknown)))
+    demand = {key: _count(demand.get(key) or 0, "demand." + key) for key in ("queued", "busy")}
+    scaling = dict(scaling or {})
+    unknown = sorted(set(scaling) - {"max", "per_job", "idle_minutes", "min_running_minutes"})
+    if unknown:
+        raise DemandError("scaling", "unknown key(s) {}".format(", ".join(unknown)))
+    if scaling.get("max") is None:
+        raise DemandError("scaling.max", "is required with demand: the most runners the queue may ask for")
+    top = _count(scaling["max"], "scaling.max")
+    highest_floor = max([0] + [f for f in floors if f is not None])
+    if top < highest_floor:
+        raise DemandError(
+            "scaling.max", f"{top} is less than the floor {highest_floor} (desired or a schedule window's desired)"
+        )
+    per_job = scaling.get("per_job")
+    per_job = DEFAULT_PER_JOB if per_job is None else per_job
+    if isinstance(per_job, bool) or not isinstance(per_job, (int, float)) or not math.isfinite(per_job) or per_job <= 0:
+        raise DemandError("scaling.per_job", f"must be a number greater than 0, got {per_job!r}")
+    idle = scaling.get("idle_minutes")
+    running = scaling.get("min_running_minutes")
+    return demand, {
+        "max": top,
+        "per_job": per_job,
+        "idle_minutes": _count(DEFAULT_IDLE_MINUTES if idle is None else idle, "scaling.idle_minutes"),
+        "min_running_minutes": _count(
+            DEFAULT_MIN_RUNNING_MINUTES if running is None else running, "scaling.min_running_minutes"
+        ),
+    }
+
+
+def target(floor, demand, scaling):
+    """The pool size the queue asks for, never below ``floor`` nor above ``scaling['max']``.
+
+    ``demand`` and ``scaling`` are the outputs of ``validate``. Partial runners round up: a
+    queued job never waits because of ``per_job`` rounding.
+    """
+    floor = _count(floor, "desired")
+    wanted = demand["busy"] + int(math.ceil(demand["queued"] * scaling["per_job"] - 1e-9))
+    return min(max(wanted, floor), scaling["max"]) if floor <= scaling["max"] else floor
+
+
+def idle_since(instance):
+    """When the runner last became idle: ``parkingspot:idle-since``, else its launch time.
+
+    None for a busy runner.
+    """
+    tags = instance.get("tags") or {}
+    if str(tags.get(TAG_BUSY, "")).lower() == "true":
+        return None
+    since = parse_time(tags.get(TAG_IDLE_SINCE))
+    launched = parse_time(instance.get("launch_time"))
+    if since is None:
+        return launched
+    # A clock-skewed tag from before the launch says nothing the launch time does not.
+    return max(since, launched) if launched is not None else since
+
+
+def may_scale_in(instance, now, scaling):
+    """True when the runner may be drained because the queue asks for fewer runners."""
+    if instance.get("state") != "running":
+        return False
+    launched = parse_time(instance.get("launch_time"))
+    since = idle_since(instance)
+    if launched is None or since is None:
+        return False
+    ran = now - launched
+    idle = now - since
+    return ran >= datetime.timedelta(minutes=scaling["min_running_minutes"]) and idle >= datetime.timedelta(
+        minutes=scaling["idle_minutes"]
+    )
+
+
+def protected_ids(instances, now, scaling):
+    """Ids of the pool's instances that scale-in must leave alone (busy, too young, idle too briefly)."""
+    return sorted(i["instance_id"] for i in instances if not may_scale_in(i, now, scaling))
+
+
+def summary(floor, demand, scaling, size):
+    """The ``pool.demand`` result."""
+    return {
+        "queued": demand["queued"],
+        "busy": demand["busy"],
+        "floor": floor,
+        "max": scaling["max"],
+        "per_job": scaling["per_job"],
+        "target": size,
+    }

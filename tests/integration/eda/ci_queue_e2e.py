@@ -1,0 +1,228 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""End-to-end run of extensions/eda/rulebooks/ci_queue.yml under ansible-rulebook, offline.
+
+Signed GitHub workflow_job and GitLab job deliveries (the sample payloads of the unit tests) are
+posted to the ci_webhook source on 127.0.0.1 -> rulebook -> run_playbook. The keeper playbook is
+replaced by a stand-in that records the pool and the demand it was given, so this checks the
+wiring (which pool, which demand, how often), not the keeper itself.
+
+Needs ANSIBLE_RULEBOOK (default: ansible-rulebook on PATH) with ansible-core beside it, and
+Java 17 for its rule engine. Exit code 0 when every check passed.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+DATA = os.path.join(ROOT, "tests", "unit", "extensions", "eda", "plugins", "event_source", "data")
+SECRET = "e2e-github-secret"
+TOKEN = "e2e-gitlab-token"
+
+STAND_IN = """---
+- name: Stand-in for the pool keeper, records what it was asked to do
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Record the pool and its demand
+      ansible.builtin.lineinfile:
+        path: "{{ lookup('ansible.builtin.env', 'PARKINGSPOT_EDA_E2E_OUT') }}"
+        line: "{{ {'pools': parkingspot_pool_names, 'demand': parkingspot_demand} | to_json }}"
+        create: true
+        mode: "0600"
+"""
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def collection_tree(base):
+    root = os.path.join(base, "ansible_collections", "parkingspot", "ec2")
+    os.makedirs(os.path.join(root, "playbooks"))
+    for name in ("galaxy.yml", "meta", "extensions"):
+        os.symlink(os.path.join(ROOT, name), os.path.join(root, name))
+    with open(os.path.join(root, "playbooks", "runner_pool.yml"), "w") as handle:
+        handle.write(STAND_IN)
+    return base
+
+
+def sample(name):
+    with open(os.path.join(DATA, name)) as handle:
+        return json.load(handle)
+
+
+def post(port, body, headers):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def github(port, action, job_id, labels, secret=SECRET):
+    payload = sample("github_workflow_job.json")
+    payload["action"] = action
+    payload["workflow_job"].update(id=job_id, status=action, labels=labels)
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "workflow_job",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature,
+    }
+    return post(port, body, headers)
+
+
+def gitlab(port, status, job_id, tags):
+    payload = sample("gitlab_job.json")
+    payload.update(build_status=status, build_id=job_id, build_tags=tags)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Gitlab-Event": "Job Hook",
+        "X-Gitlab-Token": TOKEN,
+        "X-Gitlab-Event-UUID": str(uuid.uuid4()),
+    }
+    return post(port, json.dumps(payload).encode(), headers)
+
+
+def wait_listening(port, deadline):
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                return json.loads(response.read())
+        except OSError:
+            time.sleep(0.5)
+    return None
+
+
+def main():
+    rulebook_cmd = os.environ.get("ANSIBLE_RULEBOOK") or shutil.which("ansible-rulebook")
+    if not rulebook_cmd:
+        print("ansible-rulebook not found: set ANSIBLE_RULEBOOK", file=sys.stderr)
+        return 2
+    work = tempfile.mkdtemp(prefix="parkingspot-ci-queue-e2e-")
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=collection_tree(work),
+        PARKINGSPOT_EDA_E2E_OUT=os.path.join(work, "runs.jsonl"),
+        PARKINGSPOT_GITHUB_WEBHOOK_SECRET=SECRET,
+        PARKINGSPOT_GITLAB_WEBHOOK_TOKEN=TOKEN,
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_NOCOLOR="1",
+        PATH=os.path.dirname(os.path.abspath(rulebook_cmd)) + os.pathsep + os.environ.get("PATH", ""),
+    )
+    pools = [
+        {"name": "ci-linux", "labels": ["self-hosted", "linux", "x64"]},
+        {"name": "ci-docker", "labels": ["linux", "docker"]},
+    ]
+    with open(os.path.join(work, "inventory.yml"), "w") as handle:
+        python = os.path.join(os.path.dirname(os.path.abspath(rulebook_cmd)), "python")
+        handle.write(
+            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+            f"      ansible_python_interpreter: {python}\n"
+        )
+    with open(os.path.join(work, "vars.yml"), "w") as handle:
+        json.dump({"parkingspot_ci_pools": pools, "parkingspot_ci_port": port}, handle)
+    failures = []
+    log = open(os.path.join(work, "rulebook.log"), "w")  # noqa: SIM115 - the child writes it until the end
+    process = subprocess.Popen(
+        [rulebook_cmd, "-r", "parkingspot.ec2.ci_queue", "-i", "inventory.yml", "--vars", "vars.yml", "-v"],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    runs_file = env["PARKINGSPOT_EDA_E2E_OUT"]
+
+    def runs():
+        if not os.path.exists(runs_file):
+            return []
+        with open(runs_file) as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    try:
+        if wait_listening(port, time.monotonic() + 120) is None:
+            failures.append("the ci_webhook source never listened")
+            raise RuntimeError
+        statuses = [github(port, "queued", job_id, ["self-hosted", "linux"]) for job_id in (1, 2, 3)]
+        statuses.append(github(port, "in_progress", 1, ["self-hosted", "linux"]))
+        statuses.append(gitlab(port, "pending", 50, ["docker"]))
+        statuses.append(github(port, "queued", 4, ["self-hosted", "linux"], secret="wrong"))
+        statuses.append(github(port, "queued", 5, ["windows"]))
+        if statuses != [202] * 5 + [401, 202]:
+            failures.append(f"HTTP statuses {statuses}")
+        posted = time.monotonic()
+        deadline = posted + 90
+
+        def last(pool):
+            mine = [run for run in runs() if run["pools"] == [pool]]
+            return mine[-1]["demand"] if mine else None
+
+        want = {"ci-linux": {"queued": 2, "busy": 1}, "ci-docker": {"queued": 1, "busy": 0}}
+
+        def settled():
+            return all(
+                last(pool) is not None and {k: int(v) for k, v in last(pool).items()} == demand
+                for pool, demand in want.items()
+            )
+
+        while time.monotonic() < deadline and process.poll() is None and not settled():
+            time.sleep(0.5)
+        latency = time.monotonic() - posted
+        time.sleep(5)  # a run for the refused or unmatched delivery would show up now
+        got = runs()
+        if not settled():
+            failures.append(f"keeper runs {got}, expected the last ones to carry {want}")
+        if len(got) > 4:
+            failures.append(f"{len(got)} keeper runs for 2 pools within about one debounce window")
+        if any(run["pools"] not in (["ci-linux"], ["ci-docker"]) for run in got):
+            failures.append(f"a keeper run for an unknown pool: {got}")
+        status = wait_listening(port, time.monotonic() + 5) or {}
+        if status.get("refused", {}).get("bad_signature") != 1:
+            failures.append(f"refusals not counted: {status}")
+        print(f"ci_queue rulebook: {len(got)} keeper run(s); demand reached the keeper {latency:.1f} s after posting")
+    except RuntimeError:
+        pass
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+    with open(os.path.join(work, "rulebook.log")) as handle:
+        output = handle.read()
+    if "match no pool" not in output:
+        failures.append("no log line for the job whose labels match no pool")
+    for failure in failures:
+        print("FAIL:", failure, file=sys.stderr)
+    if failures:
+        print(output[-6000:], file=sys.stderr)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    print("ci_queue rulebook end-to-end: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

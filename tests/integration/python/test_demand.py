@@ -1,0 +1,145 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A queue-driven pool against the local EC2 API: queued jobs raise it, scale-in drains only idle runners.
+
+Real ansible-playbook runs of spot_pool (MOTO_URL, through the counting proxy of
+tools/ec2_proxy.py). The runners' ``parkingspot:busy`` / ``parkingspot:idle-since`` tags are
+written here as the built-in CI hooks would write them; ``now`` moves the keeper an hour
+ahead so the runners are past ``min_running_minutes``.
+"""
+
+import datetime
+import json
+import os
+import subprocess
+import urllib.request
+
+import boto3
+import pytest
+
+PROXY = os.environ.get("MOTO_URL")
+DIRECT = os.environ.get("MOTO_DIRECT_URL")
+pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
+
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - parkingspot.ec2.spot_pool:
+        region: us-east-1
+        endpoint_url: "{url}"
+        name: queue
+        desired: 1
+        demand: {demand}
+        scaling: {{max: 5, idle_minutes: 10, min_running_minutes: 5}}
+        launch_template: {{name: queue-runner}}
+        instance_type: m6i.large
+        now: "{now}"
+      check_mode: {check}
+      register: result
+    - ansible.builtin.copy:
+        content: "{{{{ result | to_json }}}}"
+        dest: "{out}"
+"""
+
+
+def iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def ec2():
+    urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
+    client = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
+    image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    client.create_launch_template(LaunchTemplateName="queue-runner", LaunchTemplateData={"ImageId": image})
+    return client
+
+
+def live(ec2):
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[
+            {"Name": "tag:parkingspot:pool", "Values": ["queue"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )
+    return sorted(i["InstanceId"] for p in pages for r in p["Reservations"] for i in r["Instances"])
+
+
+def keeper(tmp_path, demand, now, check=False):
+    play = tmp_path / "pool.yml"
+    out = tmp_path / "result.json"
+    play.write_text(PLAY.format(url=PROXY, demand=json.dumps(demand), now=iso(now), check=str(check).lower(), out=out))
+    done = subprocess.run(
+        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False, timeout=240
+    )
+    assert done.returncode == 0, done.stdout.decode()[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_queued_jobs_raise_the_pool_and_scale_in_keeps_busy_runners(ec2, tmp_path):
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    raised = keeper(tmp_path, {"queued": 4, "busy": 0}, now)
+    assert raised["changed"] is True
+    assert raised["pool"]["demand"]["target"] == 4
+    runners = live(ec2)
+    assert len(runners) == 4 and sorted(raised["pool"]["launched"]) == runners
+    again = keeper(tmp_path, {"queued": 4, "busy": 0}, now)
+    assert again["changed"] is False and live(ec2) == runners
+
+    # More queued jobs than scaling.max allows: the pool stops at 5.
+    capped = keeper(tmp_path, {"queued": 9, "busy": 0}, now, check=True)
+    assert capped["pool"]["desired"] == 5 and capped["pool"]["would_launch"] == 1
+    assert live(ec2) == runners
+
+    # An hour on, the queue is empty and one job runs. Runner states as the hooks left them:
+    busy, idle_long, idle_briefly, silent = runners
+    later = now + datetime.timedelta(hours=1)
+    ec2.create_tags(Resources=[busy], Tags=[{"Key": "parkingspot:busy", "Value": "true"}])
+    for iid, idle_for in ((idle_long, 30), (idle_briefly, 2)):
+        ec2.create_tags(
+            Resources=[iid],
+            Tags=[
+                {"Key": "parkingspot:busy", "Value": "false"},
+                {"Key": "parkingspot:idle-since", "Value": iso(later - datetime.timedelta(minutes=idle_for))},
+            ],
+        )
+    shrunk = keeper(tmp_path, {"queued": 0, "busy": 1}, later)
+    assert shrunk["pool"]["desired"] == 1
+    # Target 1, yet two stay: the busy runner and the one idle for only 2 minutes.
+    assert sorted(shrunk["pool"]["terminated"]) == sorted([idle_long, silent])
+    assert live(ec2) == sorted([busy, idle_briefly])
+
+    # Ten minutes later the briefly idle runner may go too; the busy one still never does.
+    final = keeper(tmp_path, {"queued": 0, "busy": 1}, later + datetime.timedelta(minutes=10))
+    assert final["pool"]["terminated"] == [idle_briefly]
+    assert live(ec2) == [busy]
+
+
+def test_runner_pool_applies_the_rulebooks_demand_to_the_named_pool_only(ec2, tmp_path):
+    # What the ci_queue rulebook sends: one pool's name and its demand, as extra vars.
+    pools = [
+        {"name": "queue", "desired": 1, "scaling": {"max": 5}, "launch_template": {"name": "queue-runner"}},
+        {"name": "other", "desired": 1, "scaling": {"max": 5}, "launch_template": {"name": "queue-runner"}},
+    ]
+    extra = {
+        "parkingspot_pools": pools,
+        "parkingspot_pool_names": ["queue"],
+        "parkingspot_demand": {"queued": 3, "busy": 0},
+        "parkingspot_endpoint_url": PROXY,
+        "parkingspot_region": "us-east-1",
+    }
+    playbook = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "playbooks", "runner_pool.yml"
+    )
+    done = subprocess.run(
+        ["ansible-playbook", playbook, "-e", json.dumps(extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout.decode()[-2000:]
+    assert len(live(ec2)) == 3
+    others = ec2.describe_instances(Filters=[{"Name": "tag:parkingspot:pool", "Values": ["other"]}])
+    assert others["Reservations"] == [], "the pool the rulebook did not name was not run"

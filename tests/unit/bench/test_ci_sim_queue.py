@@ -1,0 +1,36 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The queue-driven policy of the CI simulator (spot_pool demand/scaling), synthetic mode."""
+
+from ansible_collections.parkingspot.ec2.bench import ci_sim
+
+DAY = {"days": 1.0, "seed": 7, "synthetic": True}
+
+
+def test_queue_policy_follows_the_queue_and_never_drains_a_busy_runner(monkeypatch):
+    drained_busy = []
+    drained = []
+    original = ci_sim.Sim.start_drain
+
+    def watch(self, t, iid, deadline):
+        if self.policy == ci_sim.QUEUE_POLICY and self.instances[iid].ended is None:
+            drained.append(iid)
+            if self.instances[iid].job is not None:
+                drained_busy.append(iid)
+        return original(self, t, iid, deadline)
+
+    monkeypatch.setattr(ci_sim.Sim, "start_drain", watch)
+    report = ci_sim.simulate(dict(DAY, interrupt_rate=0.0, spot_availability=1.0), ("parkingspot", ci_sim.QUEUE_POLICY))
+    schedule, queue = report["results"]["parkingspot"], report["results"][ci_sim.QUEUE_POLICY]
+    assert drained and drained_busy == []
+    assert queue["jobs"]["arrived"] > 0
+    assert queue["jobs_lost_to_interruption"] == queue["jobs_lost_other"] == 0
+    assert queue["jobs"]["unfinished_at_end"] <= 1  # a job arriving in the last minute
+    assert queue["event_reconciles"] > 0  # runs on queue changes, not only on the schedule tick
+    # Sized by the queue rather than the clock: fewer runner-hours and shorter waits here.
+    assert queue["cost_usd"] < schedule["cost_usd"]
+    assert queue["wait_seconds"]["p95"] < schedule["wait_seconds"]["p95"]
+
+
+def test_queue_policy_is_selectable_but_not_a_default():
+    assert ci_sim.QUEUE_POLICY not in ci_sim.POLICIES
+    assert ci_sim.main(["--synthetic", "--days", "0.2", "--policies", "parkingspot-queue"]) == 0

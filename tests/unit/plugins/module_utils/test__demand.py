@@ -1,0 +1,197 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Queue-driven pool size and scale-in (pure): plain data in, plain data out."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import plan_pool
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
+
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+SCALING = {"max": 20}
+
+
+def at(minutes):
+    return NOW + datetime.timedelta(minutes=minutes)
+
+
+def runner(iid, age=60, busy=None, idle_for=None, state="running"):
+    tags = {"parkingspot:pool": "ci"}
+    if busy is not None:
+        tags["parkingspot:busy"] = "true" if busy else "false"
+    if idle_for is not None:
+        tags["parkingspot:idle-since"] = format_time(at(-idle_for))
+    return {"instance_id": iid, "state": state, "launch_time": at(-age), "market": "spot", "tags": tags}
+
+
+def checked(demand=None, scaling=None, floors=(0,)):
+    return _demand.validate(demand or {}, dict(SCALING, **(scaling or {})), floors)
+
+
+# ------------------------------------------------------------------ size
+
+
+def test_target_is_busy_plus_queued_within_bounds():
+    demand, scaling = checked({"queued": 3, "busy": 2})
+    assert _demand.target(0, demand, scaling) == 5
+    assert _demand.target(8, demand, scaling) == 8  # the schedule floor wins
+    demand, scaling = checked({"queued": 50, "busy": 2})
+    assert _demand.target(0, demand, scaling) == 20  # capped at max
+
+
+def test_per_job_fractions_round_up():
+    demand, scaling = checked({"queued": 3}, {"per_job": 0.5})
+    assert _demand.target(0, demand, scaling) == 2
+    demand, scaling = checked({"queued": 2}, {"per_job": 0.5})
+    assert _demand.target(0, demand, scaling) == 1
+    demand, scaling = checked({"queued": 2}, {"per_job": 2})
+    assert _demand.target(0, demand, scaling) == 4
+
+
+def test_defaults_fill_in():
+    _counts, scaling = checked()
+    assert scaling == {"max": 20, "per_job": 1, "idle_minutes": 10, "min_running_minutes": 5}
+
+
+@pytest.mark.parametrize(
+    "demand, scaling, floors, option",
+    [
+        ({"queued": -1}, {}, (0,), "demand.queued"),
+        ({"busy": "x"}, {}, (0,), "demand.busy"),
+        ({"waiting": 1}, {}, (0,), "demand"),
+        ({}, {"max": None}, (0,), "scaling.max"),
+        ({}, {"max": 3}, (2, 5), "scaling.max"),
+        ({}, {"per_job": 0}, (0,), "scaling.per_job"),
+        ({}, {"per_job": True}, (0,), "scaling.per_job"),
+        ({}, {"idle_minutes": -1}, (0,), "scaling.idle_minutes"),
+        ({}, {"min_running_minutes": 1.5}, (0,), "scaling.min_running_minutes"),
+        ({}, {"cooldown": 1}, (0,), "scaling"),
+    ],
+)
+def test_bad_input_names_the_option(demand, scaling, floors, option):
+    with pytest.raises(InputError) as info:
+        _demand.validate(demand, dict(SCALING, **scaling), floors)
+    assert info.value.option == option
+    assert str(info.value).startswith(option + ":")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    queued=st.integers(0, 10_000),
+    busy=st.integers(0, 10_000),
+    floor=st.integers(0, 100),
+    extra=st.integers(0, 100),
+    per_job=st.one_of(st.integers(1, 5), st.floats(0.01, 5, allow_nan=False)),
+)
+def test_target_never_below_floor_nor_above_max(queued, busy, floor, extra, per_job):
+    demand, scaling = checked({"queued": queued, "busy": busy}, {"max": floor + extra, "per_job": per_job}, (floor,))
+    size = _demand.target(floor, demand, scaling)
+    assert floor <= size <= floor + extra
+    # Every busy runner and queued job is covered whenever max allows it.
+    if busy + queued * per_job <= floor + extra:
+        assert size >= busy + queued * per_job - 1e-6
+
+
+# ------------------------------------------------------------------ who may go
+
+
+def test_idle_since_comes_from_the_tag_else_launch():
+    assert _demand.idle_since(runner("i-1", age=60, busy=False, idle_for=3)) == at(-3)
+    assert _demand.idle_since(runner("i-1", age=60)) == at(-60)
+    assert _demand.idle_since(runner("i-1", age=60, busy=False)) == at(-60)
+    assert _demand.idle_since(runner("i-1", age=5, busy=False, idle_for=30)) == at(-5)  # skewed tag
+    assert _demand.idle_since(runner("i-1", busy=True, idle_for=30)) is None
+
+
+def test_scale_in_rules():
+    _counts, scaling = checked()
+    assert _demand.may_scale_in(runner("i-1", age=60, busy=False, idle_for=15), NOW, scaling)
+    assert not _demand.may_scale_in(runner("i-1", age=60, busy=False, idle_for=5), NOW, scaling)  # idle briefly
+    assert not _demand.may_scale_in(runner("i-1", age=60, busy=True, idle_for=50), NOW, scaling)  # busy
+    assert not _demand.may_scale_in(runner("i-1", age=3), NOW, dict(scaling, idle_minutes=0))  # too young
+    assert not _demand.may_scale_in(runner("i-1", age=60, state="pending"), NOW, scaling)
+    assert _demand.may_scale_in(runner("i-1", age=11), NOW, scaling)  # never reported: idle since launch
+
+
+def test_planner_keeps_busy_and_young_runners_when_shrinking():
+    pool = [
+        runner("i-busy", busy=True),
+        runner("i-fresh-idle", age=60, busy=False, idle_for=2),
+        runner("i-young", age=2),
+        runner("i-idle-a", busy=False, idle_for=30),
+        runner("i-idle-b", busy=False, idle_for=45),
+    ]
+    _counts, scaling = checked()
+    protected = _demand.protected_ids(pool, NOW, scaling)
+    assert protected == ["i-busy", "i-fresh-idle", "i-young"]
+    plan = plan_pool(pool, NOW, 0, protected=protected)
+    assert sorted(d["instance_id"] for d in plan["drain"]) == ["i-idle-a", "i-idle-b"]
+    plan = plan_pool(pool, NOW, 4, protected=protected)
+    assert [d["instance_id"] for d in plan["drain"]] == ["i-idle-a"]
+    assert plan["launch"]["spot"] == 0
+
+
+_runner = st.builds(
+    lambda n, age, busy, idle, state, market: dict(
+        runner("i-%04d" % n, age=age, busy=busy, idle_for=idle, state=state), market=market
+    ),
+    st.integers(0, 9999),
+    st.integers(0, 120),
+    st.one_of(st.none(), st.booleans()),
+    st.one_of(st.none(), st.integers(0, 120)),
+    st.sampled_from(["pending", "running", "running", "running"]),
+    st.sampled_from(["spot", "spot", "spot", "on-demand"]),
+)
+_runners = st.lists(_runner, max_size=40, unique_by=lambda i: i["instance_id"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pool=_runners,
+    queued=st.integers(0, 60),
+    busy=st.integers(0, 60),
+    floor=st.integers(0, 10),
+    extra=st.integers(0, 40),
+    idle=st.integers(0, 30),
+    min_running=st.integers(0, 30),
+    spot=st.booleans(),
+)
+def test_plan_never_drains_a_busy_runner_and_lands_within_bounds(
+    pool, queued, busy, floor, extra, idle, min_running, spot
+):
+    demand, scaling = checked(
+        {"queued": queued, "busy": busy},
+        {"max": floor + extra, "idle_minutes": idle, "min_running_minutes": min_running},
+        (floor,),
+    )
+    size = _demand.target(floor, demand, scaling)
+    protected = _demand.protected_ids(pool, NOW, scaling)
+    plan = plan_pool(pool, NOW, size, protected=protected, spot_available=spot, fallback={"enabled": True, "max": 1000})
+    gone = {d["instance_id"] for d in plan["drain"]} | set(plan["terminate"])
+    by_id = {i["instance_id"]: i for i in pool}
+    for iid in gone:
+        assert by_id[iid]["tags"].get("parkingspot:busy") != "true", iid
+        assert _demand.may_scale_in(by_id[iid], NOW, scaling), iid
+    launched = plan["launch"]["spot"] + plan["launch"]["on_demand"]
+    after = len(pool) - len(gone) + launched
+    assert after >= floor  # never below the floor
+    # Launches never take the pool above max. While spot works, on-demand fallback runners are
+    # kept until their spot replacements run (launch before drain), so spot is counted alone.
+    if plan["launch"]["spot"]:
+        spot_after = sum(1 for i in pool if i["market"] == "spot" and i["instance_id"] not in gone)
+        assert spot_after + plan["launch"]["spot"] <= floor + extra
+    if plan["launch"]["on_demand"]:
+        assert after <= floor + extra
+    # Enough spot runners for the target: nothing is launched (on-demand fallback runners are
+    # replaced by spot ones, so only spot counts here).
+    if spot and sum(1 for i in pool if i["market"] == "spot") >= size:
+        assert launched == 0
