@@ -1,6 +1,7 @@
 # ParkingSpot: everything bootstraps itself on a fresh machine.
 #   make demo   the pool keeper through a simulated day against a local EC2 API
-#   make test   every test tier (lint, sanity, unit, integration, roles)
+#   make test   every test tier (lint, sanity, unit, integration, roles, boot), after installing
+#               the Debian packages they need (tools/system-packages)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -25,7 +26,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup collection lint sanity units integration integration-dev integration-eda test-awx test-boot test-roles test demo clean bench unit-fast
+.PHONY: help system-packages setup collection lint sanity units integration integration-dev integration-eda test-awx test-boot test-roles test-artifact test demo clean bench unit-fast
 
 help:
 	@echo "make demo    keep a CI runner pool through a simulated day on a local EC2 API"
@@ -94,16 +95,38 @@ integration-eda: collection
 test-awx: collection
 	cd $(COLLECTION) && $(PY) tools/with_moto.py -- $(PY) -m pytest $(PYTEST_ARGS) tests/awx
 
+# The built artifact: no development files, installs into an empty directory, runs from there,
+# ansible-doc renders every module, galaxy-importer (offline) reports no error.
+test-artifact: collection
+	cd $(COLLECTION) && $(PY) tests/artifact/run.py $(COLLECTIONS)
+
 # The init shim booted for real: qemu (no KVM) with Debian's kernel, virtio and NVMe disks.
 test-boot:
 	sh tests/boot/run.sh
 
-# The roles on a booted systemd container (systemd-nspawn, root): molecule scenarios.
+# The roles on a booted systemd container (systemd-nspawn, root): molecule scenarios, then a
+# configuration-management repository reusing both roles, dry-run (fresh and configured) and for real.
 test-roles: collection
 	cd $(COLLECTION) && PYTHON=$(PY) sh tests/roles/run-molecule.sh
+	cd $(COLLECTION) && PYTHON=$(PY) sh tests/roles/run-cm-repo.sh
 
-test: lint sanity units integration test-roles test-boot
-	@echo "make test: all tiers passed"
+# The Debian packages the tiers need (tools/system-packages.txt): installed when missing (sudo when
+# not root), or a failure within seconds that names them and the command that installs them.
+system-packages:
+	sh tools/system-packages
+
+# Every tier in order, each one's output also kept in $(TEST_LOGS)/<tier>.log; the last line names
+# every skipped test by reason (pytest's -rs summaries and ansible-test's skip warnings).
+TEST_TIERS := lint sanity units integration test-awx test-roles test-artifact test-boot
+TEST_LOGS := $(abspath $(BUILD))/test-logs
+test: system-packages
+	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
+	@for tier in $(TEST_TIERS); do \
+	    echo "make test: tier $$tier"; \
+	    PYTEST_ADDOPTS="-rfEs $${PYTEST_ADDOPTS:-}" $(MAKE) --no-print-directory $$tier 2>&1 | tee $(TEST_LOGS)/$$tier.log \
+	        || { $(PYTHON_BIN) tools/test_summary.py $(TEST_LOGS) $(TEST_TIERS) --failed $$tier; exit 1; }; \
+	done
+	@$(PYTHON_BIN) tools/test_summary.py $(TEST_LOGS) $(TEST_TIERS)
 
 demo: collection
 	$(PY) tools/demo.py

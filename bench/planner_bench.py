@@ -1,17 +1,23 @@
 """Time the keeper's pure planner on synthetic pools (no AWS, no network).
 
-Usage: python3 bench/planner_bench.py [--repeat R] [--sizes 10,100,1000,10000]
+Usage: python3 bench/planner_bench.py [--repeat R] [--sizes 10,100,1000,10000] [--baseline FILE]
 
-Prints a Markdown table: for each pool size N, the median and worst wall time of one
+Prints a Markdown table: for each pool size N, the median and worst wall time and the median
+CPU time (``time.process_time``: what a busy shared machine disturbs least) of one
 ``plan_pool`` call over R runs, for a pool that needs nothing (steady) and for a busy pool
 (leases expiring and expired, drains in progress and overdue, interruptions, on-demand
 fallback instances to replace, quotas).  Also times the ``plan_fallback`` second step.
+
+``--baseline FILE`` also times another copy of the planner (for example the frozen copy in
+tests/unit/plugins/module_utils/frozen_planner.py), interleaved run by run with this one so
+that both see the same machine load, and checks that both return the same plans.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import platform
 import statistics
@@ -82,35 +88,61 @@ def busy_pool(planner, n):
     return pool
 
 
-def timed(repeat, func, *args, **kwargs):
-    samples = []
-    result = None
+def load_baseline(path):
+    spec = importlib.util.spec_from_file_location("parkingspot_baseline_planner", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def timed(repeat, funcs, *args, **kwargs):
+    """Run each of ``funcs`` ``repeat`` times, interleaved; per func (median ms, worst ms, median CPU ms, result)."""
+    wall = [[] for _func in funcs]
+    cpu = [[] for _func in funcs]
+    results = [None for _func in funcs]
     for _run in range(repeat):
-        start = time.perf_counter()
-        result = func(*args, **kwargs)
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(samples), max(samples), result
+        for index, func in enumerate(funcs):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            results[index] = func(*args, **kwargs)
+            cpu[index].append((time.process_time() - start_cpu) * 1000.0)
+            wall[index].append((time.perf_counter() - start) * 1000.0)
+    return [(statistics.median(w), max(w), statistics.median(c), r) for w, c, r in zip(wall, cpu, results, strict=True)]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--sizes", default="10,100,1000,10000")
+    parser.add_argument("--baseline", help="another copy of _planner.py to time beside this one")
     args = parser.parse_args(argv)
-    planner = load_planner()
+    planners = [("planner", load_planner())]
+    if args.baseline:
+        planners.append(("baseline", load_baseline(args.baseline)))
+    planner = planners[0][1]
     block = {"market": "block", "duration_minutes": 60, "renew_before_minutes": 20, "drain_timeout_seconds": 300}
     quota = {"max_vcpus": 100000, "per_owner_max_vcpus": 100000, "owner_used_vcpus": 0}
     print(
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPU(s); {args.repeat} runs each"
     )
     print()
-    print("| N | case | median ms | worst ms | launch | drain | terminate |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print("| N | case | planner | median ms | worst ms | median CPU ms | launch | drain | terminate |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
+
+    def rows(n, case, measured, describe):
+        plans = [m[3] for m in measured]
+        if any(p != plans[0] for p in plans):
+            raise SystemExit(f"N={n} {case}: the planners disagree")
+        for (name, _module), (med, worst, cpu, plan) in zip(planners, measured, strict=True):
+            print(f"| {n} | {case} | {name} | {med:.2f} | {worst:.2f} | {cpu:.2f} | {describe(plan)} |")
+
+    def counts(plan):
+        launch = plan["launch"]["spot"] + plan["launch"]["on_demand"]
+        return f"{launch} | {len(plan['drain'])} | {len(plan['terminate'])}"
+
     for n in (int(x) for x in args.sizes.split(",")):
         steady = steady_pool(planner, n)
-        med, worst, plan = timed(args.repeat, planner.plan_pool, steady, NOW, n, **block)
-        row = (plan["launch"]["spot"] + plan["launch"]["on_demand"], len(plan["drain"]), len(plan["terminate"]))
-        print(f"| {n} | steady block pool | {med:.2f} | {worst:.2f} | {row[0]} | {row[1]} | {row[2]} |")
+        measured = timed(args.repeat, [m.plan_pool for _name, m in planners], steady, NOW, n, **block)
+        rows(n, "steady block pool", measured, counts)
         busy = busy_pool(planner, n)
         kwargs = dict(
             block,
@@ -119,14 +151,13 @@ def main(argv=None):
             vcpus={"m5.large": 2, "m5.xlarge": 4},
             launch_instance_types=["m5.large"],
         )
-        med, worst, plan = timed(args.repeat, planner.plan_pool, busy, NOW, n, **kwargs)
-        row = (plan["launch"]["spot"] + plan["launch"]["on_demand"], len(plan["drain"]), len(plan["terminate"]))
-        print(f"| {n} | busy block pool, quotas | {med:.2f} | {worst:.2f} | {row[0]} | {row[1]} | {row[2]} |")
-        med, worst, second = timed(args.repeat, planner.plan_fallback, plan, 0, "InsufficientInstanceCapacity")
-        print(
-            f"| {n} | plan_fallback after it | {med:.2f} | {worst:.2f} | "
-            f"{second['launch']['on_demand']} on-demand | - | - |"
+        measured = timed(args.repeat, [m.plan_pool for _name, m in planners], busy, NOW, n, **kwargs)
+        rows(n, "busy block pool, quotas", measured, counts)
+        plan = measured[0][3]
+        measured = timed(
+            args.repeat, [m.plan_fallback for _name, m in planners], plan, 0, "InsufficientInstanceCapacity"
         )
+        rows(n, "plan_fallback after it", measured, lambda p: f"{p['launch']['on_demand']} on-demand | - | -")
     return 0
 
 

@@ -1,17 +1,27 @@
 """make demo: keep a CI runner pool through a simulated working day on a local EC2 API.
 
-Starts moto on a free 127.0.0.1 port behind the counting proxy (tools/ec2_proxy.py),
-creates what a pool needs (a launch template, the default VPC's subnets), runs
-playbooks/demo.yml, which tells the day step by step, and stops the servers.
+Starts moto in this process on a free 127.0.0.1 port behind the counting proxy
+(tools/ec2_proxy.py), creates what a pool needs (a launch template, the default VPC's
+subnets), runs playbooks/demo.yml, which tells the day step by step, and stops the servers.
+
+moto stamps launch and termination times with its own clock; here that clock is the story's:
+each step of the playbook moves it (POST <clock>/clock?at=ISO-8601) so the usage report charts
+the simulated day, not the half minute it took. The terminal shows the story and a summary; the
+playbook's full output goes to demo-output/demo.log.
 """
 
+import datetime
+import http.server
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,11 +54,116 @@ def fixtures(url):
     return {"image_id": image, "subnet_ids": subnets}
 
 
+class StoryClock:
+    """moto's clock, moved by the story: utcnow() = the time set last + the real time since then."""
+
+    def __init__(self):
+        import moto.core.utils
+        import moto.ec2.models  # noqa: F401  (load every EC2 model before its clock is replaced)
+
+        self.real = moto.core.utils.utcnow
+        self.offset = datetime.timedelta(0)
+        replaced = 0
+        for name, module in list(sys.modules.items()):
+            if name.startswith("moto") and getattr(module, "utcnow", None) is self.real:
+                module.utcnow = self.utcnow
+                replaced += 1
+        if not replaced:
+            raise RuntimeError("moto's clock (moto.core.utils.utcnow) was not found")
+
+    def utcnow(self):
+        return self.real() + self.offset
+
+    def set(self, when):
+        """Move the clock to ``when`` (aware or naive UTC datetime)."""
+        if when.tzinfo is not None:
+            when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        self.offset = when - self.real()
+
+    def serve(self):
+        """A control endpoint on a free 127.0.0.1 port: POST /clock?at=2030-01-07T08:00:00Z."""
+        clock = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                url = urllib.parse.urlparse(self.path)
+                at = urllib.parse.parse_qs(url.query).get("at", [""])[0]
+                try:
+                    if url.path != "/clock":
+                        raise ValueError("unknown path %s" % url.path)
+                    clock.set(datetime.datetime.fromisoformat(at.replace("Z", "+00:00")))
+                except ValueError as exc:
+                    self.send_response(400)
+                    self.end_headers()
+                    self.wfile.write(str(exc).encode())
+                    return
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, "http://127.0.0.1:%d" % server.server_address[1]
+
+
+# What the terminal shows of the playbook's output: the story and the summaries, under headings.
+SHOWN_TASKS = {
+    "Tell the story at": None,
+    "Show the pools at the end of the day": "End of the day",
+    "Show the pools at": None,
+    "Say what the report": "Usage report of the day (demo-output/usage-report.html)",
+    "Show the usage report": None,
+}
+
+
+def tell(line, state, out):
+    """Echo the messages of the shown tasks; everything goes to the log regardless."""
+    task = re.match(r"^TASK \[(.*)\]", line)
+    if task:
+        state["task"] = task.group(1)
+        state["shown"] = False
+        for prefix, heading in SHOWN_TASKS.items():
+            if state["task"].startswith(prefix):
+                state["shown"] = True
+                if heading:
+                    out.write("\n%s\n" % heading)
+                break
+        return
+    if line.startswith(("fatal:", "failed:", "ERROR", "[ERROR]")):
+        out.write(line)
+        return
+    if not state.get("shown"):
+        return
+    msg = re.match(r'^\s*"msg": (".*")\s*,?\s*$', line)
+    if msg:
+        text = json.loads(msg.group(1))
+        at = re.search(r"at (\d\d:\d\d)$", state["task"])
+        if state["task"].startswith("Tell the story") and at:
+            out.write("\n%s  %s\n" % (at.group(1), text))
+        else:
+            out.write("       %s\n" % text)
+        out.flush()
+
+
+def run_playbook(argv, env, log_path):
+    state = {}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            log.write(line)
+            tell(line, state, sys.stdout)
+        return proc.wait()
+
+
 def main():
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     started = time.monotonic()
+    clock = StoryClock()
+    clock_server, clock_url = clock.serve()
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
@@ -60,21 +175,35 @@ def main():
         env = fake_credentials_env(upstream)
         os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
         extra = fixtures(upstream)
-        extra.update(parkingspot_endpoint_url=proxy_url, parkingspot_region="us-east-1", demo_output=out_dir)
-        print("Local EC2 API on %s (calls counted through %s)" % (upstream, proxy_url), flush=True)
-        code = subprocess.call(
-            ["ansible-playbook", os.path.join("playbooks", "demo.yml"), "-e", json.dumps(extra)],
-            env=env,
+        extra.update(
+            parkingspot_endpoint_url=proxy_url,
+            parkingspot_region="us-east-1",
+            demo_output=out_dir,
+            demo_clock_url=clock_url,
         )
+        log_path = os.path.join(out_dir, "demo.log")
+        print("Local EC2 API on %s (calls counted through %s); its clock follows the story" % (upstream, proxy_url))
+        print("The playbook's full output: %s" % log_path, flush=True)
+        env["ANSIBLE_NOCOLOR"] = "1"
+        code = run_playbook(
+            ["ansible-playbook", os.path.join("playbooks", "demo.yml"), "-e", json.dumps(extra)], env, log_path
+        )
+        if code:
+            print("\nThe demo playbook failed (exit %d); the end of %s:" % (code, log_path))
+            with open(log_path) as log:
+                print("".join(log.readlines()[-40:]))
         with urllib.request.urlopen(proxy_url + "/_proxy/counts", timeout=10) as response:
             counts = json.loads(response.read())
-        print("\nEC2 API calls made by the keeper through the day: %d" % sum(counts.values()))
+        print(
+            "\nEC2 API calls through the day (keeper, status reads and the simulated events): %d" % sum(counts.values())
+        )
         for action, count in sorted(counts.items()):
             print("  %-28s %d" % (action, count))
         print("Spot launches refused by the simulated capacity outage: %d" % state.refused)
         print("Demo finished in %.0f s; usage report in %s" % (time.monotonic() - started, out_dir))
         return code
     finally:
+        clock_server.shutdown()
         proxy.shutdown()
         moto.stop()
 

@@ -18,7 +18,6 @@ The rules are described for users in docs/keeper-planning.md.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import fnmatch
 
@@ -71,6 +70,36 @@ def _minutes_left(now, until):
     return max(0, int((until - now).total_seconds() // 60))
 
 
+class _Times:
+    """``parse_time`` and ``format_time`` remembered for one plan.
+
+    A pool's instances share a few launch times and lease ends (each launch call starts a
+    batch of them), and parsing or formatting a time costs more than the rest of the
+    per-instance work together: remembering each distinct value keeps a plan linear with a
+    small constant (see bench/planner_bench.py).
+    """
+
+    def __init__(self):
+        self._parsed = {}
+        self._formatted = {}
+
+    def parse(self, value):
+        try:
+            return self._parsed[value]
+        except KeyError:
+            parsed = self._parsed[value] = parse_time(value)
+            return parsed
+        except TypeError:  # not hashable: not a time either, parse_time says so
+            return parse_time(value)
+
+    def format(self, value):
+        try:
+            return self._formatted[value]
+        except KeyError:
+            text = self._formatted[value] = format_time(value)
+            return text
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -118,30 +147,34 @@ def is_fallback_error(code, on_errors=None):
     return bool(code) and any(fnmatch.fnmatchcase(code, pattern) for pattern in patterns)
 
 
-def _validate_instance(index, inst, seen):
-    path = f"instances[{index}]"
+def _validate_instance(index, inst, seen, times=None):
+    # The option path is only built for an error: this runs once per instance of the pool.
+    def path(field=""):
+        return f"instances[{index}]" + field
+
     if not isinstance(inst, dict):
-        raise PlanError(path, f"must be a dict, got {inst!r}")
+        raise PlanError(path(), f"must be a dict, got {inst!r}")
     iid = inst.get("instance_id")
     if not isinstance(iid, str) or not iid:
-        raise PlanError(path + ".instance_id", "must be a non-empty string")
+        raise PlanError(path(".instance_id"), "must be a non-empty string")
     if iid in seen:
-        raise PlanError(path + ".instance_id", f"{iid} is listed twice")
+        raise PlanError(path(".instance_id"), f"{iid} is listed twice")
     seen.add(iid)
     state = inst.get("state")
     if state not in STATES:
-        raise PlanError(path + ".state", "must be one of {}, got {!r}".format(", ".join(STATES), state))
-    launched = parse_time(inst.get("launch_time"))
+        raise PlanError(path(".state"), "must be one of {}, got {!r}".format(", ".join(STATES), state))
+    launched = (times or _Times()).parse(inst.get("launch_time"))
     if launched is None:
         raise PlanError(
-            path + ".launch_time", "must be an aware date and time, got {!r}".format(inst.get("launch_time"))
+            path(".launch_time"), "must be an aware date and time, got {!r}".format(inst.get("launch_time"))
         )
     tags = inst.get("tags") or {}
     if not isinstance(tags, dict):
-        raise PlanError(path + ".tags", f"must be a dict, got {tags!r}")
+        raise PlanError(path(".tags"), f"must be a dict, got {tags!r}")
     market = inst.get("market") or tags.get(TAG_MARKET) or "spot"
     if market not in MARKETS:
-        raise PlanError(path + ".market", f"must be spot or on-demand, got {market!r}")
+        raise PlanError(path(".market"), f"must be spot or on-demand, got {market!r}")
+    busy = tags.get(TAG_BUSY)
     return {
         "id": iid,
         "state": state,
@@ -149,7 +182,7 @@ def _validate_instance(index, inst, seen):
         "type": inst.get("instance_type"),
         "market": market,
         "tags": tags,
-        "busy": str(tags.get(TAG_BUSY, "")).lower() == "true",
+        "busy": busy is not None and (busy == "true" or str(busy).lower() == "true"),
     }
 
 
@@ -190,6 +223,15 @@ def _by_market(instances):
 def _surplus_key(inst):
     """Order in which surplus instances are drained: idle first, on-demand first, newest first."""
     return (inst["busy"], inst["market"] != "on-demand", -inst["launched"].timestamp(), inst["id"])
+
+
+def _first(instances, count):
+    """The first ``count`` instances in drain order; no sort when none or all of them go."""
+    if count <= 0:
+        return []
+    if count >= len(instances):
+        return list(instances)
+    return sorted(instances, key=_surplus_key)[:count]
 
 
 def _vcpus_of(instance_type, vcpus, option):
@@ -253,8 +295,19 @@ def _fallback_cap(want, fallback, od_live, clipped, reasons):
     return want
 
 
-def _classify(pool, now, market, renew_before_minutes, default_deadline, interrupted_ids):
+def _lease(lease, now, renew_before_minutes, fmt):
+    """A lease end's status at ``now``, its tag text and the whole minutes left (all None without one)."""
+    if lease is None:
+        return None, None, None, None
+    left = (lease - now).total_seconds()
+    status = "expired" if left <= 0 else ("expiring" if left <= (renew_before_minutes or 0) * 60 else "active")
+    return lease, status, fmt(lease), _minutes_left(now, lease)
+
+
+def _classify(pool, now, market, renew_before_minutes, default_deadline, interrupted_ids, times=None):
     """Sort the pool's instances into what each one needs (shared by plan_pool and pool_status)."""
+    times = times or _Times()
+    parse, fmt = times.parse, times.format
     reasons = []
     terminate = {}  # id -> reason
     drain = {}  # id -> (deadline, reason)
@@ -262,12 +315,13 @@ def _classify(pool, now, market, renew_before_minutes, default_deadline, interru
     capacity = []
     expiring = []
     blocks = []
-    by_state = {_key(state): 0 for state in STATES}
+    state_counts = dict.fromkeys(STATES, 0)
     interrupted = 0
+    leases = {}  # tag value -> (lease end, status, its text, minutes left): one computation per lease end
 
     for inst in pool:
         iid, state, tags = inst["id"], inst["state"], inst["tags"]
-        by_state[_key(state)] += 1
+        state_counts[state] += 1
         was_interrupted = iid in interrupted_ids or TAG_INTERRUPTED in tags
         if state in _GONE:
             if was_interrupted:
@@ -282,35 +336,39 @@ def _classify(pool, now, market, renew_before_minutes, default_deadline, interru
         if state == "stopping":
             reasons.append(f"{iid} is stopping: not counted as capacity")
             continue
-        lease = parse_time(tags.get(TAG_EXPIRES_AT))
+        lease_tag = tags.get(TAG_EXPIRES_AT)
+        try:
+            lease, status, lease_text, lease_minutes = leases[lease_tag]
+        except KeyError:
+            lease, status, lease_text, lease_minutes = leases[lease_tag] = _lease(
+                parse(lease_tag), now, renew_before_minutes, fmt
+            )
+        except TypeError:  # an unhashable tag value is no time
+            lease, status, lease_text, lease_minutes = None, None, None, None
         if lease is not None:
-            left = (lease - now).total_seconds()
-            status = "expired" if left <= 0 else ("expiring" if left <= (renew_before_minutes or 0) * 60 else "active")
             if market == "block" or TAG_EXPIRES_AT in tags:
                 blocks.append(
                     {
                         "instance_id": iid,
-                        "expires_at": format_time(lease),
-                        "remaining_minutes": _minutes_left(now, lease),
+                        "expires_at": lease_text,
+                        "remaining_minutes": lease_minutes,
                         "status": status,
                     }
                 )
-        else:
-            status = None
         mark = tags.get(TAG_STATE)
         if mark == "drained":
             terminate[iid] = "drained: terminating it"
         elif status == "expired":
-            terminate[iid] = f"lease ended at {format_time(lease)}: terminating it"
+            terminate[iid] = f"lease ended at {fmt(lease)}: terminating it"
         elif mark == "draining":
-            deadline = parse_time(tags.get(TAG_DRAIN_DEADLINE))
+            deadline = parse(tags.get(TAG_DRAIN_DEADLINE))
             if deadline is None:
                 drain[iid] = (default_deadline, "draining without a valid drain deadline: restarting its drain")
             elif now >= deadline:
-                terminate[iid] = f"drain deadline {format_time(deadline)} passed: terminating it"
+                terminate[iid] = f"drain deadline {fmt(deadline)} passed: terminating it"
             else:
-                draining.append({"instance_id": iid, "deadline": format_time(deadline)})
-                reasons.append(f"{iid} is draining until {format_time(deadline)}: waiting")
+                draining.append({"instance_id": iid, "deadline": fmt(deadline)})
+                reasons.append(f"{iid} is draining until {fmt(deadline)}: waiting")
         elif was_interrupted:
             interrupted += 1
             reasons.append(f"{iid} received an interruption notice: not counted as capacity, replaced")
@@ -329,7 +387,7 @@ def _classify(pool, now, market, renew_before_minutes, default_deadline, interru
         "capacity": capacity,
         "expiring": expiring,
         "blocks": blocks,
-        "by_state": by_state,
+        "by_state": {_key(state): count for state, count in state_counts.items()},
         "interrupted": interrupted,
     }
 
@@ -375,7 +433,8 @@ def plan_pool(
     interrupted_ids = set(interrupted_ids or ())
     protected = set(protected or ())
     seen = set()
-    pool = sorted((_validate_instance(i, inst, seen) for i, inst in enumerate(instances)), key=lambda x: x["id"])
+    times = _Times()
+    pool = sorted((_validate_instance(i, inst, seen, times) for i, inst in enumerate(instances)), key=lambda x: x["id"])
     quota_set = any(quota[k] is not None for k in ("max_vcpus", "per_owner_max_vcpus", "account_available_vcpus"))
     vcpus = dict(vcpus or {})
     launch_types = sorted(set(launch_instance_types or ()))
@@ -386,7 +445,7 @@ def plan_pool(
         each = max(_vcpus_of(t, vcpus, "vcpus") for t in launch_types)
 
     default_deadline = now + datetime.timedelta(seconds=drain_timeout)
-    seen_state = _classify(pool, now, market, renew_before_minutes, default_deadline, interrupted_ids)
+    seen_state = _classify(pool, now, market, renew_before_minutes, default_deadline, interrupted_ids, times)
     reasons, terminate, drain = seen_state["reasons"], seen_state["terminate"], seen_state["drain"]
     draining, capacity, expiring = seen_state["draining"], seen_state["capacity"], seen_state["expiring"]
     blocks, by_state, interrupted = seen_state["blocks"], seen_state["by_state"], seen_state["interrupted"]
@@ -404,19 +463,19 @@ def plan_pool(
         if shrinking:
             drain[inst["id"]] = (
                 min(lease, default_deadline),
-                f"lease ends at {format_time(lease)} and the pool is shrinking: draining it",
+                f"lease ends at {times.format(lease)} and the pool is shrinking: draining it",
             )
         elif left <= drain_timeout:
             drain[inst["id"]] = (
                 lease,
-                f"lease ends at {format_time(lease)}, within the drain timeout: draining it "
+                f"lease ends at {times.format(lease)}, within the drain timeout: draining it "
                 "(its replacement is counted as capacity)",
             )
         else:
             renew.append(inst["id"])
             reasons.append(
                 "{} lease ends at {} (within renew_before_minutes): replacement launched first, "
-                "it keeps serving until then".format(inst["id"], format_time(lease))
+                "it keeps serving until then".format(inst["id"], times.format(lease))
             )
 
     spot_cap = [i for i in capacity if i["market"] == "spot"]
@@ -428,8 +487,8 @@ def plan_pool(
     replace_on_demand = []
     launch_spot = launch_od = 0
     if spot_available:
-        candidates = [i for i in spot_cap if i["id"] not in protected]
-        surplus = sorted(candidates, key=_surplus_key)[: max(0, len(spot_cap) - desired)]
+        candidates = [i for i in spot_cap if i["id"] not in protected] if protected else spot_cap
+        surplus = _first(candidates, len(spot_cap) - desired)
         for inst in surplus:
             drain[inst["id"]] = (default_deadline, f"surplus (desired {desired}): draining it")
         drained = {i["id"] for i in surplus}
@@ -441,7 +500,7 @@ def plan_pool(
             reasons.append(
                 f"fallback ASG capacity {asg} -> {asg - asg_release}: {spot_running} spot running for desired {desired}"
             )
-        for inst in sorted((i for i in od_cap if i["id"] not in protected), key=_surplus_key)[:od_release]:
+        for inst in _first([i for i in od_cap if i["id"] not in protected], od_release):
             replace_on_demand.append(inst["id"])
             drain[inst["id"]] = (
                 default_deadline,
@@ -454,8 +513,8 @@ def plan_pool(
         asg_release = min(asg, max(0, len(capacity) + asg - desired))
         if asg_release:
             reasons.append(f"surplus (desired {desired}): fallback ASG capacity {asg} -> {asg - asg_release}")
-        candidates = [i for i in capacity if i["id"] not in protected]
-        surplus = sorted(candidates, key=_surplus_key)[: max(0, len(capacity) + asg - asg_release - desired)]
+        candidates = [i for i in capacity if i["id"] not in protected] if protected else capacity
+        surplus = _first(candidates, len(capacity) + asg - asg_release - desired)
         for inst in surplus:
             drain[inst["id"]] = (default_deadline, f"surplus (desired {desired}): draining it")
         launch_od = max(0, desired - len(capacity) - asg)
@@ -497,10 +556,10 @@ def plan_pool(
     drain_list = []
     for iid in sorted(drain):
         deadline = drain[iid][0]
-        lease = parse_time(by_id[iid]["tags"].get(TAG_EXPIRES_AT))
+        lease = times.parse(by_id[iid]["tags"].get(TAG_EXPIRES_AT))
         if lease is not None and lease < deadline:
             deadline = lease
-        drain_list.append({"instance_id": iid, "deadline": format_time(deadline)})
+        drain_list.append({"instance_id": iid, "deadline": times.format(deadline)})
     for iid in sorted(drain):
         reasons.append(f"{iid} {drain[iid][1]}")
     for iid in sorted(terminate):
@@ -568,8 +627,9 @@ def pool_status(instances, now, market="spot", renew_before_minutes=20, vcpus=No
     if not isinstance(instances, (list, tuple)):
         raise PlanError("instances", "must be a list")
     seen = set()
-    pool = sorted((_validate_instance(i, inst, seen) for i, inst in enumerate(instances)), key=lambda x: x["id"])
-    state = _classify(pool, now, market, renew_before_minutes, now, set(interrupted_ids or ()))
+    times = _Times()
+    pool = sorted((_validate_instance(i, inst, seen, times) for i, inst in enumerate(instances)), key=lambda x: x["id"])
+    state = _classify(pool, now, market, renew_before_minutes, now, set(interrupted_ids or ()), times)
     live = [i for i in pool if i["state"] in ("pending", "running", "stopping")]
     vcpus = vcpus or {}
     used = None
@@ -634,7 +694,12 @@ def plan_fallback(plan, launched_spot, error):
     launched_spot = _whole(launched_spot, "launched_spot")
     if launched_spot > asked:
         raise PlanError("launched_spot", f"{launched_spot} is more than the {asked} planned")
-    new = copy.deepcopy(plan)
+    # A copy of the parts this step changes; the per-instance lists are shared, never changed.
+    new = dict(plan)
+    for key in ("launch", "fallback"):
+        new[key] = dict(plan[key])
+    for key in ("clipped", "reasons"):
+        new[key] = list(plan[key])
     # What the pool still lacks: spot launches may also have been meant to replace on-demand
     # instances that keep serving, so count from the capacity the plan keeps.
     shortfall = max(0, plan["desired"] - plan["counts"]["kept"] - launched_spot)

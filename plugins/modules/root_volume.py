@@ -117,9 +117,7 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode (the result predicts what would change, without a write call) and diff mode.
   - Bad input, a name that is not unique, a zone mismatch with O(zone_mismatch=fail) and a refusal of the
@@ -171,21 +169,27 @@ volume:
     zone:
       description: Availability zone.
       type: str
+      sample: eu-west-1a
     state:
       description: EBS state (creating, available, in-use).
       type: str
+      sample: in-use
     size:
       description: Size in GiB.
       type: int
+      sample: 30
     volume_type:
       description: Volume type.
       type: str
+      sample: gp3
     encrypted:
       description: Whether the volume is encrypted.
       type: bool
+      sample: true
     attachment:
       description: The attachment (instance_id, device, state), or null when detached.
       type: dict
+      sample: {instance_id: i-0a1b2c3d4e5f60718, device: /dev/sdf, state: attached}
     nvme_serial:
       description: Serial of the NVMe device on Nitro instances (the id without the dash); what the shim looks for.
       type: str
@@ -193,15 +197,20 @@ volume:
     tags:
       description: Tags as a dict.
       type: dict
+      sample: {Name: ci-cache-root, team: build}
 superseded:
   description: Ids of older copies of this volume left by migrations that still exist.
   returned: always
   type: list
+  sample: [vol-0aaaabbbbccccdddd]
   elements: str
 actions:
   description: The writes the run made (or, in check mode, would make), in order.
   returned: always
   type: list
+  sample:
+    - "create vol-0123456789abcdef0 in eu-west-1a"
+    - "attach vol-0123456789abcdef0 to i-0a1b2c3d4e5f60718 as /dev/sdf"
   elements: str
 """
 

@@ -56,9 +56,7 @@ options:
     type: str
 extends_documentation_fragment:
   - parkingspot.ec2.launch
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode and diff mode.
   - Blocks launch through RunInstances, one call per instance type/subnet group, because the backstop is user data.
@@ -91,29 +89,46 @@ blocks:
     instance_id:
       description: Instance id.
       type: str
+      sample: i-0a1b2c3d4e5f60718
     expires_at:
       description: Lease end, ISO 8601 UTC.
       type: str
+      sample: "2030-01-07T14:00:00Z"
     remaining_minutes:
       description: Whole minutes left.
       type: int
+      sample: 95
     status:
       description: C(active), C(expiring) (replacement launched) or C(expired).
       type: str
+      sample: active
 launched:
   description: Ids of the instances launched by this run.
   returned: always
   type: list
+  sample: [i-0a1b2c3d4e5f60719]
   elements: str
 terminated:
   description: Ids of the instances terminated by this run.
   returned: always
   type: list
+  sample: [i-0123456789abcdef0]
   elements: str
 plan:
   description: The planner's output, with one line per decision in C(reasons).
   returned: always
   type: dict
+  sample:
+    now: "2030-01-07T12:25:00Z"
+    market: block
+    desired: 2
+    changed: true
+    launch: {spot: 1, on_demand: 0, expires_at: "2030-01-07T15:25:00Z"}
+    terminate: []
+    renew: [i-0123456789abcdef0]
+    reasons:
+      - "desired 2, capacity 2 (2 spot, 0 on-demand): launching 1 block, 0 on-demand"
+      - "i-0123456789abcdef0 expires at 2030-01-07T12:40:00Z: renewing"
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule

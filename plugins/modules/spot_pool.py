@@ -195,9 +195,7 @@ options:
     type: str
 extends_documentation_fragment:
   - parkingspot.ec2.launch
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode (returns the plan without a write call) and diff mode (counts before and after).
 """
@@ -274,108 +272,228 @@ pool:
   returned: always
   type: dict
   contains:
+    name:
+      description: The pool's name (its C(parkingspot:pool) tag value).
+      type: str
+      sample: ci-linux
+    market:
+      description: The pool's market, C(spot) or C(block).
+      type: str
+      sample: spot
     desired:
       description: Desired count in force at O(now).
       type: int
+      sample: 20
     capacity:
       description: Instances counted as serving capacity before the run.
       type: int
+      sample: 18
     counts:
-      description: Instances by state and by market before the run.
+      description: Instances before the run, by state and by market (live instances only).
       type: dict
+      contains:
+        by_state:
+          description: Count per instance state; every state is present.
+          type: dict
+          sample: {pending: 0, running: 18, stopping: 0, stopped: 0, shutting_down: 1, terminated: 2}
+        by_market:
+          description: Live instances per market.
+          type: dict
+          sample: {spot: 16, on_demand: 2}
+      sample: {by_state: {pending: 0, running: 18, stopping: 0, stopped: 0, shutting_down: 1, terminated: 2},
+               by_market: {spot: 16, on_demand: 2}}
+    interrupted:
+      description: Instances of the pool that were interrupted (tagged C(parkingspot:interrupted) or reported by AWS).
+      type: int
+      sample: 2
     launched:
       description: Ids of instances launched by this run.
       type: list
       elements: str
+      sample: [i-0a1b2c3d4e5f60718, i-0a1b2c3d4e5f60719]
     would_launch:
-      description: In check mode, the number of instances the run would launch.
+      description: In check mode, the number of instances the run would launch; 0 otherwise.
       type: int
+      sample: 0
     terminated:
       description: Ids of instances terminated by this run.
       type: list
       elements: str
+      sample: [i-0123456789abcdef0]
     draining:
       description: Ids of instances drained in this run or still draining.
       type: list
       elements: str
+      sample: [i-0fedcba9876543210]
+    drain_outcomes:
+      description: What the drain did for each instance drained by this run.
+      type: list
+      elements: dict
+      contains:
+        instance_id:
+          description: The instance.
+          type: str
+        status:
+          description: C(drained), C(failed), C(timeout) or C(skipped).
+          type: str
+        detail:
+          description: The command's output or error, empty when it drained cleanly.
+          type: str
+      sample: [{instance_id: i-0fedcba9876543210, status: drained, detail: ""}]
     fallback:
-      description: On-demand instances launched, the error that caused it, the fallback ASG desired capacity.
+      description: The on-demand fallback of this run.
       type: dict
+      contains:
+        on_demand_launched:
+          description: On-demand instances launched (or planned in check mode) by this run.
+          type: int
+        error:
+          description: The spot launch error that caused the fallback, or null.
+          type: str
+        asg_desired:
+          description: The fallback Auto Scaling group's desired capacity after the run, or null without one.
+          type: int
+      sample: {on_demand_launched: 2, error: InsufficientInstanceCapacity, asg_desired: null}
     clipped:
       description: Launches reduced by a quota, with the quota, what was asked and what was allowed.
       type: list
       elements: dict
+      sample: [{quota: quota.max_vcpus, market: spot, asked: 4, allowed: 2, limit_vcpus: 64}]
     blocks:
       description: With market block, each lease's instance_id, expires_at, remaining_minutes and status.
       type: list
       elements: dict
+      sample:
+        - {instance_id: i-0a1b2c3d4e5f60718, expires_at: "2030-01-07T14:00:00Z", remaining_minutes: 95, status: active}
     window:
       description: The schedule window in force, or null when O(desired) applies.
       type: dict
+      contains:
+        index:
+          description: Position of the window in O(schedule).
+          type: int
+        days:
+          description: The window's days.
+          type: list
+          elements: str
+        start:
+          description: Local start time, C(HH:MM).
+          type: str
+        end:
+          description: Local end time, C(HH:MM).
+          type: str
+        desired:
+          description: The window's desired count.
+          type: int
+        local_time:
+          description: The day and time in O(timezone) at O(now).
+          type: str
+      sample: {index: 0, days: [mon, tue, wed, thu, fri], start: "07:00", end: "19:00", desired: 20,
+               local_time: "mon 08:00 CET"}
     demand:
       description: With O(demand), the queued and busy counts, the floor, the max, per_job and the target size.
       type: dict
       returned: when O(demand) is given
+      sample: {queued: 6, busy: 3, floor: 2, max: 20, per_job: 1, target: 9}
 plan:
-  description: The planner's full output, including C(reasons), one line per decision.
+  description: The planner's output for this run.
   returned: always
   type: dict
+  contains:
+    now:
+      description: The time the plan is for (O(now), or the current time), ISO 8601 UTC.
+      type: str
+    market:
+      description: The pool's market.
+      type: str
+    desired:
+      description: Desired count in force.
+      type: int
+    changed:
+      description: Whether the plan writes anything.
+      type: bool
+    counts:
+      description: >-
+        Instances before the run: C(by_state), C(by_market), C(terminating) (per market), C(capacity),
+        C(kept), C(draining), C(expiring), C(interrupted).
+      type: dict
+    launch:
+      description: Instances to launch, C(spot) and C(on_demand); with market block also the leases' C(expires_at).
+      type: dict
+    drain:
+      description: Instances to drain now, each with its C(instance_id) and drain C(deadline).
+      type: list
+      elements: dict
+    draining:
+      description: Instances already draining, each with its C(instance_id) and C(deadline).
+      type: list
+      elements: dict
+    terminate:
+      description: Ids of instances to terminate.
+      type: list
+      elements: str
+    renew:
+      description: Ids of block leases renewed (replaced) before they expire.
+      type: list
+      elements: str
+    replace_on_demand:
+      description: Ids of on-demand fallback instances replaced by spot now that spot launches again.
+      type: list
+      elements: str
+    clipped:
+      description: Launches reduced by a quota.
+      type: list
+      elements: dict
+    blocks:
+      description: With market block, the leases.
+      type: list
+      elements: dict
+    quota:
+      description: vCPU use against the configured quotas (C(vcpus_per_instance), and the limits when set).
+      type: dict
+    fallback:
+      description: >-
+        The fallback's state: C(enabled), C(max), C(on_demand_in_pool), C(spot_available), C(error),
+        C(asg_capacity), C(asg_desired).
+      type: dict
+    reasons:
+      description: One line per decision, the summary first.
+      type: list
+      elements: str
+  sample:
+    now: "2030-01-07T07:00:00Z"
+    market: spot
+    desired: 20
+    changed: true
+    counts: {by_state: {pending: 0, running: 18, stopping: 0, stopped: 0, shutting_down: 0, terminated: 0},
+             by_market: {spot: 18, on_demand: 0}, terminating: {spot: 0, on_demand: 0}, capacity: 18, kept: 18,
+             draining: 0, expiring: 0, interrupted: 0}
+    launch: {spot: 2, on_demand: 0}
+    drain: []
+    draining: []
+    terminate: []
+    renew: []
+    replace_on_demand: []
+    clipped: []
+    blocks: []
+    quota: {vcpus_per_instance: 4}
+    fallback: {enabled: true, max: 5, on_demand_in_pool: 0, spot_available: true, error: null, asg_capacity: null,
+               asg_desired: null}
+    reasons: ["desired 20, capacity 18 (18 spot, 0 on-demand): launching 2 spot, 0 on-demand"]
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
-from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
-from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _pool_options
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 
 
-def desired_now(params, now):
-    """The desired count and window in force at ``now``; validation errors (InputError) name the option."""
-    _schedule.validate_desired(params["desired"])
-    tz = _schedule.validate_timezone(params["timezone"])
-    windows = _schedule.validate_schedule(params["schedule"])
-    if params["market"] == "block":
-        _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"])
-    if params["on_demand_fallback"].get("max", 0) < 0:
-        raise InputError("on_demand_fallback.max", "must be 0 or more")
-    if params["drain"].get("timeout", 0) < 0:
-        raise InputError("drain.timeout", "must be 0 or more")
-    return _schedule.desired_at(now, params["desired"], windows, tz)
-
-
-def queue_demand(params):
-    """The validated ``demand`` and ``scaling`` of a queue-driven pool; errors name the option."""
-    floors = [params["desired"]] + [w.get("desired") for w in params["schedule"] or []]
-    try:
-        return _demand.validate(params["demand"], params["scaling"], floors)
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))
-
-
 def do(module):
-    params = module.params
-    _keeper.validate_inputs(params, "desired")
-    now = _keeper.utc(params["now"])
-    floor, demand, scaling = None, None, None
-    if params["state"] == "absent":
-        desired, window = 0, None
-        params = dict(params, on_demand_fallback=dict(params["on_demand_fallback"], enabled=False))
-    else:
-        desired, window = desired_now(params, now)
-        if params.get("demand") is not None:
-            floor = desired
-            demand, scaling = queue_demand(params)
-            desired = _demand.target(floor, demand, scaling)
-        _keeper.validate_pool_launch(params)
-        if desired > 0:
-            _launch.validate_launch(params, now)
+    inputs = _pool_options.pool_inputs(module.params)
+    params, now, desired, window = inputs["params"], inputs["now"], inputs["desired"], inputs["window"]
     client = module.client("ec2")
     instances, plan, actions = _keeper.reconcile(
         module,
@@ -387,43 +505,17 @@ def do(module):
         market=params["market"],
         now=now,
         window=window,
-        scaling=scaling,
+        scaling=inputs["scaling"],
     )
     pool = _keeper.summarize(plan, actions, window, module.check_mode)
     pool["name"] = params["name"]
-    if demand is not None:
-        pool["demand"] = _demand.summary(floor, demand, scaling, desired)
+    if inputs["demand"] is not None:
+        pool["demand"] = _demand.summary(inputs["floor"], inputs["demand"], inputs["scaling"], desired)
     module.exit_json(changed=plan["changed"], pool=pool, plan=plan, diff=_planner.plan_diff(plan))
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        desired=dict(type="int", default=0),
-        schedule=dict(
-            type="list",
-            elements="dict",
-            default=[],
-            options=dict(
-                days=dict(type="list", elements="str", required=True),
-                start=dict(type="str", required=True),
-                end=dict(type="str", required=True),
-                desired=dict(type="int", required=True),
-            ),
-        ),
-        timezone=dict(type="str", default="UTC"),
-        market=dict(type="str", default="spot", choices=["spot", "block"]),
-        duration_minutes=dict(type="int"),
-        renew_before_minutes=dict(type="int", default=RENEW_BEFORE_MINUTES),
-        on_demand_fallback=_keeper.FALLBACK_ARGUMENT_SPEC,
-        drain=_keeper.DRAIN_ARGUMENT_SPEC,
-        quota=_quota.QUOTA_ARGUMENT_SPEC,
-        demand=_demand.DEMAND_ARGUMENT_SPEC,
-        scaling=_demand.SCALING_ARGUMENT_SPEC,
-        now=dict(type="str"),
-    )
-    argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
+    argument_spec = _pool_options.pool_argument_spec()
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     _module.run(module, do)
 

@@ -26,9 +26,7 @@ options:
     description: Report as of this time (ISO 8601 with a zone) instead of the current time.
     type: str
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode.
 """
@@ -53,23 +51,35 @@ pools:
     name:
       description: Pool name.
       type: str
+      sample: ci-linux
     market:
       description: C(block) when the pool holds leases, else C(spot).
       type: str
+      sample: spot
     counts:
       description: Instances by state and market, capacity, draining, expiring and interrupted counts.
       type: dict
+      sample:
+        by_state: {pending: 0, running: 18, stopping: 0, stopped: 0, shutting_down: 0, terminated: 1}
+        by_market: {spot: 16, on_demand: 2}
+        capacity: 17
+        draining: 1
+        expiring: 0
+        interrupted: 1
     blocks:
       description: Leases with instance_id, expires_at, remaining_minutes and status.
       type: list
+      sample: []
       elements: dict
     draining:
       description: Drains in progress with their deadline.
       type: list
+      sample: [{instance_id: i-0fedcba9876543210, deadline: "2030-01-07T12:40:00Z"}]
       elements: dict
     vcpus_used:
       description: vCPUs of the pool's live instances.
       type: int
+      sample: 72
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule

@@ -82,9 +82,7 @@ notes:
     but often spikes ranks below a slightly dearer, stable one.
   - Supports check mode; the module never changes anything.
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 """
 
 EXAMPLES = r"""
@@ -122,18 +120,18 @@ prices:
     zone: {description: Availability zone., type: str, sample: us-east-1a}
     current: {description: Newest price in the window (USD per hour)., type: float, sample: 0.0351}
     current_at: {description: Time of the newest price (ISO 8601 UTC)., type: str, sample: "2024-05-01T10:00:00Z"}
-    min: {description: Lowest price in the window., type: float}
-    median: {description: Median price., type: float}
-    p90: {description: 90th percentile price., type: float}
-    max: {description: Highest price in the window., type: float}
-    mean: {description: Mean of the samples., type: float}
+    min: {description: Lowest price in the window., type: float, sample: 0.0312}
+    median: {description: Median price., type: float, sample: 0.0365}
+    p90: {description: 90th percentile price., type: float, sample: 0.0401}
+    max: {description: Highest price in the window., type: float, sample: 0.0433}
+    mean: {description: Mean of the samples., type: float, sample: 0.0368}
     samples: {description: Number of price records., type: int, sample: 17}
     volatility: {description: Coefficient of variation of the samples (0 = flat)., type: float, sample: 0.041}
     vcpus: {description: Default vCPU count., type: int, sample: 2}
     memory_gib: {description: Memory in GiB., type: float, sample: 8.0}
-    price_per_vcpu: {description: Current price per vCPU-hour., type: float}
-    p90_per_vcpu: {description: 90th percentile price per vCPU-hour., type: float}
-    price_per_gib: {description: Current price per GiB-hour., type: float}
+    price_per_vcpu: {description: Current price per vCPU-hour., type: float, sample: 0.0091}
+    p90_per_vcpu: {description: 90th percentile price per vCPU-hour., type: float, sample: 0.01}
+    price_per_gib: {description: Current price per GiB-hour., type: float, sample: 0.0046}
     on_demand_price: {description: 'On-demand price per hour, null when unknown.', type: float, sample: 0.096}
     on_demand_source:
       description: Where O(on_demand_prices) came from, V(table) (shipped us-east-1 table), V(user) or null.
@@ -146,39 +144,43 @@ recommendations:
   type: list
   elements: dict
   contains:
-    rank: {description: 1 is best., type: int}
-    instance_type: {description: Instance type., type: str}
-    zone: {description: Availability zone., type: str}
-    current: {description: Current price., type: float}
-    price_per_vcpu: {description: Current price per vCPU-hour., type: float}
-    p90_per_vcpu: {description: 90th percentile price per vCPU-hour (the rank key)., type: float}
-    volatility: {description: Coefficient of variation., type: float}
+    rank: {description: 1 is best., type: int, sample: 1}
+    instance_type: {description: Instance type., type: str, sample: c6a.xlarge}
+    zone: {description: Availability zone., type: str, sample: eu-west-1b}
+    current: {description: Current price., type: float, sample: 0.0362}
+    price_per_vcpu: {description: Current price per vCPU-hour., type: float, sample: 0.0091}
+    p90_per_vcpu: {description: 90th percentile price per vCPU-hour (the rank key)., type: float, sample: 0.01}
+    volatility: {description: Coefficient of variation., type: float, sample: 0.08}
     reasons:
       description: Why it is here, for example V(cheapest per vCPU), V(least volatile), V(lowest p90 per vCPU).
       type: list
+      sample: ["lowest p90 per vCPU", "least volatile"]
       elements: str
-    reason: {description: The reasons joined with semicolons., type: str}
+    reason: {description: The reasons joined with semicolons., type: str, sample: "lowest p90 per vCPU; least volatile"}
 instance_types:
   description: The instance types that were compared.
   returned: always
   type: list
+  sample: [c6i.xlarge, c6a.xlarge, c7i.xlarge]
   elements: str
 missing:
   description: Instance type and zone pairs asked for that had no price in the window (not offered as spot there).
   returned: always
   type: list
+  sample: [{instance_type: c7i.xlarge, zone: eu-west-1c}]
   elements: dict
 window:
   description: The price history window read.
   returned: always
   type: dict
   contains:
-    start: {description: Start (ISO 8601 UTC)., type: str}
-    end: {description: End (ISO 8601 UTC)., type: str}
+    start: {description: Start (ISO 8601 UTC)., type: str, sample: "2030-01-06T12:00:00Z"}
+    end: {description: End (ISO 8601 UTC)., type: str, sample: "2030-01-07T12:00:00Z"}
 on_demand_table:
   description: Which shipped table on-demand prices marked V(table) come from.
   returned: always
   type: str
+  sample: "parkingspot shipped table: us-east-1 Linux on-demand list prices (USD/hour), checked 2024"
 price_history_requests:
   description: Number of DescribeSpotPriceHistory requests made (one per page).
   returned: always

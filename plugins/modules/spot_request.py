@@ -84,9 +84,7 @@ options:
 extends_documentation_fragment:
   - parkingspot.ec2.launch
   - parkingspot.ec2.launch.SPOT
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode (the result predicts the launch or termination without a write call) and diff mode.
   - O(tags) are reconciled on existing instances too (values compared as text, so C(2) and C("2") are the same
@@ -142,25 +140,32 @@ spot_requests:
     spot_instance_request_id:
       description: Request id.
       type: str
+      sample: sir-0a1b2c3d
     state:
       description: open, active, disabled, closed, cancelled or failed.
       type: str
+      sample: active
     status_code:
       description: The request's status code, for example C(fulfilled).
       type: str
+      sample: fulfilled
     instance_id:
       description: The instance that fulfils the request.
       type: str
+      sample: i-0a1b2c3d4e5f60718
     valid_until:
       description: End of a persistent request.
       type: str
+      sample: "2030-01-31T00:00:00Z"
     tags:
       description: Tags as a dict.
       type: dict
+      sample: {"parkingspot:request": build-cache}
 expired_requests:
   description: Persistent requests of this name whose validity has ended (EC2 no longer relaunches them).
   returned: always
   type: list
+  sample: [{spot_instance_request_id: sir-0f0e0d0c, state: active, valid_until: "2029-12-31T00:00:00Z"}]
   elements: dict
 instances:
   description: Live instances of this name after the run (in check mode, the ones that would remain).
@@ -171,24 +176,31 @@ instances:
     instance_id:
       description: Instance id.
       type: str
+      sample: i-0a1b2c3d4e5f60718
     state:
       description: Instance state name.
       type: str
+      sample: running
     instance_type:
       description: Instance type.
       type: str
+      sample: c6i.xlarge
     zone:
       description: Availability zone.
       type: str
+      sample: eu-west-1a
     market:
       description: C(spot) or C(on-demand).
       type: str
+      sample: spot
     launch_time:
       description: ISO 8601 launch time.
       type: str
+      sample: "2030-01-07T07:00:12Z"
     tags:
       description: Tags as a dict.
       type: dict
+      sample: {"parkingspot:request": build-cache, team: build}
 actions:
   description: What the run did (or, in check mode, would do).
   returned: always
@@ -197,25 +209,31 @@ actions:
     launch:
       description: Number of instances launched.
       type: int
+      sample: 1
     launched:
       description: Ids of the instances launched (empty in check mode).
       type: list
+      sample: [i-0a1b2c3d4e5f60718]
       elements: str
     terminated:
       description: Ids of the instances terminated.
       type: list
+      sample: []
       elements: str
     cancelled:
       description: Ids of the spot requests cancelled.
       type: list
+      sample: []
       elements: str
     tagged:
       description: Ids of existing instances whose tags were added, changed or purged.
       type: list
+      sample: []
       elements: str
     renewed:
       description: Ids of expired persistent requests replaced by this run.
       type: list
+      sample: []
       elements: str
 """
 

@@ -85,9 +85,7 @@ notes:
   - Supports check mode; in check mode nothing is written and C(changed) says whether the files would change.
   - Costs are estimates; the data feed charge is the closest to the bill.
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 """
 
 EXAMPLES = r"""
@@ -118,23 +116,29 @@ summary:
   type: list
   elements: dict
   contains:
-    kind: {description: V(pool) or V(owner)., type: str}
-    name: {description: Pool name or owner tag value., type: str}
-    instances: {description: Instances in the window., type: int}
-    running: {description: Still running at O(now)., type: int}
-    spot: {description: Spot instances., type: int}
-    on_demand: {description: On-demand instances., type: int}
-    interrupted: {description: Instances the cloud interrupted., type: int}
-    hours: {description: Instance-hours including partial hours., type: float}
-    cost: {description: Estimated cost in USD., type: float}
-    on_demand_cost: {description: The same hours at on-demand prices., type: float}
-    savings: {description: The on-demand cost minus the cost., type: float}
-    savings_pct: {description: Savings in percent of the on-demand cost., type: float}
-    unpriced: {description: Instances without a known price or end time (left out of the cost sums)., type: int}
+    kind: {description: V(pool) or V(owner)., type: str, sample: pool}
+    name: {description: Pool name or owner tag value., type: str, sample: ci-linux}
+    instances: {description: Instances in the window., type: int, sample: 42}
+    running: {description: Still running at O(now)., type: int, sample: 18}
+    spot: {description: Spot instances., type: int, sample: 38}
+    on_demand: {description: On-demand instances., type: int, sample: 4}
+    interrupted: {description: Instances the cloud interrupted., type: int, sample: 3}
+    hours: {description: Instance-hours including partial hours., type: float, sample: 251.5}
+    cost: {description: Estimated cost in USD., type: float, sample: 21.37}
+    on_demand_cost: {description: The same hours at on-demand prices., type: float, sample: 51.3}
+    savings: {description: The on-demand cost minus the cost., type: float, sample: 29.93}
+    savings_pct: {description: Savings in percent of the on-demand cost., type: float, sample: 58.3}
+    unpriced:
+      description: Instances without a known price or end time (left out of the cost sums).
+      type: int
+      sample: 0
 totals:
   description: The sums over RV(summary).
   returned: always
   type: dict
+  sample:
+    {instances: 42, running: 18, spot: 38, on_demand: 4, interrupted: 3, unpriced: 0,
+     hours: 251.5, cost: 21.37, on_demand_cost: 51.3, savings: 29.93, savings_pct: 58.3}
 instances:
   description: One row per instance, the same columns as the CSV file.
   returned: always
@@ -165,35 +169,42 @@ spot_requests:
   elements: dict
   contains:
     spot_request_id: {description: Request ID., type: str, sample: sir-0123456789abcdef0}
-    request_type: {description: V(one-time) or V(persistent)., type: str}
-    state: {description: 'EC2 request state: open, active, closed, cancelled, disabled or failed.', type: str}
+    request_type: {description: V(one-time) or V(persistent)., type: str, sample: one-time}
+    state:
+      description: 'EC2 request state: open, active, closed, cancelled, disabled or failed.'
+      type: str
+      sample: active
     status_code: {description: EC2 request status code., type: str, sample: instance-terminated-no-capacity}
-    instance_id: {description: The instance of the request or null., type: str}
-    valid_until: {description: End of validity (ISO 8601 UTC) or null., type: str}
-    expired: {description: The request is past its validity., type: bool}
+    instance_id: {description: The instance of the request or null., type: str, sample: i-0a1b2c3d4e5f60718}
+    valid_until: {description: End of validity (ISO 8601 UTC) or null., type: str, sample: null}
+    expired: {description: The request is past its validity., type: bool, sample: false}
     re_evaluated:
       description: A persistent request that EC2 still re-evaluates (open, active or disabled, and not expired).
       type: bool
-    tags: {description: Request tags as a plain dict., type: dict}
+      sample: false
+    tags: {description: Request tags as a plain dict., type: dict, sample: {"parkingspot:pool": ci-linux}}
 datafeed:
   description: What was read from the data feed (null without O(datafeed_bucket)).
   returned: always
   type: dict
   contains:
-    files: {description: Files read., type: int}
-    records: {description: Valid lines., type: int}
-    skipped: {description: Malformed lines skipped., type: int}
+    files: {description: Files read., type: int, sample: 2}
+    records: {description: Valid lines., type: int, sample: 118}
+    skipped: {description: Malformed lines skipped., type: int, sample: 1}
     skipped_lines:
       description: The first 20 skipped lines, each with file (source), line number and reason.
       type: list
+      sample: [{source: "spot-feed/2030-01-07-12.001.gz", line: 7, reason: "expected 9 tab-separated fields, got 4"}]
 files:
   description: Paths written (or that would be written) under O(dest); empty without O(dest).
   returned: always
   type: dict
+  sample: {csv: /var/tmp/report/usage-report.csv, html: /var/tmp/report/usage-report.html}
 window:
   description: Start and end of the report window (ISO 8601 UTC).
   returned: always
   type: dict
+  sample: {start: "2030-01-06T12:00:00Z", end: "2030-01-07T12:00:00Z"}
 """
 
 import datetime

@@ -13,8 +13,6 @@ set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 python=${PYTHON:-python3}
-cache=${PCW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/parkingspot}
-rootfs=$cache/rootfs-bookworm
 scenarios=${*:-default changed runner_host}
 
 for tool in systemd-nspawn nsenter molecule "$python"; do
@@ -22,16 +20,7 @@ for tool in systemd-nspawn nsenter molecule "$python"; do
 done
 [ "$(id -u)" = 0 ] || { echo "run-molecule: systemd-nspawn needs root" >&2; exit 2; }
 
-if [ ! -x "$rootfs/usr/bin/python3" ] || [ ! -x "$rootfs/lib/systemd/systemd" ]; then
-    command -v debootstrap >/dev/null 2>&1 || { echo "run-molecule: debootstrap not found" >&2; exit 2; }
-    mkdir -p "$cache"
-    rm -rf "$rootfs.tmp"
-    echo "run-molecule: building $rootfs (once)" >&2
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,python3,procps \
-        bookworm "$rootfs.tmp" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$cache/debootstrap.log" 2>&1 \
-        || { tail -20 "$cache/debootstrap.log" >&2; exit 1; }
-    mv "$rootfs.tmp" "$rootfs"
-fi
+rootfs=$(sh "$root/tests/roles/rootfs.sh")
 
 state=$(mktemp -d)
 fake_pid=

@@ -1,0 +1,382 @@
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Keep many pools in one run (``spot_pools``): one read for all, a plan per pool, batched writes.
+
+The cost of a run that changes nothing is one paginated DescribeInstances per 1000
+instances of *all* pools of the account and region (``tag-key`` filter on
+``parkingspot:pool``), instead of one read and one module start per pool. The instances
+are split by exact equality of their pool tag, so a pool named ``ci*`` never sees the
+instances of ``ci-arm``.
+
+Each pool is planned by the same planner as ``spot_pool``. The writes of all pools are
+then made in phases, in the order ``spot_pool`` makes them for one pool: terminate what
+the plans end (one TerminateInstances per 1000 ids of all pools), launch per pool and
+offering group (with the on-demand or ASG fallback), tag the instances to drain (one
+CreateTags per tag set and 1000 ids), drain, terminate the drained. Every write waits for
+a token of its EC2 bucket first (``_pacing``).
+
+A pool's error (bad options, a launch refused, a drain that cannot be tagged) is kept
+with that pool and reported in ``failed``; the other pools go on. When a batched write
+fails, it is made again pool by pool so that only the pool at fault fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from typing import Callable
+from typing import Dict
+from typing import List
+from typing import Optional
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _pacing
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _pool_options
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
+
+
+class PoolRun:
+    """One pool's part of the run: its inputs, what was read and planned, what was done, its error."""
+
+    def __init__(self, index: int, name: Optional[str]):
+        self.index = index
+        self.name = name
+        self.params: Dict[str, Any] = {}
+        self.now = None
+        self.desired = 0
+        self.window = None
+        self.inputs: Dict[str, Any] = {}
+        self.instances: List[Dict[str, Any]] = []
+        self.plan: Optional[Dict[str, Any]] = None
+        self.asg_capacity = None
+        self.actions: Dict[str, Any] = {
+            "launched": [],
+            "terminated": [],
+            "drained": [],
+            "fallback_error": None,
+            "drain_outcomes": [],
+        }
+        self.error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def fail(self, message: str) -> None:
+        if self.error is None:
+            self.error = message
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for ``failed``: our message, and the AWS error behind it if any."""
+    if isinstance(exc, AnsibleAWSError):
+        text = exc.message or "AWS error"
+        inner = getattr(exc, "exception", None)
+        if inner is not None and str(inner) not in text:
+            text = "%s: %s" % (text, inner)
+        return text
+    return str(exc)
+
+
+def guarded(run: PoolRun, step: Callable[[], Any]) -> None:
+    """Run one pool's step; its error stays with the pool."""
+    if not run.ok:
+        return
+    try:
+        step()
+    except (AnsibleAWSError, ValueError) as e:
+        run.fail(error_message(e))
+
+
+# --- inputs ----------------------------------------------------------------------------
+
+
+def prepare(raw_pools: List[Any]) -> List[PoolRun]:
+    """Validate every pool with spot_pool's argument spec; no AWS call.
+
+    Options that do not form a list of named pools, or two pools of one name, fail the
+    whole run (it could not tell the pools apart). Any other bad option fails only its
+    pool, with a message that names the pool and the option.
+    """
+    if not isinstance(raw_pools, list):
+        raise ParkingSpotError(message="pools: must be a list of spot_pool option dicts")
+    runs: List[PoolRun] = []
+    seen: Dict[str, int] = {}
+    for index, raw in enumerate(raw_pools):
+        if not isinstance(raw, dict):
+            raise ParkingSpotError(message="pools[%d]: must be a dict of spot_pool options, got %r" % (index, raw))
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise ParkingSpotError(message="pools[%d].name: every pool needs a name" % index)
+        if name in seen:
+            raise ParkingSpotError(
+                message="pools[%d].name: pool %r is listed twice (also pools[%d]); each pool once per run"
+                % (index, name, seen[name])
+            )
+        seen[name] = index
+        runs.append(PoolRun(index, name))
+    validator = ArgumentSpecValidator(_pool_options.pool_argument_spec())
+    for run, raw in zip(runs, raw_pools):
+        checked = validator.validate(raw)
+        if checked.error_messages:
+            run.fail("pools[%d] (%s): %s" % (run.index, run.name, "; ".join(checked.error_messages)))
+            continue
+
+        def inputs(run=run, params=checked.validated_parameters):
+            run.inputs = _pool_options.pool_inputs(params)
+            run.params, run.now = run.inputs["params"], run.inputs["now"]
+            run.desired, run.window = run.inputs["desired"], run.inputs["window"]
+
+        guarded(run, inputs)
+    return runs
+
+
+# --- reading and planning ------------------------------------------------------------
+
+
+def read_all(client) -> Dict[str, List[Dict[str, Any]]]:
+    """Every pool instance of the account and region, in every state, by exact pool name."""
+    found = _aws.describe_instances_by_tags(
+        client, {}, states=_aws.ALL_STATES, filters=[{"Name": "tag-key", "Values": [TAG_POOL]}]
+    )
+    by_pool: Dict[str, List[Dict[str, Any]]] = {}
+    for instance in found:
+        by_pool.setdefault(instance["tags"].get(TAG_POOL), []).append(instance)
+    return by_pool
+
+
+def plan_one(module, client, run: PoolRun, asg_client: Callable[[], Any]) -> None:
+    """The pool's plan, as ``_keeper.reconcile`` makes it for spot_pool."""
+    params = run.params
+    facts = _quota.quota_inputs(module, client, params, run.instances)
+    fallback = params.get("on_demand_fallback") or {}
+    drain = dict(params.get("drain") or {}, pool=run.name)
+    planner_fallback = {"enabled": bool(fallback.get("enabled")), "max": fallback.get("max") or 0}
+    if fallback.get("enabled") and fallback.get("asg_name"):
+        group = _aws.describe_asg(asg_client(), fallback["asg_name"])
+        if group is None:
+            raise ParkingSpotError(
+                message="on_demand_fallback.asg_name: no auto scaling group named %s" % fallback["asg_name"]
+            )
+        run.asg_capacity = planner_fallback["asg_capacity"] = int(group["DesiredCapacity"])
+    interrupted = [
+        i["instance_id"] for i in run.instances if i.get("state_reason") in _keeper.SPOT_INTERRUPTION_REASONS
+    ]
+    scaling = run.inputs.get("scaling")
+    protected = _demand.protected_ids(run.instances, run.now, scaling) if scaling else None
+    run.plan = _planner.plan_pool(
+        run.instances,
+        run.now,
+        run.desired,
+        market=params["market"],
+        duration_minutes=params.get("duration_minutes"),
+        renew_before_minutes=params.get("renew_before_minutes", 20),
+        fallback=planner_fallback,
+        quota=facts["quota"],
+        vcpus=facts["vcpus"],
+        launch_instance_types=_quota.launch_types(params),
+        drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
+        interrupted_ids=interrupted,
+        protected=protected,
+    )
+
+
+# --- batched writes --------------------------------------------------------------------
+
+
+def batched(client, call, ids_by_run: Dict[int, List[str]], runs: Dict[int, PoolRun], *args) -> Dict[int, List[str]]:
+    """``call(client, ids, *args)`` for the ids of many pools, 1000 ids a call.
+
+    A failed batch is made again pool by pool, so only the pool at fault fails. Returns,
+    per pool, the ids the call succeeded for.
+    """
+    owner = {iid: key for key, ids in ids_by_run.items() for iid in ids if runs[key].ok}
+    done: Dict[int, List[str]] = {}
+    for batch in _aws.chunks(sorted(owner)):
+        try:
+            call(client, batch, *args)
+        except AnsibleAWSError:
+            keys = sorted({owner[iid] for iid in batch})
+            if len(keys) == 1:
+                runs[keys[0]].fail(_retry_alone(client, call, batch, args))
+                continue
+            for key in keys:
+                alone = [iid for iid in batch if owner[iid] == key]
+                error = _retry_alone(client, call, alone, args)
+                if error:
+                    runs[key].fail(error)
+                else:
+                    done.setdefault(key, []).extend(alone)
+            continue
+        for iid in batch:
+            done.setdefault(owner[iid], []).append(iid)
+    return done
+
+
+def _retry_alone(client, call, ids, args) -> Optional[str]:
+    try:
+        call(client, ids, *args)
+    except AnsibleAWSError as e:
+        return error_message(e)
+    return None
+
+
+def _terminate_call(client, ids):
+    _aws.terminate_instances(client, ids)
+
+
+def _tag_call(client, ids, tags):
+    _aws.create_tags(client, ids, tags)
+
+
+def terminate_phase(client, runs: Dict[int, PoolRun], ids_by_run: Dict[int, List[str]]) -> None:
+    done = batched(client, _terminate_call, ids_by_run, runs)
+    for key, ids in done.items():
+        runs[key].actions["terminated"] = sorted(set(runs[key].actions["terminated"]) | set(ids))
+
+
+def launch_phase(module, client, run: PoolRun, asg_client: Callable[[], Any]) -> None:
+    """The pool's launches: spot per offering group, then the on-demand or ASG fallback."""
+    params, plan, actions = run.params, run.plan, run.actions
+    market = params["market"]
+    fallback = params.get("on_demand_fallback") or {}
+    base_tags = dict(params.get("tags") or {}, **{TAG_POOL: run.name})
+    expires_at = plan["launch"].get("expires_at")
+    block = None
+    if market == "block":
+        user_data = _keeper.combine_user_data([_keeper.backstop_script(expires_at), params.get("user_data") or ""])
+        block = {"native_minutes": None, "user_data": user_data}
+    bucket = _planner.format_time(run.now)[:16]
+    if plan["launch"]["spot"]:
+        token = _keeper.client_token(run.name, market, plan["launch"]["spot"], run.instances, bucket)
+        tags = _keeper._instance_tags(base_tags, "spot", expires_at)
+        launched, error = _keeper.launch_spot(
+            client, params, plan["launch"]["spot"], tags, block, token, fallback.get("on_errors")
+        )
+        actions["launched"] += sorted(i["instance_id"] for i in launched)
+        if error:
+            actions["fallback_error"] = error
+            run.plan = plan = _planner.plan_fallback(plan, len(launched), error)
+    asg_name = fallback.get("asg_name") if fallback.get("enabled") else None
+    if plan["launch"]["on_demand"]:
+        if asg_name:
+            _aws.set_asg_desired(asg_client(), asg_name, plan["fallback"]["asg_desired"])
+        else:
+            token = _keeper.client_token(run.name, "on-demand", plan["launch"]["on_demand"], run.instances, bucket)
+            tags = _keeper._instance_tags(base_tags, "on-demand", expires_at)
+            launched = _keeper.launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token, block)
+            actions["launched"] += sorted(i["instance_id"] for i in launched)
+    elif asg_name and plan["fallback"]["asg_desired"] != run.asg_capacity:
+        _aws.set_asg_desired(asg_client(), asg_name, plan["fallback"]["asg_desired"])
+
+
+def drain_phase(client, runs: Dict[int, PoolRun]) -> Dict[int, List[str]]:
+    """Tag every drain of every pool (one CreateTags per deadline and 1000 ids), then drain.
+
+    Returns, per pool, the drained instances to terminate.
+    """
+    by_deadline: Dict[str, Dict[int, List[str]]] = {}
+    for key, run in runs.items():
+        for entry in run.plan["drain"]:
+            by_deadline.setdefault(entry["deadline"], {}).setdefault(key, []).append(entry["instance_id"])
+    tagged: Dict[int, set] = {}
+    for deadline, ids_by_run in sorted(by_deadline.items()):
+        tags = {TAG_STATE: "draining", TAG_DRAIN_DEADLINE: deadline}
+        for key, ids in batched(client, _tag_call, ids_by_run, runs, tags).items():
+            tagged.setdefault(key, set()).update(ids)
+    to_terminate: Dict[int, List[str]] = {}
+    for key, run in runs.items():
+        if not run.ok or not run.plan["drain"]:
+            continue
+        by_id = {i["instance_id"]: i for i in run.instances}
+        drain = dict(run.params.get("drain") or {}, pool=run.name)
+        targets = []
+        for entry in run.plan["drain"]:
+            if entry["instance_id"] not in tagged.get(key, ()):
+                continue
+            seconds = (_planner.parse_time(entry["deadline"]) - run.now).total_seconds()
+            targets.append(dict(by_id[entry["instance_id"]], drain_seconds=max(1.0, seconds)))
+        outcomes = _drain.run_drains(drain, targets)
+        run.actions["drain_outcomes"] = outcomes
+        run.actions["drained"] = [o["instance_id"] for o in outcomes]
+        to_terminate[key] = run.actions["drained"]
+    return to_terminate
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def keep_pools(module, raw_pools: List[Any], pacer: Optional[_pacing.Pacer] = None) -> Dict[str, Any]:
+    """Reconcile every pool of ``raw_pools``; returns the module result (without ``diff``'s list)."""
+    runs = prepare(raw_pools)
+    pacer = pacer or _pacing.Pacer()
+    by_key = {run.index: run for run in runs}
+    ready = {key: run for key, run in by_key.items() if run.ok}
+    asg: Dict[str, Any] = {}
+
+    def asg_client():
+        if "client" not in asg:
+            asg["client"] = module.client("autoscaling")
+        return asg["client"]
+
+    if ready:
+        client = _pacing.PacedClient(module.client("ec2"), pacer)
+        instances = read_all(client)
+        for run in ready.values():
+            run.instances = instances.get(run.name, [])
+            guarded(run, lambda run=run: plan_one(module, client, run, asg_client))
+        acting = {k: r for k, r in ready.items() if r.ok and r.plan["changed"]}
+        if acting and not module.check_mode:
+            terminate_phase(client, acting, {k: r.plan["terminate"] for k, r in acting.items()})
+            for run in acting.values():
+                guarded(run, lambda run=run: launch_phase(module, client, run, asg_client))
+            drained = drain_phase(client, acting)
+            terminate_phase(client, acting, drained)
+    return results(runs, module.check_mode, pacer)
+
+
+def _done_something(run: PoolRun) -> bool:
+    return bool(run.actions["launched"] or run.actions["terminated"] or run.actions["drained"])
+
+
+def results(runs: List[PoolRun], check_mode: bool, pacer: _pacing.Pacer) -> Dict[str, Any]:
+    pools: Dict[str, Any] = {}
+    failed: Dict[str, str] = {}
+    diffs = []
+    for run in runs:
+        if not run.ok:
+            failed[run.name] = run.error
+        if run.plan is None:
+            continue
+        changed = run.plan["changed"] if run.ok or check_mode else _done_something(run)
+        pool = _keeper.summarize(run.plan, run.actions, run.window, check_mode)
+        pool["name"] = run.name
+        if run.inputs.get("demand") is not None:
+            inputs = run.inputs
+            pool["demand"] = _demand.summary(inputs["floor"], inputs["demand"], inputs["scaling"], run.desired)
+        diff = _planner.plan_diff(run.plan)
+        pools[run.name] = {"changed": changed, "pool": pool, "plan": run.plan, "diff": diff}
+        if not run.ok:
+            pools[run.name]["failed_message"] = run.error
+        if changed:
+            diffs.append(dict(diff, before_header="pool %s" % run.name, after_header="pool %s" % run.name))
+    return {
+        "changed": any(p["changed"] for p in pools.values()),
+        "pools": pools,
+        "failed": failed,
+        # ansible-core turns "failed" into the task's failure flag; this name keeps the messages.
+        "failed_pools": dict(failed),
+        "pacing": pacer.report(),
+        "diff": diffs,
+    }

@@ -1,0 +1,106 @@
+# Copyright: ParkingSpot contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The options of one pool: one argument spec and one preparation for spot_pool and spot_pools.
+
+``spot_pool`` takes these options at the top level; ``spot_pools`` takes a list of them
+(``pools``) and validates each item with the same spec, so a pool means the same thing
+in both modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from typing import Dict
+
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
+
+
+def pool_argument_spec() -> Dict[str, Any]:
+    """The options of one pool (without the AWS connection options); a fresh dict on every call."""
+    spec: Dict[str, Any] = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        desired=dict(type="int", default=0),
+        schedule=dict(
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(
+                days=dict(type="list", elements="str", required=True),
+                start=dict(type="str", required=True),
+                end=dict(type="str", required=True),
+                desired=dict(type="int", required=True),
+            ),
+        ),
+        timezone=dict(type="str", default="UTC"),
+        market=dict(type="str", default="spot", choices=["spot", "block"]),
+        duration_minutes=dict(type="int"),
+        renew_before_minutes=dict(type="int", default=RENEW_BEFORE_MINUTES),
+        on_demand_fallback=_keeper.FALLBACK_ARGUMENT_SPEC,
+        drain=_keeper.DRAIN_ARGUMENT_SPEC,
+        quota=_quota.QUOTA_ARGUMENT_SPEC,
+        demand=_demand.DEMAND_ARGUMENT_SPEC,
+        scaling=_demand.SCALING_ARGUMENT_SPEC,
+        now=dict(type="str"),
+    )
+    spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
+    return spec
+
+
+def desired_now(params, now):
+    """The desired count and window in force at ``now``; validation errors name the option."""
+    try:
+        _schedule.validate_desired(params["desired"])
+        tz = _schedule.validate_timezone(params["timezone"])
+        windows = _schedule.validate_schedule(params["schedule"])
+        if params["market"] == "block":
+            _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"])
+        if params["on_demand_fallback"].get("max", 0) < 0:
+            raise ValueError("on_demand_fallback.max: must be 0 or more")
+        if params["drain"].get("timeout", 0) < 0:
+            raise ValueError("drain.timeout: must be 0 or more")
+        return _schedule.desired_at(now, params["desired"], windows, tz)
+    except ValueError as e:
+        raise ParkingSpotError(message=str(e))
+
+
+def queue_demand(params):
+    """The validated ``demand`` and ``scaling`` of a queue-driven pool; errors name the option."""
+    floors = [params["desired"]] + [w.get("desired") for w in params["schedule"] or []]
+    try:
+        return _demand.validate(params["demand"], params["scaling"], floors)
+    except ValueError as e:
+        raise ParkingSpotError(message=str(e))
+
+
+def pool_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Validated inputs of one pool's reconcile, as spot_pool prepares them.
+
+    Returns ``params``, ``now``, ``desired``, ``window`` and, for a queue-driven pool,
+    ``floor``, ``demand`` and ``scaling`` (else None). Everything wrong with the options is
+    raised here (``InputError`` or ``ParkingSpotError``, naming the option), before any call.
+    ``state: absent`` wants nothing and never falls back.
+    """
+    _keeper.validate_inputs(params, "desired")
+    now = _keeper.utc(params["now"])
+    out = {"params": params, "now": now, "desired": 0, "window": None, "floor": None, "demand": None, "scaling": None}
+    if params["state"] == "absent":
+        out["params"] = dict(params, on_demand_fallback=dict(params["on_demand_fallback"], enabled=False))
+        return out
+    out["desired"], out["window"] = desired_now(params, now)
+    if params.get("demand") is not None:
+        out["floor"] = out["desired"]
+        out["demand"], out["scaling"] = queue_demand(params)
+        out["desired"] = _demand.target(out["floor"], out["demand"], out["scaling"])
+    _keeper.validate_pool_launch(params)
+    if out["desired"] > 0:
+        _launch.validate_launch(params, now)
+    return out

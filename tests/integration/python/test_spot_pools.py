@@ -1,0 +1,134 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""spot_pools through ansible-playbook against the local EC2 API, calls counted by the proxy.
+
+Three pools are kept in one task: a run with nothing to do costs one DescribeInstances for
+all of them; a broken pool is reported in ``failed`` while the others are kept, and the
+task fails (ansible-core turns the module's ``failed`` into the task's failure flag; the
+messages per pool come through as ``failed_pools``).
+"""
+
+import json
+import os
+import subprocess
+import urllib.request
+
+import boto3
+import pytest
+
+PROXY = os.environ.get("MOTO_URL")
+DIRECT = os.environ.get("MOTO_DIRECT_URL")
+pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
+
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - parkingspot.ec2.spot_pools:
+        region: us-east-1
+        endpoint_url: "{url}"
+        pools: {pools}
+      register: result
+      ignore_errors: true
+    - ansible.builtin.copy:
+        content: "{{{{ result | to_json }}}}"
+        dest: "{out}"
+    - name: Fail the play when the pools task failed (the test reads the exit code)
+      ansible.builtin.assert:
+        that: result is not failed
+"""
+
+
+def post(path):
+    request = urllib.request.Request(PROXY + path, method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def counts():
+    with urllib.request.urlopen(PROXY + "/_proxy/counts", timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def ec2():
+    urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
+    post("/_proxy/spot?available=1")
+    client = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
+    image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    client.create_launch_template(LaunchTemplateName="runner", LaunchTemplateData={"ImageId": image})
+    return client
+
+
+def by_pool(ec2):
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[
+            {"Name": "tag-key", "Values": ["parkingspot:pool"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )
+    held = {}
+    for page in pages:
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                name = {t["Key"]: t["Value"] for t in instance["Tags"]}["parkingspot:pool"]
+                held[name] = held.get(name, 0) + 1
+    return held
+
+
+def pool(name, desired, **extra):
+    return dict(name=name, desired=desired, launch_template={"name": "runner"}, instance_type="m6i.large", **extra)
+
+
+def keep(tmp_path, pools):
+    play = tmp_path / "play.yml"
+    out = tmp_path / "result.json"
+    play.write_text(PLAY.format(url=PROXY, pools=json.dumps(pools), out=out))
+    post("/_proxy/reset")
+    done = subprocess.run(
+        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
+    )
+    return done.returncode, json.loads(out.read_text()), counts(), done.stdout.decode()
+
+
+def test_three_pools_one_read_when_nothing_changes(ec2, tmp_path):
+    pools = [pool("ci-a", 2), pool("ci-b", 3), pool("ci-c", 1)]
+    code, created, calls, output = keep(tmp_path, pools)
+    assert code == 0, output[-3000:]
+    assert created["changed"] is True and created["failed"] is False and created["failed_pools"] == {}
+    assert by_pool(ec2) == {"ci-a": 2, "ci-b": 3, "ci-c": 1}
+    assert calls == {"DescribeInstances": 1, "RunInstances": 3}
+
+    code, again, calls, output = keep(tmp_path, pools)
+    assert code == 0, output[-3000:]
+    assert again["changed"] is False
+    assert calls == {"DescribeInstances": 1}
+    assert {name: p["pool"]["capacity"] for name, p in again["pools"].items()} == {"ci-a": 2, "ci-b": 3, "ci-c": 1}
+
+
+def test_a_broken_pool_is_reported_and_the_others_are_kept(ec2, tmp_path):
+    keep(tmp_path, [pool("ci-a", 1), pool("ci-b", 1)])
+    victims = sorted(
+        i["InstanceId"]
+        for r in ec2.describe_instances(Filters=[{"Name": "tag:parkingspot:pool", "Values": ["ci-a"]}])["Reservations"]
+        for i in r["Instances"]
+    )
+    ec2.terminate_instances(InstanceIds=victims)  # the cloud takes ci-a's instance back
+    pools = [
+        pool("ci-a", 1),
+        pool("ci-broken", 2, on_demand_fallback={"enabled": True, "asg_name": "no-such-group"}),
+        pool("ci-b", 2),
+        pool("ci-typo", 1, desird=4),
+    ]
+    code, result, calls, output = keep(tmp_path, pools)
+    assert code != 0, "the task must fail when a pool failed"
+    assert result["failed"] is True
+    assert sorted(result["failed_pools"]) == ["ci-broken", "ci-typo"]
+    assert "no auto scaling group named no-such-group" in result["failed_pools"]["ci-broken"]
+    assert "desird" in result["failed_pools"]["ci-typo"]
+    assert "2 of 4 pool(s) could not be kept" in result["msg"]
+    # The others were kept in the same run: ci-a replaced, ci-b grown, nothing for the broken ones.
+    assert by_pool(ec2) == {"ci-a": 1, "ci-b": 2}
+    assert result["pools"]["ci-a"]["changed"] is True and result["pools"]["ci-b"]["changed"] is True
+    assert calls["DescribeInstances"] == 1
+    assert calls["RunInstances"] == 2

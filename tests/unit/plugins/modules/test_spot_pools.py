@@ -1,0 +1,192 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""spot_pools against moto in-process: many pools in one run, one read, per-pool failures."""
+
+import pytest
+
+from ansible_collections.parkingspot.ec2.plugins.modules import spot_pools
+
+POOL_TAG = "parkingspot:pool"
+
+
+def live(ec2, states=("pending", "running")):
+    """Instance id -> pool name of every pool instance in ``states``."""
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[{"Name": "tag-key", "Values": [POOL_TAG]}, {"Name": "instance-state-name", "Values": list(states)}]
+    )
+    found = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+    return {i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]}[POOL_TAG] for i in found}
+
+
+def by_pool(ec2):
+    counts = {}
+    for name in live(ec2).values():
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+@pytest.fixture
+def launch(image_id):
+    return {"image_id": image_id, "instance_type": "t3.micro"}
+
+
+def pools(launch, **desired):
+    return [dict(launch, name=name.replace("_", "-"), desired=count) for name, count in desired.items()]
+
+
+def test_create_then_no_change_costs_one_read_for_all_pools(ec2, launch, run_module, api_calls):
+    args = {"pools": pools(launch, ci_a=2, ci_b=3, ci_c=1)}
+    created = run_module(spot_pools, args)
+    assert created["changed"] is True
+    assert created["failed"] == {} and created["failed_pools"] == {}
+    assert api_calls.count("DescribeInstances") == 1
+    assert api_calls.count("RunInstances") == 3  # one launch call per pool (one offering group each)
+    assert by_pool(ec2) == {"ci-a": 2, "ci-b": 3, "ci-c": 1}
+    assert created["pacing"]["writes"] == {"RunInstances": 3}
+    assert sorted(created["pools"]) == ["ci-a", "ci-b", "ci-c"]
+    assert len(created["pools"]["ci-b"]["pool"]["launched"]) == 3
+
+    api_calls.clear()
+    again = run_module(spot_pools, args)
+    assert again["changed"] is False
+    assert api_calls.names() == ["DescribeInstances"]
+    assert all(not p["changed"] for p in again["pools"].values())
+    assert again["diff"] == []
+    assert again["pacing"]["waited_seconds"] == 0
+
+
+def test_check_mode_plans_every_pool_without_writes(ec2, launch, run_module, api_calls):
+    result = run_module(spot_pools, {"pools": pools(launch, ci_a=2, ci_b=4)}, check_mode=True)
+    assert result["changed"] is True
+    assert result["pools"]["ci-a"]["pool"]["would_launch"] == 2
+    assert result["pools"]["ci-b"]["plan"]["launch"] == {"spot": 4, "on_demand": 0}
+    assert api_calls.writes() == []
+    assert live(ec2) == {}
+    headers = sorted(d["before_header"] for d in result["diff"])
+    assert headers == ["pool ci-a", "pool ci-b"]
+
+
+def test_terminations_of_all_pools_go_in_one_call(ec2, launch, run_module, api_calls):
+    run_module(spot_pools, {"pools": pools(launch, ci_a=3, ci_b=3, ci_c=2)})
+    api_calls.clear()
+    shrunk = run_module(spot_pools, {"pools": pools(launch, ci_a=1, ci_b=1, ci_c=2)})
+    assert shrunk["changed"] is True
+    assert shrunk["pools"]["ci-c"]["changed"] is False
+    assert by_pool(ec2) == {"ci-a": 1, "ci-b": 1, "ci-c": 2}
+    # No drain configured: the surplus of both pools is tagged in one CreateTags and ended in one call.
+    assert api_calls.count("TerminateInstances") == 1
+    assert api_calls.count("CreateTags") == 1
+    (terminate,) = [p for name, p in api_calls.calls if name == "TerminateInstances"]
+    assert len(terminate["InstanceIds"]) == 4
+
+
+def test_pools_are_split_by_exact_name(ec2, launch, run_module):
+    run_module(spot_pools, {"pools": pools(launch, ci=1)})
+    star = dict(launch, name="ci*", desired=2)
+    result = run_module(spot_pools, {"pools": [star, dict(launch, name="ci", desired=1)]})
+    assert result["pools"]["ci"]["changed"] is False
+    assert result["pools"]["ci*"]["pool"]["capacity"] == 0
+    assert by_pool(ec2) == {"ci": 1, "ci*": 2}
+
+
+def test_a_refused_launch_fails_only_its_pool(ec2, launch, run_module, capacity_errors):
+    good = dict(launch, name="good", desired=2)
+    spot_only = dict(launch, name="spot-only", desired=2)  # no fallback: stays short, not failed
+    capacity_errors["spot"] = False
+    capacity_errors["code"] = "UnauthorizedOperation"  # not a capacity error: the launch fails
+    result = run_module(spot_pools, {"pools": [spot_only, good]})
+    assert sorted(result["failed"]) == ["good", "spot-only"]
+    assert "UnauthorizedOperation" in result["failed"]["good"]
+    assert "2 of 2 pool(s) could not be kept" in result["msg"]
+
+
+def test_one_bad_pool_does_not_stop_the_others(ec2, launch, run_module, api_calls):
+    bad = dict(launch, name="bad", desired=1, instance_types=["t3.small"])  # with instance_type: refused
+    typo = dict(launch, name="typo", desired=1, desird=3)
+    absent_fallback = dict(launch, name="neg", desired=1, on_demand_fallback={"max": -1})
+    result = run_module(spot_pools, {"pools": [bad, dict(launch, name="good", desired=2), typo, absent_fallback]})
+    assert by_pool(ec2) == {"good": 2}
+    assert sorted(result["failed"]) == ["bad", "neg", "typo"]
+    assert result["failed_pools"] == result["failed"]
+    assert "instance_type and instance_types are mutually exclusive" in result["failed"]["bad"]
+    assert "desird" in result["failed"]["typo"] and "pools[2] (typo)" in result["failed"]["typo"]
+    assert "on_demand_fallback.max" in result["failed"]["neg"]
+    assert sorted(result["pools"]) == ["good"]
+    assert result["changed"] is True
+
+
+def test_connection_options_inside_a_pool_are_refused(ec2, launch, run_module):
+    result = run_module(spot_pools, {"pools": [dict(launch, name="ci", desired=1, region="eu-west-1")]})
+    assert "region" in result["failed"]["ci"]
+    assert live(ec2) == {}
+
+
+@pytest.mark.parametrize(
+    "pools_arg, message",
+    [
+        ([{"name": "ci", "desired": 1}, {"name": "ci", "desired": 2}], "pools[1].name: pool 'ci' is listed twice"),
+        ([{"desired": 1}], "pools[0].name: every pool needs a name"),
+    ],
+)
+def test_pools_that_cannot_be_told_apart_fail_before_any_call(ec2, run_module, api_calls, pools_arg, message):
+    result = run_module(spot_pools, {"pools": pools_arg})
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert api_calls.names() == []
+
+
+def test_interrupted_instances_are_replaced_in_each_pool(ec2, launch, run_module, api_calls):
+    run_module(spot_pools, {"pools": pools(launch, ci_a=4, ci_b=4)})
+    held = live(ec2)
+    victims = [sorted(i for i, p in held.items() if p == name)[0] for name in ("ci-a", "ci-b")]
+    ec2.terminate_instances(InstanceIds=victims)
+    api_calls.clear()
+    result = run_module(spot_pools, {"pools": pools(launch, ci_a=4, ci_b=4)})
+    assert api_calls.names() == ["DescribeInstances", "RunInstances", "RunInstances"]
+    assert by_pool(ec2) == {"ci-a": 4, "ci-b": 4}
+    assert not set(victims) & set(live(ec2))
+    assert [len(result["pools"][n]["pool"]["launched"]) for n in ("ci-a", "ci-b")] == [1, 1]
+
+
+def test_absent_pool_is_emptied_beside_kept_ones(ec2, launch, run_module):
+    run_module(spot_pools, {"pools": pools(launch, ci_a=2, ci_b=2)})
+    result = run_module(
+        spot_pools, {"pools": [dict(launch, name="ci-a", state="absent"), dict(launch, name="ci-b", desired=2)]}
+    )
+    assert by_pool(ec2) == {"ci-b": 2}
+    assert len(result["pools"]["ci-a"]["pool"]["terminated"]) == 2
+
+
+def test_launches_wait_for_runinstances_tokens(ec2, launch, run_module, monkeypatch):
+    """Seven pools to launch: five RunInstances from the burst, then one every half second.
+
+    The run's buckets get a clock that only moves when the run sleeps for tokens, so the
+    time moto takes per call refills nothing and the waits are exact.
+    """
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _pacing
+
+    slept = []
+    clock = {"now": 0.0}
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock["now"] += seconds
+
+    real_pacer = _pacing.Pacer
+    monkeypatch.setattr(_pacing, "Pacer", lambda: real_pacer(lambda: clock["now"], sleep))
+    seven = [dict(launch, name="ci-%d" % k, desired=1) for k in range(7)]
+    result = run_module(spot_pools, {"pools": seven})
+    assert by_pool(ec2) == {"ci-%d" % k: 1 for k in range(7)}
+    assert result["pacing"]["writes"] == {"RunInstances": 7}
+    assert slept == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert result["pacing"]["waited_by_action"]["RunInstances"] == pytest.approx(1.0)
+    assert result["pacing"]["waited_seconds"] == pytest.approx(1.0)
+
+
+def test_queue_driven_pool_is_sized_by_its_demand(ec2, launch, run_module):
+    queue = dict(launch, name="ci-queue", desired=1, demand={"queued": 3, "busy": 0}, scaling={"max": 4})
+    result = run_module(spot_pools, {"pools": [queue, dict(launch, name="ci-fixed", desired=1)]})
+    assert result["failed"] == {}
+    assert by_pool(ec2) == {"ci-queue": 3, "ci-fixed": 1}
+    assert result["pools"]["ci-queue"]["pool"]["desired"] == 3
+    assert "demand" in result["pools"]["ci-queue"]["pool"]
+    assert "demand" not in result["pools"]["ci-fixed"]["pool"]
