@@ -178,23 +178,6 @@ def test_bad_input_fails_before_any_write(ec2, pool, run_module, api_calls, over
     assert api_calls.writes() == []
 
 
-@pytest.mark.parametrize(
-    "override, option",
-    [
-        ({"desired": -1}, "desired"),
-        ({"timezone": "Mars/Olympus"}, "timezone"),
-        ({"on_demand_fallback": {"enabled": True, "max": -1}}, "on_demand_fallback.max"),
-        ({"drain": {"timeout": -5}}, "drain.timeout"),
-        ({"market": "block", "duration_minutes": 30, "renew_before_minutes": 40}, "renew_before_minutes"),
-    ],
-)
-def test_input_errors_name_their_option(ec2, pool, run_module, api_calls, override, option):
-    result = run_module(spot_pool, dict(dict(pool, desired=2), **override))
-    assert result["failed"] is True and result["option"] == option
-    assert result["msg"].startswith(option + ": ")
-    assert api_calls.writes() == []
-
-
 def test_block_pool_fallback_instances_are_leases_too(ec2, pool, run_module, capacity_errors, api_calls):
     args = dict(pool, desired=2, market="block", duration_minutes=120, on_demand_fallback={"enabled": True, "max": 2})
     capacity_errors["spot"] = False
