@@ -1,11 +1,15 @@
 # Copyright: ParkingSpot contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The EC2 calls ParkingSpot makes, one small function each.
+"""The AWS calls ParkingSpot makes (EC2, Service Quotas, Auto Scaling), one small function each.
 
-Every function is wrapped by amazon.aws's error handler (botocore errors become
-``AnsibleEC2Error``) and by ``AWSRetry.jittered_backoff`` (throttling is retried
-with jitter). Launch calls deliberately do *not* retry capacity errors: the
+This is the one call layer: every function is wrapped by ``SpotErrorHandler``
+(botocore errors become ``AnsibleEC2Error``, the one AWS error type the modules
+catch) and by ``AWSRetry.jittered_backoff`` (throttling is retried with jitter).
+``_aws_volumes.py`` (EBS volumes, snapshots, images) and ``_aws_pricing.py``
+(price history, zones, the spot data feed in S3) are built the same way from the
+same pieces; they are separate files so that each feature's IAM policy can be
+derived from the files it uses (docs/iam/actions.yml). Launch calls deliberately do *not* retry capacity errors: the
 callers decide what an ``InsufficientInstanceCapacity`` means (fall back to
 on-demand, cancel, fail).
 
@@ -22,6 +26,7 @@ from typing import Iterable
 from typing import List
 from typing import Optional
 
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.ec2 import AnsibleEC2Error
 from ansible_collections.amazon.aws.plugins.module_utils.errors import AWSErrorHandler
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
@@ -41,6 +46,8 @@ FILTER_VALUES = 200
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 ALL_STATES = LIVE_STATES + ["shutting-down", "terminated"]
 OPEN_REQUEST_STATES = ["open", "active", "disabled"]
+# Instance state reasons that mean the cloud took a spot instance back (terminated, or stopped).
+SPOT_INTERRUPTION_REASONS = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
 
 
 class ParkingSpotError(AnsibleEC2Error):
@@ -48,7 +55,15 @@ class ParkingSpotError(AnsibleEC2Error):
 
 
 class SpotErrorHandler(AWSErrorHandler):
+    """The one error handler. A subclass lists in ``MISSING`` the error codes that mean "not there":
+    its list handlers then return their default and its deletion handlers ``False``."""
+
     _CUSTOM_EXCEPTION = AnsibleEC2Error
+    MISSING: tuple = ()
+
+    @classmethod
+    def _is_missing(cls):
+        return is_boto3_error_code(list(cls.MISSING))
 
 
 def error_code(exc: BaseException) -> Optional[str]:
@@ -62,6 +77,15 @@ def error_code(exc: BaseException) -> Optional[str]:
 def chunks(items: List[Any], size: int = BATCH) -> Iterable[List[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def paginate(client, operation: str, result_key: str, **params) -> tuple:
+    """Every record of a paginated call and the number of pages (requests) it took."""
+    records, pages = [], 0
+    for page in client.get_paginator(operation).paginate(**params):
+        pages += 1
+        records.extend(page.get(result_key, []))
+    return records, pages
 
 
 def tag_filters(tags: Dict[str, str]) -> List[Dict[str, Any]]:
@@ -272,6 +296,20 @@ def _iso(value) -> Optional[str]:
     return str(value)
 
 
+def tag_dict(tags) -> Dict[str, str]:
+    """EC2's ``[{"Key", "Value"}]`` as a plain dict (a dict passes through)."""
+    if isinstance(tags, dict):
+        return dict(tags)
+    return boto3_tag_list_to_ansible_dict(tags or [])
+
+
+def instance_market(raw: Dict[str, Any]) -> str:
+    """``spot`` or ``on-demand`` for an instance as EC2 describes it."""
+    if raw.get("InstanceLifecycle") == "spot" or (raw.get("InstanceMarketOptions") or {}).get("MarketType") == "spot":
+        return "spot"
+    return "on-demand"
+
+
 def normalize_instance(raw: Dict[str, Any]) -> Dict[str, Any]:
     """The snake_case shape every ParkingSpot module returns for an instance."""
     placement = raw.get("Placement") or {}
@@ -286,10 +324,10 @@ def normalize_instance(raw: Dict[str, Any]) -> Dict[str, Any]:
         "subnet_id": raw.get("SubnetId"),
         "private_dns_name": raw.get("PrivateDnsName") or None,
         "private_ip_address": raw.get("PrivateIpAddress"),
-        "market": "spot" if raw.get("InstanceLifecycle") == "spot" else "on-demand",
+        "market": instance_market(raw),
         "spot_instance_request_id": raw.get("SpotInstanceRequestId"),
         "state_reason": state_reason.get("Code"),
-        "tags": boto3_tag_list_to_ansible_dict(raw.get("Tags") or []),
+        "tags": tag_dict(raw.get("Tags")),
     }
 
 

@@ -28,6 +28,8 @@ from typing import Dict
 from typing import List
 from typing import Optional
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import DRAIN_TIMEOUT_SECONDS
+
 MAX_PARALLEL_DRAINS = 16
 PLACEHOLDERS = ("instance_id", "private_dns_name")
 SAMPLE_INSTANCE = {"instance_id": "i-0123456789abcdef0", "private_dns_name": "ip-10-0-0-1.ec2.internal"}
@@ -124,7 +126,7 @@ def run_drains(drain: Optional[Dict[str, Any]], instances: List[Dict[str, Any]])
     if not configured(drain):
         skipped = {"status": "skipped", "detail": "no drain configured"}
         return [dict(skipped, instance_id=i["instance_id"]) for i in instances]
-    timeout = float(drain.get("timeout") or 300)
+    timeout = float(drain.get("timeout") or DRAIN_TIMEOUT_SECONDS)
     ordered = sorted(instances, key=lambda i: i["instance_id"])
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DRAINS, len(ordered))) as pool:
         return list(pool.map(lambda instance: _run_one(drain, instance, timeout), ordered))

@@ -36,6 +36,8 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import DRAIN_TIMEOUT_SECONDS
+from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_time
@@ -51,7 +53,7 @@ MAX_DRAIN_SECONDS = 86400
 MAX_VCPUS = 10_000_000
 
 # Instance state reasons that mean the cloud took the instance back.
-SPOT_INTERRUPTION_REASONS = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
+SPOT_INTERRUPTION_REASONS = _aws.SPOT_INTERRUPTION_REASONS
 
 FALLBACK_ARGUMENT_SPEC = dict(
     type="dict",
@@ -71,7 +73,7 @@ DRAIN_ARGUMENT_SPEC = dict(
         command=dict(type="str"),
         kubectl=dict(type="bool", default=False),
         kubectl_path=dict(type="str", default="kubectl"),
-        timeout=dict(type="int", default=600),
+        timeout=dict(type="int", default=DRAIN_TIMEOUT_SECONDS),
     ),
 )
 
@@ -354,13 +356,13 @@ def reconcile(
             desired,
             market=market,
             duration_minutes=params.get("duration_minutes"),
-            renew_before_minutes=params.get("renew_before_minutes", 20),
+            renew_before_minutes=params.get("renew_before_minutes", RENEW_BEFORE_MINUTES),
             fallback=planner_fallback,
             quota=facts["quota"],
             vcpus=facts["vcpus"],
             launch_instance_types=_quota.launch_types(params),
             # Without a drain there is nothing to wait for: leases run to their end.
-            drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
+            drain_timeout_seconds=drain.get("timeout", DRAIN_TIMEOUT_SECONDS) if _drain.configured(drain) else 0,
             mode=block_mode,
             protected=protected,
             interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],

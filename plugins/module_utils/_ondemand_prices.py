@@ -12,7 +12,6 @@ which source an on-demand figure came from (``table`` or ``user``).
 """
 
 ON_DEMAND_TABLE_SOURCE = "parkingspot shipped table: us-east-1 Linux on-demand list prices (USD/hour), checked 2024"
-ON_DEMAND_TABLE_REGION = "us-east-1"
 
 # instance type -> (vCPUs, memory GiB, architecture, USD per hour)
 ON_DEMAND_TABLE = {

@@ -20,6 +20,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
 
 
 def pool_argument_spec() -> Dict[str, Any]:
@@ -42,7 +43,7 @@ def pool_argument_spec() -> Dict[str, Any]:
         timezone=dict(type="str", default="UTC"),
         market=dict(type="str", default="spot", choices=["spot", "block"]),
         duration_minutes=dict(type="int"),
-        renew_before_minutes=dict(type="int", default=20),
+        renew_before_minutes=dict(type="int", default=RENEW_BEFORE_MINUTES),
         on_demand_fallback=_keeper.FALLBACK_ARGUMENT_SPEC,
         drain=_keeper.DRAIN_ARGUMENT_SPEC,
         quota=_quota.QUOTA_ARGUMENT_SPEC,

@@ -12,21 +12,13 @@ newest sample.
 
 from __future__ import annotations
 
-import datetime
 import math
 
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as PricingInputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import table_shape
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
-
-UTC = datetime.timezone.utc
-
-
-def iso(value):
-    """Format an aware datetime as ISO 8601 UTC with a ``Z`` suffix (None stays None)."""
-    return format_time(value)
 
 
 def percentile(sorted_values, fraction):
@@ -58,9 +50,9 @@ def shape_from_instance_type_info(info):
 
 def validate_lookback(lookback_hours):
     if lookback_hours is None or lookback_hours < 1:
-        raise PricingInputError("lookback_hours", f"must be at least 1 (got {lookback_hours})")
+        raise InputError("lookback_hours", f"must be at least 1 (got {lookback_hours})")
     if lookback_hours > 90 * 24:
-        raise PricingInputError("lookback_hours", "EC2 keeps 90 days of spot price history: at most 2160")
+        raise InputError("lookback_hours", "EC2 keeps 90 days of spot price history: at most 2160")
 
 
 def validate_prices(prices, option="on_demand_prices"):
@@ -71,7 +63,7 @@ def validate_prices(prices, option="on_demand_prices"):
         except (TypeError, ValueError):
             number = float("nan")
         if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
-            raise PricingInputError(option, f"price for {name} must be a finite positive number, got {value!r}")
+            raise InputError(option, f"price for {name} must be a finite positive number, got {value!r}")
 
 
 def missing_instance_types(requested, shapes):
@@ -126,7 +118,7 @@ def price_stats(records, shapes=None, on_demand_overrides=None):
                 "instance_type": itype,
                 "zone": zone,
                 "current": _round(current),
-                "current_at": iso(current_at),
+                "current_at": format_time(current_at),
                 "min": _round(prices[0]),
                 "median": _round(percentile(prices, 0.5)),
                 "p90": _round(p90),

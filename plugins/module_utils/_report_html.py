@@ -16,7 +16,7 @@ import io
 import os
 import tempfile
 
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
 CSV_COLUMNS = (
@@ -294,8 +294,8 @@ def render_html(report):
             f"<style>{_STYLE}</style></head><body>",
             f"<h1>{esc(report['title'])}</h1>",
             (
-                f'<p class="meta">Window {esc(iso(to_utc(report["window_start"])))} to '
-                f"{esc(iso(to_utc(report['window_end'])))}; generated {esc(report['generated_at'])}. "
+                f'<p class="meta">Window {esc(format_time(to_utc(report["window_start"])))} to '
+                f"{esc(format_time(to_utc(report['window_end'])))}; generated {esc(report['generated_at'])}. "
                 "Costs are estimates: spot at the price history in effect (time-weighted) or the data feed charge, "
                 "on-demand at list price.</p>"
             ),

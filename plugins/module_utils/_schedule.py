@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 import re
 
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as ScheduleError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 
 try:
     import zoneinfo
@@ -46,35 +46,35 @@ _TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
 
 def validate_desired(value, option="desired"):
-    """Return ``value`` as a non-negative int or raise ScheduleError naming ``option``."""
+    """Return ``value`` as a non-negative int or raise InputError naming ``option``."""
     if isinstance(value, bool):
-        raise ScheduleError(option, f"must be a whole number, got {value!r}")
+        raise InputError(option, f"must be a whole number, got {value!r}")
     if isinstance(value, str):
         text = value.strip()
         if not re.match(r"^-?[0-9]+$", text):
-            raise ScheduleError(option, f"must be a whole number, got {value!r}")
+            raise InputError(option, f"must be a whole number, got {value!r}")
         value = int(text)
     if not isinstance(value, int):
-        raise ScheduleError(option, f"must be a whole number, got {value!r}")
+        raise InputError(option, f"must be a whole number, got {value!r}")
     if value < 0:
-        raise ScheduleError(option, f"must be 0 or more, got {value}")
+        raise InputError(option, f"must be 0 or more, got {value}")
     return value
 
 
 def parse_hhmm(value, option):
     """Return minutes after midnight for an ``"HH:MM"`` string."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ScheduleError(option, f'must be a time as "HH:MM", got {value!r}')
+        raise InputError(option, f'must be a time as "HH:MM", got {value!r}')
     if isinstance(value, int) or value.strip().isdigit():
         # YAML 1.1 reads an unquoted 18:00 as the base-60 number 1080.
-        raise ScheduleError(
+        raise InputError(
             option,
             f'must be a time as "HH:MM", got the number {value}; quote the time in YAML '
             "(an unquoted 18:00 is read as 1080)",
         )
     match = _TIME_RE.match(value.strip())
     if not match:
-        raise ScheduleError(option, f'must be a time as "HH:MM" between 00:00 and 23:59, got {value!r}')
+        raise InputError(option, f'must be a time as "HH:MM" between 00:00 and 23:59, got {value!r}')
     return int(match.group(1)) * 60 + int(match.group(2))
 
 
@@ -84,16 +84,16 @@ def _format_minutes(minutes):
 
 def _parse_days(value, option):
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ScheduleError(option, "must be a list of day names ({}), got {!r}".format(", ".join(DAYS), value))
+        raise InputError(option, "must be a list of day names ({}), got {!r}".format(", ".join(DAYS), value))
     if not value:
-        raise ScheduleError(option, "must list at least one day")
+        raise InputError(option, "must list at least one day")
     days = set()
     for day in value:
         name = day.strip().lower() if isinstance(day, str) else day
         if isinstance(name, str) and name in _FULL_DAYS:
             name = _FULL_DAYS[name]
         if name not in DAYS:
-            raise ScheduleError(option, "unknown day {!r} (use {})".format(day, ", ".join(DAYS)))
+            raise InputError(option, "unknown day {!r} (use {})".format(day, ", ".join(DAYS)))
         days.add(DAYS.index(name))
     return days
 
@@ -103,17 +103,17 @@ def validate_timezone(name, option="timezone"):
     if name is None or name == "":
         return datetime.timezone.utc
     if not isinstance(name, str):
-        raise ScheduleError(option, f"must be an IANA time zone name such as Europe/Berlin, got {name!r}")
+        raise InputError(option, f"must be an IANA time zone name such as Europe/Berlin, got {name!r}")
     if zoneinfo is None:  # pragma: no cover
-        raise ScheduleError(option, "time zones need Python 3.9 or later (zoneinfo)")
+        raise InputError(option, "time zones need Python 3.9 or later (zoneinfo)")
     try:
         return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        raise ScheduleError(
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as e:
+        raise InputError(
             option,
             f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin "
             "(install tzdata if the system has no zone database)",
-        )
+        ) from e
 
 
 def validate_schedule(windows, option="schedule"):
@@ -126,25 +126,23 @@ def validate_schedule(windows, option="schedule"):
     if windows is None:
         return []
     if not isinstance(windows, (list, tuple)):
-        raise ScheduleError(option, f"must be a list of windows, got {windows!r}")
+        raise InputError(option, f"must be a list of windows, got {windows!r}")
     result = []
     for index, window in enumerate(windows):
         path = f"{option}[{index}]"
         if not isinstance(window, dict):
-            raise ScheduleError(path, "must be a dict with keys {}, got {!r}".format(", ".join(_WINDOW_KEYS), window))
+            raise InputError(path, "must be a dict with keys {}, got {!r}".format(", ".join(_WINDOW_KEYS), window))
         unknown = sorted(set(window) - set(_WINDOW_KEYS))
         if unknown:
-            raise ScheduleError(
-                path, "unknown key(s) {}; allowed: {}".format(", ".join(unknown), ", ".join(_WINDOW_KEYS))
-            )
+            raise InputError(path, "unknown key(s) {}; allowed: {}".format(", ".join(unknown), ", ".join(_WINDOW_KEYS)))
         missing = [key for key in _WINDOW_KEYS if window.get(key) is None]
         if missing:
-            raise ScheduleError(path, "missing required key(s) {}".format(", ".join(missing)))
+            raise InputError(path, "missing required key(s) {}".format(", ".join(missing)))
         days = _parse_days(window["days"], path + ".days")
         start = parse_hhmm(window["start"], path + ".start")
         end = parse_hhmm(window["end"], path + ".end")
         if start == end:
-            raise ScheduleError(
+            raise InputError(
                 path,
                 f"start and end are both {_format_minutes(start)}; a window needs a length (end before start means "
                 "it crosses midnight)",
@@ -184,7 +182,7 @@ def desired_at(now, default, windows, tz):
     ``default`` applies.
     """
     if not isinstance(now, datetime.datetime) or now.tzinfo is None or now.utcoffset() is None:
-        raise ScheduleError("now", f"must be a date and time with a time zone, got {now!r}")
+        raise InputError("now", f"must be a date and time with a time zone, got {now!r}")
     default = validate_desired(default)
     local = now.astimezone(tz)
     weekday = local.weekday()
@@ -198,64 +196,3 @@ def desired_at(now, default, windows, tz):
             ).strip()
             return window["desired"], info
     return default, None
-
-
-def _instants(naive, tz):
-    """UTC instants at which the wall clock of ``tz`` reaches ``naive``.
-
-    Usually one; two on a fall-back day (the repeated hour); in a spring-forward gap the
-    moment the clock jumps past it.
-    """
-    utc = datetime.timezone.utc
-    found = set()
-    for fold in (0, 1):
-        candidate = naive.replace(tzinfo=tz, fold=fold).astimezone(utc)
-        if candidate.astimezone(tz).replace(tzinfo=None) == naive:
-            found.add(candidate)
-    if found:
-        return sorted(found)
-    # In a gap: search the first minute whose wall time is at or after ``naive``.
-    low = naive.replace(tzinfo=tz, fold=1).astimezone(utc)
-    high = naive.replace(tzinfo=tz, fold=0).astimezone(utc)
-    low, high = min(low, high), max(low, high)
-    while high - low > datetime.timedelta(minutes=1):
-        middle = low + (high - low) / 2
-        if middle.astimezone(tz).replace(tzinfo=None) >= naive:
-            high = middle
-        else:
-            low = middle
-    return [high.replace(second=0, microsecond=0)]
-
-
-def next_change(now, default, windows, tz, horizon_days=8):
-    """When the desired count changes next after ``now``.
-
-    Returns ``{"at": ISO 8601 UTC, "desired": n, "window": index or None}`` or None when the
-    count never changes within ``horizon_days`` (for example without windows).
-    """
-    current, window = desired_at(now, default, windows, tz)
-    current_key = (current, window["index"] if window else None)
-    local_day = now.astimezone(tz).date()
-    candidates = set()
-    for offset in range(-1, horizon_days + 1):
-        day = local_day + datetime.timedelta(days=offset)
-        for win in windows:
-            if DAYS[day.weekday()] not in win["days"]:
-                continue
-            midnight = datetime.datetime.combine(day, datetime.time())
-            start = midnight + datetime.timedelta(minutes=win["start_minute"])
-            end = midnight + datetime.timedelta(minutes=win["end_minute"])
-            if win["crosses_midnight"]:
-                end += datetime.timedelta(days=1)
-            for naive in (start, end):
-                candidates.update(_instants(naive, tz))
-    utc = datetime.timezone.utc
-    for instant in sorted(c for c in candidates if c > now):
-        count, win = desired_at(instant, default, windows, tz)
-        if (count, win["index"] if win else None) != current_key:
-            return {
-                "at": instant.astimezone(utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "desired": count,
-                "window": win["index"] if win else None,
-            }
-    return None

@@ -13,15 +13,15 @@ import datetime
 import gzip
 import re
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import SPOT_INTERRUPTION_REASONS
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import instance_market
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import tag_dict
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
-
-POOL_TAG = "parkingspot:pool"
-REQUEST_TAG = "parkingspot:request"
-MARKET_TAG = "parkingspot:market"
-INTERRUPTED_TAG = "parkingspot:interrupted"
-SPOT_TERMINATION_REASON = "Server.SpotInstanceTermination"
 
 # Spot request status codes that mean the cloud took the instance away.
 INTERRUPTION_STATUS_CODES = frozenset(
@@ -57,13 +57,6 @@ DATAFEED_FIELDS = (
     "Charge",
     "Version",
 )
-
-
-def tags_dict(tags):
-    """EC2 ``[{"Key", "Value"}]`` to a plain dict (a dict passes through)."""
-    if isinstance(tags, dict):
-        return dict(tags)
-    return {t["Key"]: t.get("Value", "") for t in tags or []}
 
 
 def transition_time(reason):
@@ -104,23 +97,14 @@ def integrate_price(points, start, end):
 
 def interruption(instance, request=None):
     """``(interrupted, source)``: tag first, then state reason, then spot request status."""
-    tags = tags_dict(instance.get("Tags"))
-    if INTERRUPTED_TAG in tags and str(tags[INTERRUPTED_TAG]).strip().lower() not in _FALSE_WORDS:
+    tags = tag_dict(instance.get("Tags"))
+    if TAG_INTERRUPTED in tags and str(tags[TAG_INTERRUPTED]).strip().lower() not in _FALSE_WORDS:
         return True, "tag"
-    if (instance.get("StateReason") or {}).get("Code") == SPOT_TERMINATION_REASON:
+    if (instance.get("StateReason") or {}).get("Code") in SPOT_INTERRUPTION_REASONS:
         return True, "state_reason"
     if request and (request.get("Status") or {}).get("Code") in INTERRUPTION_STATUS_CODES:
         return True, "spot_request_status"
     return False, None
-
-
-def market_of(instance):
-    if (
-        instance.get("InstanceLifecycle") == "spot"
-        or (instance.get("InstanceMarketOptions") or {}).get("MarketType") == "spot"
-    ):
-        return "spot"
-    return "on-demand"
 
 
 def _end_of(instance, request, feed):
@@ -162,10 +146,10 @@ def request_rows(spot_requests, now):
                 "state": state,
                 "status_code": (req.get("Status") or {}).get("Code"),
                 "instance_id": req.get("InstanceId"),
-                "valid_until": iso(valid_until),
+                "valid_until": format_time(valid_until),
                 "expired": expired,
                 "re_evaluated": re_evaluated,
-                "tags": tags_dict(req.get("Tags")),
+                "tags": tag_dict(req.get("Tags")),
             }
         )
     return sorted(rows, key=lambda r: r["spot_request_id"] or "")
@@ -213,25 +197,25 @@ def usage_rows(
     feed = summarize_feed(feed_records or [])
     rows = []
     for inst in instances:
-        tags = tags_dict(inst.get("Tags"))
+        tags = tag_dict(inst.get("Tags"))
         iid = inst["InstanceId"]
         request = by_request.get(inst.get("SpotInstanceRequestId")) or by_instance.get(iid)
-        row = _new_row(tags.get(POOL_TAG), tags.get(owner_tag) or UNTAGGED_OWNER, iid)
-        row["market"] = market_of(inst)
-        if tags.get(MARKET_TAG) == "on-demand":
+        row = _new_row(tags.get(TAG_POOL), tags.get(owner_tag) or UNTAGGED_OWNER, iid)
+        row["market"] = instance_market(inst)
+        if tags.get(TAG_MARKET) == "on-demand":
             row["market"] = "on-demand"
         row["instance_type"] = inst.get("InstanceType")
         row["zone"] = (inst.get("Placement") or {}).get("AvailabilityZone")
         row["state"] = (inst.get("State") or {}).get("Name")
         start = to_utc(inst["LaunchTime"])
         end, end_source = _end_of(inst, request, feed.get(iid))
-        row["start"], row["end"], row["end_source"] = iso(start), iso(end), end_source
+        row["start"], row["end"], row["end_source"] = format_time(start), format_time(end), end_source
         row["running"] = end is None and end_source is None
         row["interrupted"], row["interruption_source"] = interruption(inst, request)
         if request:
             row["spot_request_id"] = request.get("SpotInstanceRequestId")
             row["request_type"] = request.get("Type")
-            row["valid_until"] = iso(to_utc(request["ValidUntil"])) if request.get("ValidUntil") else None
+            row["valid_until"] = format_time(to_utc(request["ValidUntil"])) if request.get("ValidUntil") else None
         if end is None and end_source == "unknown":
             rows.append(row)
             continue
@@ -256,8 +240,8 @@ def usage_rows(
         row["instance_type"] = info["instance_type"]
         row["spot_request_id"] = info["request_id"]
         row["start"], row["end"], row["end_source"] = (
-            iso(info["first"]),
-            iso(info["last"] + datetime.timedelta(hours=1)),
+            format_time(info["first"]),
+            format_time(info["last"] + datetime.timedelta(hours=1)),
             "datafeed",
         )
         row["hours"] = round(info["hours"], 4)

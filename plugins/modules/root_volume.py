@@ -216,16 +216,15 @@ actions:
   elements: str
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_volumes
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _root_volume
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
 from ansible_collections.parkingspot.ec2.plugins.module_utils._root_volume import TAG_NAME
 
@@ -520,12 +519,7 @@ def main():
         supports_check_mode=True,
         mutually_exclusive=[("snapshot_id", "image_id")],
     )
-    try:
-        do(module)
-    except InputError as e:
-        module.fail_json(msg=str(e), option=e.option)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

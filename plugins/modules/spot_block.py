@@ -131,13 +131,13 @@ plan:
       - "i-0123456789abcdef0 expires at 2030-01-07T12:40:00Z: renewing"
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BLOCK
 
 
@@ -147,10 +147,7 @@ def do(module):
     now = _keeper.utc(params["now"])
     if params["count"] < 0:
         raise ParkingSpotError(message="count must be 0 or more, got %d" % params["count"])
-    try:
-        _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"], params["mode"])
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))
+    _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"], params["mode"])
     desired = params["count"] if params["state"] == "present" else 0
     _keeper.validate_pool_launch(params)
     if desired:
@@ -190,18 +187,13 @@ def main():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         count=dict(type="int", default=1),
         duration_minutes=dict(type="int", required=True),
-        renew_before_minutes=dict(type="int", default=20),
+        renew_before_minutes=dict(type="int", default=RENEW_BEFORE_MINUTES),
         mode=dict(type="str", default="emulated", choices=["emulated", "native"]),
         now=dict(type="str"),
     )
     argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        do(module)
-    except InputError as e:
-        module.fail_json(msg=str(e), option=e.option)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

@@ -498,13 +498,12 @@ plan:
     reasons: ["desired 20, capacity 18 (18 spot, 0 on-demand): launching 2 spot, 0 on-demand"]
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pool_options
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 
 
@@ -534,12 +533,7 @@ def do(module):
 def main():
     argument_spec = _pool_options.pool_argument_spec()
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        do(module)
-    except InputError as e:
-        module.fail_json(msg=str(e), option=e.option)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

@@ -82,13 +82,12 @@ pools:
       sample: 72
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 
@@ -130,12 +129,7 @@ def main():
         now=dict(type="str"),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        do(module)
-    except InputError as e:
-        module.fail_json(msg=str(e), option=e.option)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

@@ -190,13 +190,12 @@ price_history_requests:
 
 import datetime
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing as aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE_SOURCE
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import missing_instance_types
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import price_stats
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import recommend
@@ -204,22 +203,23 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import se
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import shape_from_instance_type_info
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_lookback
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_prices
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 
 
 def validate(params):
     """Fail on bad input before any AWS call."""
     validate_lookback(params["lookback_hours"])
     if params["max_recommendations"] < 0:
-        raise PricingInputError("max_recommendations", "must be 0 or more")
+        raise InputError("max_recommendations", "must be 0 or more")
     validate_prices(params["on_demand_prices"])
     req = params["instance_requirements"] or {}
     for key in ("min_vcpus", "max_vcpus"):
         if req.get(key) is not None and req[key] < 1:
-            raise PricingInputError(f"instance_requirements.{key}", "must be at least 1")
+            raise InputError(f"instance_requirements.{key}", "must be at least 1")
     if req.get("min_vcpus") and req.get("max_vcpus") and req["min_vcpus"] > req["max_vcpus"]:
-        raise PricingInputError("instance_requirements", "min_vcpus is larger than max_vcpus")
+        raise InputError("instance_requirements", "min_vcpus is larger than max_vcpus")
     if params["instance_types"] is not None and not [t for t in params["instance_types"] if t]:
-        raise PricingInputError("instance_types", "must name at least one instance type")
+        raise InputError("instance_types", "must name at least one instance type")
 
 
 def resolve_instance_types(client, params):
@@ -234,13 +234,13 @@ def resolve_instance_types(client, params):
     if wanted:
         unknown = missing_instance_types(wanted, shapes)
         if unknown:
-            raise PricingInputError("instance_types", f"unknown instance type(s) in this region: {', '.join(unknown)}")
+            raise InputError("instance_types", f"unknown instance type(s) in this region: {', '.join(unknown)}")
     if req:
         chosen = select_instance_types(
             shapes, req.get("min_vcpus"), req.get("max_vcpus"), req.get("min_memory_gib"), req.get("architecture")
         )
         if not chosen:
-            raise PricingInputError("instance_requirements", "no instance type matches these requirements")
+            raise InputError("instance_requirements", "no instance type matches these requirements")
         shapes = {name: shapes[name] for name in chosen}
     return shapes
 
@@ -248,10 +248,10 @@ def resolve_instance_types(client, params):
 def resolve_zones(client, zones):
     if not zones:
         return None
-    known = {z["ZoneName"] for z in aws.describe_availability_zones(client, AllAvailabilityZones=True)}
+    known = {z["ZoneName"] for z in _aws_pricing.describe_availability_zones(client, AllAvailabilityZones=True)}
     unknown = [z for z in zones if z not in known]
     if unknown:
-        raise PricingInputError("zones", f"unknown availability zone(s) in this region: {', '.join(unknown)}")
+        raise InputError("zones", f"unknown availability zone(s) in this region: {', '.join(unknown)}")
     return list(zones)
 
 
@@ -271,7 +271,7 @@ def do(module):
     }
     if zones:
         query["Filters"] = [{"Name": "availability-zone", "Values": zones}]
-    records, pages = aws.describe_spot_price_history(client, **query)
+    records, pages = _aws_pricing.describe_spot_price_history(client, **query)
     stats = price_stats(records, shapes, params["on_demand_prices"])
     seen = {(s["instance_type"], s["zone"]) for s in stats}
     missing = []
@@ -286,7 +286,7 @@ def do(module):
         recommendations=recommend(stats, params["max_recommendations"]),
         instance_types=sorted(shapes),
         missing=missing,
-        window={"start": iso(start), "end": iso(end)},
+        window={"start": format_time(start), "end": format_time(end)},
         on_demand_table=ON_DEMAND_TABLE_SOURCE,
         price_history_requests=pages,
     )
@@ -315,12 +315,7 @@ def main():
         required_one_of=[["instance_types", "instance_requirements"]],
         supports_check_mode=True,
     )
-    try:
-        do(module)
-    except PricingInputError as e:
-        module.fail_json(msg=str(e), option=e.option)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

@@ -246,17 +246,16 @@ actions:
 
 import hashlib
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REQUEST
 
@@ -551,12 +550,7 @@ def main():
     argument_spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
     argument_spec.update(_launch.SPOT_ARGUMENT_SPEC)
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        do(module)
-    except InputError as e:
-        module.fail_json(msg=str(e), option=e.option)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ description:
     cloud interrupted it, its estimated cost and what it would have cost on-demand.
   - Spot instances outside any pool are grouped by the value of their O(owner_tag) tag.
   - An instance counts as interrupted when it carries the C(parkingspot:interrupted) tag, when its
-    state reason is C(Server.SpotInstanceTermination), or when its spot request status is one of the
+    state reason is C(Server.SpotInstanceTermination) or C(Server.SpotInstanceShutdown) (the reasons
+    the pool keeper counts too), or when its spot request status is one of the
     C(instance-terminated-*), C(instance-stopped-*) or C(instance-hibernated-*) interruption codes.
   - Spot cost is the spot price history in effect over the instance's life (time-weighted), or the
     actual charge from the spot data feed when O(datafeed_bucket) is given and has the instance.
@@ -210,18 +211,19 @@ import datetime
 import os
 import re
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing as aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_time
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import PricingInputError
-from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import iso
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_prices
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
+from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
 _FEED_NAME = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.\d+\.[^./]+\.gz$")
@@ -234,50 +236,50 @@ def validate(params):
     check_range(params["lookback_hours"], "lookback_hours", 1, _MAX_LOOKBACK_HOURS, "hours")
     try:
         now = to_utc(params["now"]) if params["now"] else datetime.datetime.now(datetime.timezone.utc)
-    except (ValueError, OverflowError):
-        raise PricingInputError("now", f"not an ISO 8601 time: {params['now']!r}")
+    except (ValueError, OverflowError) as e:
+        raise InputError("now", f"not an ISO 8601 time: {params['now']!r}") from e
     check_time(now, "now")
     if not params["owner_tag"]:
-        raise PricingInputError("owner_tag", "must not be empty")
+        raise InputError("owner_tag", "must not be empty")
     if params["pools"] is not None and not [p for p in params["pools"] if p]:
-        raise PricingInputError("pools", "must name at least one pool (omit it for all pools)")
+        raise InputError("pools", "must name at least one pool (omit it for all pools)")
     _identity.check_names(params["pools"], "pools")
     validate_prices(params["on_demand_prices"])
     if params["dest"]:
         try:
             report_html.check_dest(params["dest"])
         except ValueError as exc:
-            raise PricingInputError("dest", str(exc).split(": ", 1)[1])
+            raise InputError("dest", str(exc).split(": ", 1)[1]) from exc
     return now - datetime.timedelta(hours=params["lookback_hours"]), now
 
 
 def read_instances(client, pools, include_unpooled):
     if pools:
-        pool_filter = _identity.names_filter(usage.POOL_TAG, pools)
+        pool_filter = _identity.names_filter(TAG_POOL, pools)
     else:
-        pool_filter = {"Name": "tag-key", "Values": [usage.POOL_TAG]}
+        pool_filter = {"Name": "tag-key", "Values": [TAG_POOL]}
     pooled = _aws.describe_instances_raw(client, Filters=[pool_filter], MaxResults=_aws.BATCH)
     if pools:
         wanted = set(pools)
-        pooled = [i for i in pooled if usage.tags_dict(i.get("Tags")).get(usage.POOL_TAG) in wanted]
+        pooled = [i for i in pooled if _aws.tag_dict(i.get("Tags")).get(TAG_POOL) in wanted]
     if include_unpooled:
         spot_filter = {"Name": "instance-lifecycle", "Values": ["spot"]}
         spot = _aws.describe_instances_raw(client, Filters=[spot_filter], MaxResults=_aws.BATCH)
-        pooled += [i for i in spot if usage.POOL_TAG not in usage.tags_dict(i.get("Tags"))]
+        pooled += [i for i in spot if TAG_POOL not in _aws.tag_dict(i.get("Tags"))]
     return pooled
 
 
 def related_requests(requests, instance_ids, pools):
     keep = []
     for req in requests:
-        pool = usage.tags_dict(req.get("Tags")).get(usage.POOL_TAG)
+        pool = _aws.tag_dict(req.get("Tags")).get(TAG_POOL)
         if req.get("InstanceId") in instance_ids or (pool and (not pools or pool in pools)):
             keep.append(req)
     return keep
 
 
 def read_datafeed(s3, bucket, prefix, start, end):
-    objects, _pages = aws.list_datafeed_objects(s3, bucket, prefix)
+    objects, _pages = _aws_pricing.list_datafeed_objects(s3, bucket, prefix)
     records, skipped, files = [], [], 0
     earliest = start - datetime.timedelta(hours=1)
     for obj in sorted(objects, key=lambda o: o["Key"]):
@@ -287,7 +289,7 @@ def read_datafeed(s3, bucket, prefix, start, end):
         hour = datetime.datetime(*(int(g) for g in match.groups()), tzinfo=datetime.timezone.utc)
         if hour < earliest or hour > end:
             continue
-        body = aws.get_datafeed_object(s3, bucket, obj["Key"])
+        body = _aws_pricing.get_datafeed_object(s3, bucket, obj["Key"])
         if body is None:
             continue
         files += 1
@@ -299,7 +301,7 @@ def read_datafeed(s3, bucket, prefix, start, end):
 
 
 def read_prices(client, instances, feed_ids, now):
-    spot = [i for i in instances if usage.market_of(i) == "spot" and i["InstanceId"] not in feed_ids]
+    spot = [i for i in instances if _aws.instance_market(i) == "spot" and i["InstanceId"] not in feed_ids]
     if not spot:
         return []
     oldest = now - datetime.timedelta(days=_PRICE_HISTORY_DAYS)
@@ -313,7 +315,7 @@ def read_prices(client, instances, feed_ids, now):
     }
     if zones:
         query["Filters"] = [{"Name": "availability-zone", "Values": zones}]
-    records, _pages = aws.describe_spot_price_history(client, **query)
+    records, _pages = _aws_pricing.describe_spot_price_history(client, **query)
     return records
 
 
@@ -373,7 +375,7 @@ def do(module):
         "title": params["title"],
         "window_start": start,
         "window_end": now,
-        "generated_at": iso(now),
+        "generated_at": format_time(now),
         "rows": rows,
         "groups": groups,
         "totals": usage.totals(groups),
@@ -382,7 +384,10 @@ def do(module):
     }
     changed, files = False, {}
     if params["dest"]:
-        changed, files = write_report(params, report, module.check_mode)
+        try:
+            changed, files = write_report(params, report, module.check_mode)
+        except OSError as e:
+            raise InputError("dest", f"cannot write the report: {e}") from e
     module.exit_json(
         changed=changed,
         summary=groups,
@@ -391,7 +396,7 @@ def do(module):
         spot_requests=report["spot_requests"],
         datafeed=feed_stats,
         files=files,
-        window={"start": iso(start), "end": iso(now)},
+        window={"start": format_time(start), "end": format_time(now)},
     )
 
 
@@ -409,14 +414,7 @@ def main():
         "on_demand_prices": {"type": "dict"},
     }
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        do(module)
-    except PricingInputError as e:
-        module.fail_json(msg=str(e), option=e.option)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
-    except OSError as e:
-        module.fail_json(msg=f"dest: cannot write the report: {e}", option="dest")
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ from typing import Any
 
 LOG = logging.getLogger("parkingspot.ec2.spot_interruptions")
 
+# The same value as TAG_POOL in plugins/module_utils/_tags.py: ansible-rulebook loads this file by
+# path, outside the collection's package, so it cannot import it (a unit test keeps them equal).
 POOL_TAG = "parkingspot:pool"
 
 DETAIL_TYPES = {

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import PlanError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import is_fallback_error
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import lease_end
@@ -473,9 +473,9 @@ def test_largest_launch_type_is_used_for_quota():
 
 
 def test_quota_needs_vcpu_counts():
-    with pytest.raises(PlanError, match=r"^vcpus: no vCPU count for instance type 't3.nano'$"):
+    with pytest.raises(InputError, match=r"^vcpus: no vCPU count for instance type 't3.nano'$"):
         plan([inst("i-1", itype="t3.nano")], 2, quota={"max_vcpus": 8}, **QUOTA_ARGS)
-    with pytest.raises(PlanError, match=r"^vcpus: quotas need the instance type"):
+    with pytest.raises(InputError, match=r"^vcpus: quotas need the instance type"):
         plan([], 2, quota={"max_vcpus": 8}, vcpus=VCPUS)
 
 
@@ -513,7 +513,7 @@ def test_quota_needs_vcpu_counts():
 def test_bad_input_names_the_option(kwargs, message):
     args = {"instances": [], "now": NOW, "desired": 1}
     args.update(kwargs)
-    with pytest.raises(PlanError) as err:
+    with pytest.raises(InputError) as err:
         plan_pool(**args)
     assert message in str(err.value)
     assert isinstance(err.value, ValueError)
@@ -526,18 +526,18 @@ def test_native_block_durations_allowed(minutes):
 
 @pytest.mark.parametrize("minutes", [30, 90, 361, 420, 45])
 def test_native_block_durations_rejected(minutes):
-    with pytest.raises(PlanError, match=rf"^duration_minutes: {minutes} is not allowed with mode native"):
+    with pytest.raises(InputError, match=rf"^duration_minutes: {minutes} is not allowed with mode native"):
         validate_block_options(minutes, 20, "native")
 
 
 def test_emulated_blocks_take_any_length_above_the_margin():
     assert validate_block_options(90, 20, "emulated") == (90, 20)
-    with pytest.raises(PlanError, match=r"^mode: must be emulated or native"):
+    with pytest.raises(InputError, match=r"^mode: must be emulated or native"):
         validate_block_options(90, 20, "virtual")
 
 
 def test_plan_fallback_rejects_more_than_planned():
-    with pytest.raises(PlanError, match=r"^launched_spot: 5 is more than the 2 planned$"):
+    with pytest.raises(InputError, match=r"^launched_spot: 5 is more than the 2 planned$"):
         plan_fallback(plan([], 2), 5, "InsufficientInstanceCapacity")
 
 
@@ -571,8 +571,16 @@ _pools = st.lists(_instance, max_size=40, unique_by=lambda i: i["instance_id"])
 @given(pool=_pools, desired=st.integers(0, 50), spot=st.booleans(), fmax=st.integers(0, 10))
 def test_never_launches_beyond_desired(pool, desired, spot, fmax):
     p = plan(pool, desired, spot_available=spot, fallback={"enabled": True, "max": fmax})
-    total = p["launch"]["spot"] + p["launch"]["on_demand"]
-    assert total <= max(0, desired - p["counts"]["capacity"]) or (spot and total <= desired)
+    # No leases, drains or quotas here: capacity is what is pending or running.
+    live = [i for i in pool if i["state"] in ("pending", "running")]
+    assert p["counts"]["capacity"] == len(live)
+    if spot:
+        # Spot replaces on-demand fallback too, so only spot capacity counts against desired.
+        expected = {"spot": max(0, desired - sum(1 for i in live if i["market"] == "spot")), "on_demand": 0}
+    else:
+        room = max(0, fmax - sum(1 for i in live if i["market"] == "on-demand"))
+        expected = {"spot": 0, "on_demand": min(max(0, desired - len(live)), room)}
+    assert p["launch"] == expected
     assert p["launch"]["spot"] == 0 or spot
     od_live = sum(
         1
@@ -682,7 +690,7 @@ def test_pool_status_reports_without_deciding():
     assert status["draining"] == [{"instance_id": "i-d", "deadline": "2026-11-23T08:03:00Z"}]
     assert status["vcpus_used"] == 2 + 2 + 4 + 2
     assert pool_status(pool, NOW, market="block")["vcpus_used"] is None
-    with pytest.raises(PlanError, match=r"^market: must be spot or block"):
+    with pytest.raises(InputError, match=r"^market: must be spot or block"):
         pool_status(pool, NOW, market="fleet")
 
 
@@ -770,7 +778,7 @@ def test_parse_now():
     before = datetime.datetime.now(UTC)
     assert before <= parse_now(None) <= datetime.datetime.now(UTC)
     for bad in ("2026-11-23T08:00:00", "monday 8am"):
-        with pytest.raises(PlanError, match=r"^now: must be an ISO 8601 time with a time zone"):
+        with pytest.raises(InputError, match=r"^now: must be an ISO 8601 time with a time zone"):
             parse_now(bad)
 
 

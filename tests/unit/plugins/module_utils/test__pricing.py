@@ -6,6 +6,7 @@ import datetime
 import pytest
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pricing
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
 
@@ -19,15 +20,6 @@ def rec(itype, zone, price, minutes):
         "SpotPrice": f"{price:.6f}",
         "Timestamp": T0 + datetime.timedelta(minutes=minutes),
     }
-
-
-def test_to_utc_accepts_iso_feed_and_naive_forms():
-    expected = datetime.datetime(2024, 5, 1, 10, 0, tzinfo=datetime.timezone.utc)
-    assert _pricing.to_utc("2024-05-01T10:00:00Z") == expected
-    assert _pricing.to_utc("2024-05-01 10:00:00 UTC") == expected
-    assert _pricing.to_utc("2024-05-01T12:00:00+02:00") == expected
-    assert _pricing.to_utc(datetime.datetime(2024, 5, 1, 10)) == expected
-    assert _pricing.iso(expected) == "2024-05-01T10:00:00Z"
 
 
 @pytest.mark.parametrize(
@@ -133,7 +125,7 @@ def test_shape_from_describe_instance_types_entry():
 
 @pytest.mark.parametrize("value", [0, -1, None, 2161])
 def test_bad_lookback_names_the_option(value):
-    with pytest.raises(_pricing.PricingInputError) as err:
+    with pytest.raises(InputError) as err:
         _pricing.validate_lookback(value)
     assert err.value.option == "lookback_hours"
     assert str(err.value).startswith("lookback_hours: ")

@@ -1,11 +1,86 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Account spot quotas: the right quota per family, the default when the applied value is unreadable,
-open requests counted with running instances."""
+"""vCPU quotas on moto: nothing read without quotas, the pool and owner limits, clear refusals; the right
+account quota per family, the default when the applied value is unreadable, open requests counted."""
 
 import pytest
 
+from ansible_collections.amazon.aws.plugins.module_utils.ec2 import AnsibleEC2Error
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
+from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.modules import spot_request
+
+
+class Module:
+    """The one thing _quota asks of a module: a client (only for Service Quotas)."""
+
+    def client(self, name):
+        raise AssertionError("no Service Quotas call expected, asked for %s" % name)
+
+
+def launch(ec2, image_id, count, itype="t3.micro", **tags):
+    spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+    ec2.run_instances(ImageId=image_id, InstanceType=itype, MinCount=count, MaxCount=count, TagSpecifications=spec)
+    return _aws.describe_instances_by_tags(ec2, tags)
+
+
+def test_without_quotas_nothing_is_read(ec2, api_calls):
+    assert _quota.quota_inputs(Module(), ec2, {"quota": {}}, []) == {"quota": {}, "vcpus": {}}
+    assert api_calls.names() == []
+
+
+def test_launch_types_prefers_the_list():
+    assert _quota.launch_types({"instance_types": ["m5.large", "c5.large", "m5.large"]}) == ["c5.large", "m5.large"]
+    assert _quota.launch_types({"instance_type": "t3.micro"}) == ["t3.micro"]
+    assert _quota.launch_types({}) == []
+
+
+def test_quotas_need_an_instance_type(ec2):
+    with pytest.raises(ParkingSpotError, match=r"^quota: vCPU quotas need instance_type"):
+        _quota.quota_inputs(Module(), ec2, {"quota": {"max_vcpus": 4}}, [])
+
+
+def test_pool_limit_refuses_before_any_write(ec2, image_id, api_calls):
+    pool = launch(ec2, image_id, 2, **{"parkingspot:request": "build"})  # t3.micro: 2 vCPUs each
+    params = {"name": "build", "instance_type": "t3.micro", "quota": {"max_vcpus": 6}}
+    api_calls.clear()
+    with pytest.raises(ParkingSpotError) as raised:
+        _quota.check_request(Module(), ec2, params, pool, 2)
+    assert raised.value.message == "quota.max_vcpus: 6 vCPUs allowed, 4 in use by build, asking 4 more"
+    assert api_calls.writes() == []
+    assert _quota.check_request(Module(), ec2, params, pool, 1) == {"vcpus_asked": 2, "vcpus_in_use": 4}
+
+
+def test_owner_limit_counts_the_owners_other_instances(ec2, image_id):
+    launch(ec2, image_id, 3, owner="team-a")  # elsewhere, 6 vCPUs
+    params = {
+        "name": "build",
+        "instance_type": "t3.micro",
+        "tags": {"owner": "team-a"},
+        "quota": {"owner_tag": "owner", "per_owner_max_vcpus": 8},
+    }
+    facts = _quota.quota_inputs(Module(), ec2, params, [])
+    assert facts["quota"]["owner_used_vcpus"] == 6 and facts["vcpus"]["t3.micro"] == 2
+    with pytest.raises(ParkingSpotError, match=r"^quota.per_owner_max_vcpus: owner team-a may use 8 vCPUs, uses 6"):
+        _quota.check_request(Module(), ec2, params, [], 2)
+
+
+def test_owner_limit_needs_the_owner_tag(ec2):
+    params = {"instance_type": "t3.micro", "tags": {}, "quota": {"owner_tag": "owner", "per_owner_max_vcpus": 8}}
+    with pytest.raises(ParkingSpotError, match=r"^quota.per_owner_max_vcpus needs quota.owner_tag"):
+        _quota.quota_inputs(Module(), ec2, params, [])
+
+
+def test_unknown_instance_type_fails_the_describe(ec2, api_calls):
+    # EC2 (and moto) refuse the whole DescribeInstanceTypes call with InvalidInstanceType, so the
+    # failure is the call's, before any write; quota_inputs' own "unknown instance type" check only
+    # fires if EC2 leaves a type out of its answer.
+    params = {"instance_type": "zz9.huge", "quota": {"max_vcpus": 4}}
+    with pytest.raises(AnsibleEC2Error) as raised:
+        _quota.quota_inputs(Module(), ec2, params, [])
+    assert _aws.error_code(raised.value) == "InvalidInstanceType"
+    assert raised.value.message == "Failed to describe instance types"
+    assert api_calls.writes() == []
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,8 @@ def test_terminated_instance_partial_last_hour_from_transition_reason():
     [
         ({"tags": {"parkingspot:interrupted": "2024-05-01T02:00:00Z"}}, None, "tag"),
         ({"reason": "Server.SpotInstanceTermination"}, None, "state_reason"),
+        # A spot instance stopped by the cloud (stop behaviour) counts as the keeper counts it.
+        ({"reason": "Server.SpotInstanceShutdown"}, None, "state_reason"),
         ({}, "instance-terminated-by-price", "spot_request_status"),
         ({}, "instance-terminated-no-capacity", "spot_request_status"),
         ({}, "instance-terminated-capacity-oversubscribed", "spot_request_status"),

@@ -73,7 +73,7 @@ def test_native_mode_passes_block_duration(ec2, block, run_module, api_calls):
         ({"mode": "native", "duration_minutes": 90}, "90 is not allowed with mode native"),
         ({"duration_minutes": 10, "renew_before_minutes": 20}, "renew_before_minutes"),
         ({"count": -2}, "count: must be from 0 to 10000, got -2"),
-        ({"now": "soon"}, "now"),
+        ({"now": "soon"}, "now: must be an ISO 8601 time with a time zone such as 2026-11-23T08:00:00Z, got 'soon'"),
         ({"api": "request_spot_instances"}, "api: request_spot_instances cannot keep a pool"),
     ],
 )

@@ -15,10 +15,16 @@ import botocore.stub
 import pytest
 
 from ansible_collections.parkingspot.ec2.extensions.eda.plugins.event_source import spot_interruptions as src
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 
 INTERRUPTION = "EC2 Spot Instance Interruption Warning"
 REBALANCE = "EC2 Instance Rebalance Recommendation"
 STATE_CHANGE = "EC2 Instance State-change Notification"
+
+
+def test_pool_tag_is_the_collections_pool_tag():
+    # The source keeps its own copy (ansible-rulebook loads it outside the collection's package).
+    assert src.POOL_TAG == TAG_POOL
 
 
 def envelope(detail_type, detail, **extra):
