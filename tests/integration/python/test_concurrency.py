@@ -95,8 +95,35 @@ def finish(process, out):
     return json.loads(out.read_text())
 
 
+def descendants(pid):
+    """Every process below ``pid``: Ansible's workers start sessions of their own, so the run's
+    process group alone does not hold the module that is doing the work."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def kill(process):
+    """Kill a run as a crash or an OOM kill would: the playbook and every process it started."""
+    victims = descendants(process.pid)
     os.killpg(process.pid, signal.SIGKILL)
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     process.wait(timeout=30)
 
 
