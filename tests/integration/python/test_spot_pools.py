@@ -132,3 +132,38 @@ def test_a_broken_pool_is_reported_and_the_others_are_kept(ec2, tmp_path):
     assert result["pools"]["ci-a"]["changed"] is True and result["pools"]["ci-b"]["changed"] is True
     assert calls["DescribeInstances"] == 1
     assert calls["RunInstances"] == 2
+
+
+def run_keeper(tmp_path, pools):
+    """playbooks/runner_pool.yml over ``pools``, as a schedule runs it; the proxy's counts after it."""
+    playbook = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "playbooks", "runner_pool.yml"
+    )
+    extra = {"parkingspot_pools": pools, "parkingspot_region": "us-east-1", "parkingspot_endpoint_url": PROXY}
+    post("/_proxy/reset")
+    done = subprocess.run(
+        ["ansible-playbook", playbook, "-e", json.dumps(extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+        timeout=240,
+    )
+    return done.returncode, counts(), done.stdout.decode()
+
+
+def test_runner_pool_reads_once_per_region_when_nothing_changes(ec2, tmp_path):
+    pools = [pool("ci-a", 2), pool("ci-b", 1), dict(pool("ci-c", 1), region="us-east-1")]
+    code, calls, output = run_keeper(tmp_path, pools)
+    assert code == 0, output[-3000:]
+    assert by_pool(ec2) == {"ci-a": 2, "ci-b": 1, "ci-c": 1}
+    assert calls == {"DescribeInstances": 1, "RunInstances": 3}, calls
+
+    code, calls, output = run_keeper(tmp_path, pools)
+    assert code == 0, output[-3000:]
+    # One region (one pool names it, the others inherit it): one read and one module run for all three.
+    assert calls == {"DescribeInstances": 1}, calls
+    # The keeping task's items, labelled by region: one module run for the three pools.
+    runs = [line for line in output.splitlines() if "(item=us-east-1:" in line]
+    assert runs == ["ok: [localhost] => (item=us-east-1: ci-a, ci-b, ci-c)"], output[-3000:]
+    assert "template for task args is unsafe" not in output
+    assert by_pool(ec2) == {"ci-a": 2, "ci-b": 1, "ci-c": 1}
