@@ -167,3 +167,23 @@ def test_runner_pool_reads_once_per_region_when_nothing_changes(ec2, tmp_path):
     assert runs == ["ok: [localhost] => (item=us-east-1: ci-a, ci-b, ci-c)"], output[-3000:]
     assert "template for task args is unsafe" not in output
     assert by_pool(ec2) == {"ci-a": 2, "ci-b": 1, "ci-c": 1}
+
+
+def test_runner_pool_keeps_each_region_apart_and_a_broken_account_fails_alone(ec2, tmp_path):
+    west = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-west-2")
+    image = west.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    west.create_launch_template(LaunchTemplateName="runner", LaunchTemplateData={"ImageId": image})
+    pools = [
+        pool("ci-east", 1),
+        dict(pool("ci-west", 2), region="us-west-2"),
+        # An account whose credentials cannot be found: its run fails as a whole.
+        dict(pool("ci-ghost", 1), profile="parkingspot-no-such-profile"),
+    ]
+    code, calls, output = run_keeper(tmp_path, pools)
+    assert code != 0, output[-3000:]
+    failures = [line for line in output.splitlines() if '"msg": "pool ' in line]
+    assert len(failures) == 1 and '"msg": "pool ci-ghost failed: ' in failures[0], output[-3000:]
+    assert by_pool(ec2) == {"ci-east": 1}
+    assert by_pool(west) == {"ci-west": 2}
+    # One read for each region that could be read; none for the account without credentials.
+    assert calls == {"DescribeInstances": 2, "RunInstances": 2}, calls
