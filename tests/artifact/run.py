@@ -44,6 +44,7 @@ DEVELOPMENT = [
     "roles/*/molecule*",
     "playbooks/demo.yml",
     "playbooks/tasks/demo_step.yml",
+    "playbooks/tasks/reconcile_pool.yml",
     "docs/economics.html",
     "demo-output*",
     ".venv*",
