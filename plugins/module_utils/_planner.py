@@ -619,7 +619,7 @@ def plan_pool(
         "expiring": len(expiring),
         "interrupted": interrupted,
     }
-    launch = {"spot": launch_spot, "on_demand": launch_od, "on_demand_base": 0}
+    launch = {"spot": launch_spot, "on_demand": launch_od}
     if market == "block":
         launch["expires_at"] = lease_end(now, duration_minutes)
     plan = {
