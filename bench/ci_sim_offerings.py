@@ -219,7 +219,10 @@ class OfferingsSim(ci_sim.Sim):
             index = self.queue.pop(0)
             record = self.jobs[index]
             on_demand = [k for k, inst in enumerate(idle) if inst.market == "on-demand"]
-            if record["retry"]:
+            if record["retry"] and self.base == 0:
+                # Without a lane a re-run takes an on-demand runner when there is one, else spot.
+                pick = on_demand[0] if on_demand else 0
+            elif record["retry"]:
                 if not on_demand:
                     # A re-run never lands on spot again: it waits for an on-demand runner.
                     self.stats["retries_waiting_for_lane"] += 1
