@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import itertools
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from typing import Any
@@ -150,12 +149,6 @@ def _instance_tags(base_tags: Dict[str, str], market: str, expires_at: Optional[
     if expires_at:
         tags[TAG_EXPIRES_AT] = expires_at
     return tags
-
-
-def _groups(params: Dict[str, Any]):
-    types = params.get("instance_types") or [params.get("instance_type")]
-    subnets = params.get("subnet_ids") or [params.get("subnet_id")]
-    return list(itertools.product(types, subnets))
 
 
 def _shortfall(launched, count, errors, on_errors, what):
