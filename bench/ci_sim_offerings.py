@@ -183,8 +183,9 @@ class OfferingsSim(ci_sim.Sim):
             if lane:
                 self.instances[iid].tags[TAG_LANE] = "on-demand"
 
-    def on_drop(self, t, data):
-        k, count = data
+    def on_drop(self, t, count):
+        # Here a drop is (offering, count): only that offering's instances are interrupted.
+        k, count = count
         running = [
             iid
             for iid in self.alive
