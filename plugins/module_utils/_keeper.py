@@ -332,6 +332,39 @@ def validate_inputs(params, count_option="desired"):
         raise InputError("drain.command", str(e).split(": ", 1)[1])
 
 
+def offering_options(params):
+    """The planner options of the offerings memory, the on-demand lane and rebalance (spot_pool and spot_pools)."""
+    return dict(
+        on_demand_base=params.get("on_demand_base") or 0,
+        rebalance=params.get("rebalance") or "ignore",
+        offerings=_offerings.offerings_of(params),
+        offering_cooldown_minutes=params.get("offering_cooldown_minutes", _offerings.DEFAULT_COOLDOWN_MINUTES),
+    )
+
+
+def launch_lane(client, params, plan, pool_key, instances, bucket, base_tags):
+    """Launch the on-demand lane's runners the plan asks for; returns their ids.
+
+    They carry the lane tag so the runner hooks register them with the label retried jobs
+    ask for (docs/keeper-planning.md).
+    """
+    count = plan["launch"].get("on_demand_base") or 0
+    if not count:
+        return []
+    token = client_token(pool_key, "on-demand-base", count, instances, bucket)
+    tags = dict(_instance_tags(base_tags, "on-demand", None), **{TAG_LANE: "on-demand"})
+    launched, _errors = launch_on_demand(client, params, count, tags, token)
+    return sorted(i["instance_id"] for i in launched)
+
+
+def hold_rebalance(plan, planned_launches, launched):
+    """Replace first, then drain: with no replacement launched, a recommended instance keeps serving."""
+    if not plan.get("rebalance") or not planned_launches or launched:
+        return plan
+    held = set(plan["rebalance"])
+    return dict(plan, drain=[d for d in plan["drain"] if d["instance_id"] not in held])
+
+
 def validate_pool_launch(params):
     """Launch settings a pool cannot use, refused before any call."""
     if params.get("api") == "request_spot_instances":
@@ -393,10 +426,7 @@ def reconcile(
             mode=block_mode,
             protected=protected,
             interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
-            on_demand_base=params.get("on_demand_base") or 0,
-            rebalance=params.get("rebalance") or "ignore",
-            offerings=_offerings.offerings_of(params),
-            offering_cooldown_minutes=params.get("offering_cooldown_minutes", _offerings.DEFAULT_COOLDOWN_MINUTES),
+            **offering_options(params),
         )
     except ValueError as e:
         raise ParkingSpotError(message=str(e))
@@ -461,18 +491,8 @@ def reconcile(
                 )
     elif asg_client is not None and plan["fallback"]["asg_desired"] != asg_capacity:
         _aws.set_asg_desired(asg_client, asg_name, plan["fallback"]["asg_desired"])
-    if plan["launch"].get("on_demand_base"):
-        # The on-demand lane: its runners carry the lane tag so the runner hooks register
-        # them with the label retried jobs ask for (docs/keeper-planning.md).
-        count = plan["launch"]["on_demand_base"]
-        token = client_token(pool_key, "on-demand-base", count, instances, bucket)
-        tags = dict(_instance_tags(base_tags, "on-demand", None), **{TAG_LANE: "on-demand"})
-        launched, _errors = launch_on_demand(client, params, count, tags, token)
-        actions["launched"] += sorted(i["instance_id"] for i in launched)
-    if plan.get("rebalance") and planned_launches and not actions["launched"]:
-        # Replace first, then drain: with no replacement launched, a recommended instance keeps serving.
-        held = set(plan["rebalance"])
-        plan = dict(plan, drain=[d for d in plan["drain"] if d["instance_id"] not in held])
+    actions["launched"] += launch_lane(client, params, plan, pool_key, instances, bucket, base_tags)
+    plan = hold_rebalance(plan, planned_launches, actions["launched"])
 
     if plan["drain"]:
         tag_drains(client, plan["drain"])
