@@ -285,7 +285,9 @@ def launch_phase(module, client, run: PoolRun, asg_client: Callable[[], Any]) ->
         else:
             token = _keeper.client_token(run.name, "on-demand", plan["launch"]["on_demand"], run.instances, bucket)
             tags = _keeper._instance_tags(base_tags, "on-demand", expires_at)
-            launched = _keeper.launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token, block)
+            launched, _errors = _keeper.launch_on_demand(
+                client, params, plan["launch"]["on_demand"], tags, token, block
+            )
             actions["launched"] += sorted(i["instance_id"] for i in launched)
     elif asg_name and plan["fallback"]["asg_desired"] != run.asg_capacity:
         _aws.set_asg_desired(asg_client(), asg_name, plan["fallback"]["asg_desired"])
