@@ -31,6 +31,13 @@ Control endpoints (not forwarded):
   POST /_proxy/fleet?instances=K&code=C[&message=M]
         every instant fleet (spot or on-demand) launches at most K instances and reports
         the shortfall in ``Errors`` with code C (a capacity or a configuration code)
+  POST /_proxy/offering?instance_type=T&subnet_id=S&available=0
+        refuse spot launches on one offering (type x subnet; either may be omitted to match
+        all; available=1 accepts them again): RunInstances fails with
+        InsufficientInstanceCapacity, an instant fleet whose overrides name a refused offering
+        launches nothing and reports each refused override in ``Errors`` (harsher than EC2,
+        whose fleet would go on to the other overrides)
+  GET  /_proxy/refused            the offerings refused so far, [[type, subnet], ...]
   POST /_proxy/consistency?invisible=S&pending=S
         ids launched from now on stay invisible to DescribeInstances/CreateTags for S
         seconds (InvalidInstanceID.NotFound when asked by id, left out of filtered
@@ -119,6 +126,8 @@ class ProxyState:
         self.invisible_seconds = 0.0
         self.pending_seconds = 0.0
         self.launched = {}  # instance id -> monotonic launch time (only while consistency is played)
+        self.refused_offerings = set()
+        self.refused_log = []
 
     def token_lock(self, token):
         with self.lock:
@@ -257,6 +266,37 @@ def rewrite_describe(data, state, now):
     return _serialize(root)
 
 
+def launch_offerings(action, fields):
+    """The (instance type, subnet) pairs a RunInstances or CreateFleet names."""
+    if action == "RunInstances":
+        return [(_field(fields, "InstanceType"), _field(fields, "SubnetId"))]
+    pairs = {}
+    for name, value in fields:
+        parts = name.split(".")
+        if len(parts) == 5 and parts[0] == "LaunchTemplateConfigs" and parts[2] == "Overrides":
+            pairs.setdefault((parts[1], int(parts[3])), {})[parts[4]] = value
+    return [(pairs[k].get("InstanceType"), pairs[k].get("SubnetId")) for k in sorted(pairs)]
+
+
+def offering_refused(state, offering):
+    instance_type, subnet_id = offering
+    return any(
+        (r_type is None or r_type == instance_type) and (r_subnet is None or r_subnet == subnet_id)
+        for r_type, r_subnet in state.refused_offerings
+    )
+
+
+def offering_errors_xml(offerings, code, message):
+    """A CreateFleet ``errorSet`` with one error per refused override."""
+    items = "".join(
+        "<item><launchTemplateAndOverrides><overrides><instanceType>%s</instanceType><subnetId>%s</subnetId>"
+        "</overrides></launchTemplateAndOverrides><lifecycle>spot</lifecycle><errorCode>%s</errorCode>"
+        "<errorMessage>%s</errorMessage></item>" % (_escape(t or ""), _escape(s or ""), code, _escape(message))
+        for t, s in offerings
+    )
+    return "<errorSet>%s</errorSet>" % items
+
+
 def _first_override(fields):
     spec = {}
     overrides = {}
@@ -363,6 +403,17 @@ def make_handler(state):
                 state.fleet_code = arg("code", "InsufficientInstanceCapacity")
                 state.fleet_message = arg("message") or CAPACITY_MESSAGES.get(state.fleet_code, state.fleet_code)
                 return self._reply(200, json.dumps({"instances": state.fleet_limit, "code": state.fleet_code}))
+            if url.path == "/_proxy/offering":
+                pair = (arg("instance_type"), arg("subnet_id"))
+                with state.lock:
+                    if arg("available", "0") in ("0", "false", "no"):
+                        state.refused_offerings.add(pair)
+                    else:
+                        state.refused_offerings.discard(pair)
+                    return self._reply(200, json.dumps(sorted(map(list, state.refused_offerings), key=str)))
+            if url.path == "/_proxy/refused":
+                with state.lock:
+                    return self._reply(200, json.dumps(state.refused_log))
             if url.path == "/_proxy/consistency":
                 state.invisible_seconds = float(arg("invisible", "0"))
                 state.pending_seconds = float(arg("pending", "0"))
@@ -450,6 +501,17 @@ def make_handler(state):
 
         def _call(self, action, body, fields):
             spot = _is_spot_launch(action, body)
+            if spot and state.refused_offerings and action in ("RunInstances", "CreateFleet"):
+                hit = [o for o in launch_offerings(action, fields) if offering_refused(state, o)]
+                if hit:
+                    code = "InsufficientInstanceCapacity"
+                    message = CAPACITY_MESSAGES.get(code, code)
+                    with state.lock:
+                        state.refused += 1
+                        state.refused_log += [list(o) for o in hit]
+                    if action == "RunInstances":
+                        return 400, [("Content-Type", "text/xml")], error_xml(code, message).encode()
+                    return 200, [("Content-Type", "text/xml")], empty_fleet_xml(offering_errors_xml(hit, code, message))
             if not state.spot_available and spot and not (state.strict and self._instant(action, fields)):
                 with state.lock:
                     state.refused += 1

@@ -327,6 +327,7 @@ def normalize_instance(raw: Dict[str, Any]) -> Dict[str, Any]:
         "market": instance_market(raw),
         "spot_instance_request_id": raw.get("SpotInstanceRequestId"),
         "state_reason": state_reason.get("Code"),
+        "state_transition_reason": raw.get("StateTransitionReason") or None,
         "tags": tag_dict(raw.get("Tags")),
     }
 

@@ -189,6 +189,7 @@ def plan_one(module, client, run: PoolRun, asg_client: Callable[[], Any]) -> Non
         drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
         interrupted_ids=interrupted,
         protected=protected,
+        **_keeper.offering_options(params),
     )
 
 
@@ -258,12 +259,21 @@ def launch_phase(module, client, run: PoolRun, asg_client: Callable[[], Any]) ->
         user_data = _keeper.combine_user_data([_keeper.backstop_script(expires_at), params.get("user_data") or ""])
         block = {"native_minutes": None, "user_data": user_data}
     bucket = _planner.format_time(run.now)[:16]
+    planned_launches = plan["launch"]["spot"] + plan["launch"]["on_demand"]
     if plan["launch"]["spot"]:
         token = _keeper.client_token(run.name, market, plan["launch"]["spot"], run.instances, bucket)
         tags = _keeper._instance_tags(base_tags, "spot", expires_at)
-        launched, error = _keeper.launch_spot(
-            client, params, plan["launch"]["spot"], tags, block, token, fallback.get("on_errors")
+        launched, error, refused = _keeper.launch_spot(
+            client,
+            params,
+            plan["launch"]["spot"],
+            tags,
+            block,
+            token,
+            fallback.get("on_errors"),
+            offerings=plan["offerings"]["launch"],
         )
+        actions["capacity_errors"] = refused
         actions["launched"] += sorted(i["instance_id"] for i in launched)
         if error:
             actions["fallback_error"] = error
@@ -275,10 +285,14 @@ def launch_phase(module, client, run: PoolRun, asg_client: Callable[[], Any]) ->
         else:
             token = _keeper.client_token(run.name, "on-demand", plan["launch"]["on_demand"], run.instances, bucket)
             tags = _keeper._instance_tags(base_tags, "on-demand", expires_at)
-            launched = _keeper.launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token, block)
+            launched, _errors = _keeper.launch_on_demand(
+                client, params, plan["launch"]["on_demand"], tags, token, block
+            )
             actions["launched"] += sorted(i["instance_id"] for i in launched)
     elif asg_name and plan["fallback"]["asg_desired"] != run.asg_capacity:
         _aws.set_asg_desired(asg_client(), asg_name, plan["fallback"]["asg_desired"])
+    actions["launched"] += _keeper.launch_lane(client, params, plan, run.name, run.instances, bucket, base_tags)
+    run.plan = _keeper.hold_rebalance(plan, planned_launches, actions["launched"])
 
 
 def drain_phase(client, runs: Dict[int, PoolRun]) -> Dict[int, List[str]]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import itertools
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from typing import Any
@@ -33,6 +32,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _offerings
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
@@ -43,6 +43,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._input import chec
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_LANE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
 
@@ -150,12 +151,6 @@ def _instance_tags(base_tags: Dict[str, str], market: str, expires_at: Optional[
     return tags
 
 
-def _groups(params: Dict[str, Any]):
-    types = params.get("instance_types") or [params.get("instance_type")]
-    subnets = params.get("subnet_ids") or [params.get("subnet_id")]
-    return list(itertools.product(types, subnets))
-
-
 def _shortfall(launched, count, errors, on_errors, what):
     """Why a launch came back short: a fallback code, or an error raised for what no fallback can fix.
 
@@ -183,47 +178,79 @@ def _shortfall(launched, count, errors, on_errors, what):
     return "InsufficientInstanceCapacity"
 
 
-def launch_spot(client, params, count, tags, block, token, on_errors):
-    """Launch ``count`` spot (or block) instances. Returns (instances, fallback_error_code or None).
+def _spot_attempt(client, params, count, tags, block, token, offerings, on_errors):
+    """One spot launch over ``offerings``. Returns (instances, refused offerings with their error code).
 
-    Blocks go through RunInstances (the lease backstop is user data, which CreateFleet
-    only takes from a template), one call per instance type/subnet group until the
-    count is met; a capacity error moves on to the next group.
+    Several offerings go through one CreateFleet (price-capacity-optimized picks among them);
+    one offering, a block or ``api: run_instances`` go through RunInstances (pools refuse the
+    legacy RequestSpotInstances API, see ``validate_pool_launch``).
     """
-    if not block:
-        try:
-            outcome = _launch.launch(client, params, count, tags, market="spot", client_token=token)
-        except _aws.AnsibleEC2Error as e:
-            code = _aws.error_code(e)
-            if _planner.is_fallback_error(code, on_errors):
-                return [], code
-            raise
+    if not block and len(offerings) > 1 and _launch.choose_api(params) == "fleet":
+        outcome = _launch.launch(client, params, count, tags, market="spot", client_token=token, offerings=offerings)
         launched = outcome["instances"]
-        return launched, _shortfall(launched, count, outcome["errors"], on_errors, "the spot launch")
-    launched: List[Dict[str, Any]] = []
-    last_code = None
-    for index, (instance_type, subnet_id) in enumerate(_groups(params)):
-        remaining = count - len(launched)
-        if remaining <= 0:
-            break
-        extra = dict(instance_type=instance_type, subnet_id=subnet_id)
-        if block:
-            extra.update(
-                user_data=block.get("user_data"),
-                shutdown_behavior="terminate",
-                block_minutes=block.get("native_minutes"),
-            )
-        kwargs = _launch.build_run_instances(
-            params, remaining, tags, market="spot", client_token="%s-%d" % (token[:60], index), **extra
+        refused = []
+        code = _shortfall(launched, count, outcome["errors"], on_errors, "the spot launch")
+        if code:
+            capacity = [e for e in outcome["errors"] if _planner.is_fallback_error(e["code"], on_errors)]
+            named = _offerings.fleet_error_offerings(capacity, offerings)
+            refused = [dict(o, code=o.get("code") or code) for o in named]
+        return launched, refused
+    offering = offerings[0]
+    extra = dict(instance_type=offering.get("instance_type"), subnet_id=offering.get("subnet_id"))
+    if block:
+        extra.update(
+            user_data=block.get("user_data"), shutdown_behavior="terminate", block_minutes=block.get("native_minutes")
         )
+    kwargs = _launch.build_run_instances(params, count, tags, market="spot", client_token=token, **extra)
+    launched = _aws.run_instances(client, **kwargs)
+    # RunInstances gives what capacity the offering had (MinCount 1): a short launch emptied it.
+    refused = [dict(offering, code="InsufficientInstanceCapacity")] if len(launched) < count else []
+    return launched, refused
+
+
+def launch_spot(client, params, count, tags, block, token, on_errors, offerings=None):
+    """Launch ``count`` spot (or block) instances over the plan's offerings.
+
+    Returns ``(instances, fallback_error_code or None, capacity_errors)``. When an offering
+    refuses with a capacity error, the rest of the count is retried in the same run on the
+    offerings not yet refused (the refused ones are remembered in ``capacity_errors``);
+    only when none is left does the caller fall back to on-demand.
+    """
+    remaining_offerings = list(offerings or _offerings.offerings_of(params))
+    launched: List[Dict[str, Any]] = []
+    capacity_errors: List[Dict[str, Any]] = []
+    last_code = None
+    attempt = 0
+    while remaining_offerings and len(launched) < count:
+        # Each attempt launches a different set: it needs its own client token.
+        attempt_token = token if attempt == 0 else "%s-%d" % (token[:60], attempt)
+        attempt += 1
+        batch = remaining_offerings
+        fleet = not block and len(batch) > 1 and _launch.choose_api(params) == "fleet"
+        if not fleet:
+            batch = remaining_offerings[:1]
         try:
-            launched += _aws.run_instances(client, **kwargs)
+            got, refused = _spot_attempt(
+                client, params, count - len(launched), tags, block, attempt_token, batch, on_errors
+            )
         except _aws.AnsibleEC2Error as e:
             code = _aws.error_code(e)
             if not _planner.is_fallback_error(code, on_errors):
                 raise
-            last_code = code
-    return launched, (last_code or "InsufficientInstanceCapacity") if len(launched) < count else None
+            got, refused = [], [dict(o, code=code) for o in batch]
+        launched += got
+        refused = [r for r in refused if _planner.is_fallback_error(r.get("code"), on_errors)] or (
+            [] if len(launched) >= count else [dict(o, code="InsufficientInstanceCapacity") for o in batch]
+        )
+        for entry in refused:
+            last_code = entry.get("code") or last_code
+            capacity_errors.append(entry)
+        gone = {_offerings.key(r) for r in refused}
+        remaining_offerings = [o for o in remaining_offerings if _offerings.key(o) not in gone]
+        if not fleet and len(launched) < count and batch and _offerings.key(batch[0]) not in gone:
+            remaining_offerings = remaining_offerings[1:]
+    short = len(launched) < count
+    return launched, (last_code or "InsufficientInstanceCapacity") if short else None, capacity_errors
 
 
 def launch_on_demand(client, params, count, tags, token, block=None):
@@ -305,6 +332,39 @@ def validate_inputs(params, count_option="desired"):
         raise InputError("drain.command", str(e).split(": ", 1)[1])
 
 
+def offering_options(params):
+    """The planner options of the offerings memory, the on-demand lane and rebalance (spot_pool and spot_pools)."""
+    return dict(
+        on_demand_base=params.get("on_demand_base") or 0,
+        rebalance=params.get("rebalance") or "ignore",
+        offerings=_offerings.offerings_of(params),
+        offering_cooldown_minutes=params.get("offering_cooldown_minutes", _offerings.DEFAULT_COOLDOWN_MINUTES),
+    )
+
+
+def launch_lane(client, params, plan, pool_key, instances, bucket, base_tags):
+    """Launch the on-demand lane's runners the plan asks for; returns their ids.
+
+    They carry the lane tag so the runner hooks register them with the label retried jobs
+    ask for (docs/keeper-planning.md).
+    """
+    count = plan["launch"].get("on_demand_base") or 0
+    if not count:
+        return []
+    token = client_token(pool_key, "on-demand-base", count, instances, bucket)
+    tags = dict(_instance_tags(base_tags, "on-demand", None), **{TAG_LANE: "on-demand"})
+    launched, _errors = launch_on_demand(client, params, count, tags, token)
+    return sorted(i["instance_id"] for i in launched)
+
+
+def hold_rebalance(plan, planned_launches, launched):
+    """Replace first, then drain: with no replacement launched, a recommended instance keeps serving."""
+    if not plan.get("rebalance") or not planned_launches or launched:
+        return plan
+    held = set(plan["rebalance"])
+    return dict(plan, drain=[d for d in plan["drain"] if d["instance_id"] not in held])
+
+
 def validate_pool_launch(params):
     """Launch settings a pool cannot use, refused before any call."""
     if params.get("api") == "request_spot_instances":
@@ -366,6 +426,7 @@ def reconcile(
             mode=block_mode,
             protected=protected,
             interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
+            **offering_options(params),
         )
     except ValueError as e:
         raise ParkingSpotError(message=str(e))
@@ -377,6 +438,7 @@ def reconcile(
         "fallback_error": None,
         "fallback_errors": [],
         "drain_outcomes": [],
+        "capacity_errors": [],
     }
     if module.check_mode or not plan["changed"]:
         return instances, plan, actions
@@ -394,12 +456,21 @@ def reconcile(
         if block_mode == "emulated":
             block["user_data"] = block_user_data(client, params, expires_at)
     bucket = _planner.format_time(now)[:16]
+    planned_launches = plan["launch"]["spot"] + plan["launch"]["on_demand"]
     if plan["launch"]["spot"]:
         token = client_token(pool_key, market, plan["launch"]["spot"], instances, bucket)
         tags = _instance_tags(base_tags, "spot", expires_at)
-        launched, error = launch_spot(
-            client, params, plan["launch"]["spot"], tags, block, token, fallback.get("on_errors")
+        launched, error, refused = launch_spot(
+            client,
+            params,
+            plan["launch"]["spot"],
+            tags,
+            block,
+            token,
+            fallback.get("on_errors"),
+            offerings=plan["offerings"]["launch"],
         )
+        actions["capacity_errors"] = refused
         actions["launched"] += sorted(i["instance_id"] for i in launched)
         if error:
             actions["fallback_error"] = error
@@ -420,6 +491,8 @@ def reconcile(
                 )
     elif asg_client is not None and plan["fallback"]["asg_desired"] != asg_capacity:
         _aws.set_asg_desired(asg_client, asg_name, plan["fallback"]["asg_desired"])
+    actions["launched"] += launch_lane(client, params, plan, pool_key, instances, bucket, base_tags)
+    plan = hold_rebalance(plan, planned_launches, actions["launched"])
 
     if plan["drain"]:
         tag_drains(client, plan["drain"])
@@ -446,7 +519,11 @@ def summarize(plan, actions, window, check_mode):
         "counts": {"by_state": counts["by_state"], "by_market": counts["by_market"]},
         "interrupted": counts["interrupted"],
         "launched": actions["launched"],
-        "would_launch": plan["launch"]["spot"] + plan["launch"]["on_demand"] if check_mode else 0,
+        "would_launch": (
+            plan["launch"]["spot"] + plan["launch"]["on_demand"] + plan["launch"].get("on_demand_base", 0)
+            if check_mode
+            else 0
+        ),
         "terminated": actions["terminated"],
         "draining": sorted(
             set([d["instance_id"] for d in plan["drain"]] + [d["instance_id"] for d in plan["draining"]])
@@ -460,6 +537,7 @@ def summarize(plan, actions, window, check_mode):
         },
         "clipped": plan["clipped"],
         "blocks": plan["blocks"],
+        "offerings": dict(plan.get("offerings") or {}, capacity_errors=actions.get("capacity_errors") or []),
         "window": window,
     }
 

@@ -318,12 +318,18 @@ def _fleet_override(params: Dict[str, Any], instance_type: Optional[str], subnet
 
 
 def build_create_fleet(
-    params: Dict[str, Any], count: int, tags: Dict[str, str], market: str = "spot", client_token=None
+    params: Dict[str, Any], count: int, tags: Dict[str, str], market: str = "spot", client_token=None, offerings=None
 ) -> Dict[str, Any]:
-    """CreateFleet type=instant arguments: one override per (instance type, subnet)."""
+    """CreateFleet type=instant arguments: one override per (instance type, subnet).
+
+    ``offerings`` (``[{instance_type, subnet_id}]``) narrows the overrides to those pairs.
+    """
     types = params.get("instance_types") or [params.get("instance_type")]
     subnets = params.get("subnet_ids") or [params.get("subnet_id")]
-    overrides = [_fleet_override(params, t, n, market) for t, n in itertools.product(types, subnets)]
+    pairs = itertools.product(types, subnets)
+    if offerings is not None:
+        pairs = [(o.get("instance_type"), o.get("subnet_id")) for o in offerings]
+    overrides = [_fleet_override(params, t, n, market) for t, n in pairs]
     kwargs: Dict[str, Any] = {
         "Type": "instant",
         "LaunchTemplateConfigs": [
@@ -401,6 +407,7 @@ def launch(
     tags: Dict[str, str],
     market: str = "spot",
     client_token: Optional[str] = None,
+    offerings: Optional[List[Dict[str, Any]]] = None,
     **run_extra: Any,
 ) -> Dict[str, Any]:
     """Launch up to ``count`` instances with one write call.
@@ -419,7 +426,7 @@ def launch(
         kwargs = build_run_instances(params, count, tags, market=market, client_token=client_token, **run_extra)
         result["instances"] = _aws.run_instances(client, **kwargs)
     elif api == "fleet":
-        kwargs = build_create_fleet(params, count, tags, market, client_token)
+        kwargs = build_create_fleet(params, count, tags, market, client_token, offerings)
         check_fleet_model(client, kwargs)
         fleet = _aws.create_fleet(client, **kwargs)
         result["errors"] = fleet["errors"]

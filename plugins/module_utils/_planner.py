@@ -18,15 +18,19 @@ The rules are described for users in docs/keeper-planning.md.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import fnmatch
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _offerings
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as PlanError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_LANE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REBALANCE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import parse_time
@@ -409,13 +413,44 @@ def plan_pool(
     interrupted_ids=None,
     mode="emulated",
     protected=None,
+    on_demand_base=0,
+    rebalance="ignore",
+    offerings=None,
+    offering_cooldown_minutes=_offerings.DEFAULT_COOLDOWN_MINUTES,
 ):
     """Plan one reconcile of a pool.  See the module docstring and docs/keeper-planning.md.
 
     ``mode`` is the block mode (emulated|native); it only changes which durations are allowed.
     ``protected`` are ids never drained to shrink the pool (busy runners of a queue-driven pool,
     see _demand.py); the pool then stays above ``desired`` until they may go.
+    ``on_demand_base`` runners are kept on-demand in their own lane (see ``_plan_with_base``);
+    ``rebalance: replace`` replaces instances tagged ``parkingspot:rebalance`` before draining them;
+    ``offerings`` (``[{instance_type, subnet_id}]``) are narrowed for the next launch (``_offerings``).
     """
+    if on_demand_base:
+        return _plan_with_base(
+            instances,
+            now,
+            desired,
+            on_demand_base,
+            dict(
+                market=market,
+                duration_minutes=duration_minutes,
+                renew_before_minutes=renew_before_minutes,
+                fallback=fallback,
+                spot_available=spot_available,
+                quota=quota,
+                vcpus=vcpus,
+                launch_instance_types=launch_instance_types,
+                drain_timeout_seconds=drain_timeout_seconds,
+                interrupted_ids=interrupted_ids,
+                mode=mode,
+                protected=protected,
+                rebalance=rebalance,
+                offerings=offerings,
+                offering_cooldown_minutes=offering_cooldown_minutes,
+            ),
+        )
     now = parse_time(now)
     if now is None:
         raise PlanError("now", "must be an aware date and time")
@@ -436,6 +471,8 @@ def plan_pool(
     seen = set()
     times = _Times()
     pool = sorted((_validate_instance(i, inst, seen, times) for i, inst in enumerate(instances)), key=lambda x: x["id"])
+    rebalance_ids = _rebalance_ids(pool, rebalance)
+    interrupted_ids |= rebalance_ids
     quota_set = any(quota[k] is not None for k in ("max_vcpus", "per_owner_max_vcpus", "account_available_vcpus"))
     vcpus = dict(vcpus or {})
     launch_types = sorted(set(launch_instance_types or ()))
@@ -519,6 +556,8 @@ def plan_pool(
         for inst in surplus:
             drain[inst["id"]] = (default_deadline, f"surplus (desired {desired}): draining it")
         launch_od = max(0, desired - len(capacity) - asg)
+
+    _drain_rebalanced(drain, terminate, rebalance_ids, default_deadline)
 
     # vCPU arithmetic: everything that still runs after this plan's terminations.
     live_before = [i for i in pool if i["state"] in ("pending", "running", "stopping")]
@@ -607,7 +646,102 @@ def plan_pool(
             "asg_desired": None if fallback["asg_capacity"] is None else asg - asg_release + launch_od,
         },
         "reasons": [summary] + reasons,
+        "rebalance": sorted(rebalance_ids),
     }
+    try:
+        plan["offerings"] = _offerings.plan_offerings(instances, now, list(offerings or []), offering_cooldown_minutes)
+    except ValueError as e:
+        raise PlanError("offering_cooldown_minutes", str(e).split(": ", 1)[-1])
+    plan["reasons"] += [
+        "offering {} / {} left out of the next launch: {} at {}".format(
+            o["instance_type"], o["subnet_id"], o["reason"], o["at"]
+        )
+        for o in plan["offerings"]["excluded"]
+    ]
+    plan["changed"] = _changed(plan)
+    return plan
+
+
+# ---------------------------------------------------------------- rebalance and the on-demand lane
+
+
+def _rebalance_ids(pool, rebalance):
+    """Live instances with a rebalance recommendation that ``rebalance: replace`` acts on."""
+    if rebalance not in ("ignore", "replace"):
+        raise PlanError("rebalance", f"must be ignore or replace, got {rebalance!r}")
+    if rebalance == "ignore":
+        return set()
+    return {
+        i["id"]
+        for i in pool
+        if i["state"] in ("pending", "running")
+        and TAG_REBALANCE in i["tags"]
+        and i["tags"].get(TAG_STATE) not in ("draining", "drained")
+    }
+
+
+def _drain_rebalanced(drain, terminate, rebalance_ids, deadline):
+    """Drain instances with a rebalance recommendation; the caller launches before it drains.
+
+    They were left out of the capacity (like an interruption notice), so this plan already
+    launches their replacements.
+    """
+    for iid in sorted(rebalance_ids):
+        if iid not in terminate and iid not in drain:
+            drain[iid] = (deadline, "has a rebalance recommendation: replacement launched first, draining it")
+
+
+def _in_lane(inst):
+    tags = inst.get("tags") or {}
+    market = inst.get("market") or tags.get(TAG_MARKET) or "spot"
+    return market == "on-demand" and tags.get(TAG_LANE) == "on-demand"
+
+
+def _plan_with_base(instances, now, desired, on_demand_base, options):
+    """``on_demand_base``: N on-demand runners kept in their own lane whatever spot does.
+
+    Like an ASG's OnDemandBaseCapacity the base is part of ``desired`` (at most ``desired``
+    runners are on-demand base). The lane (on-demand instances tagged ``parkingspot:lane=on-demand``)
+    is planned as a pool of its own that only launches on-demand; the rest of the pool is
+    planned as before for ``desired - base``. Spot outcomes (interruptions, capacity errors,
+    the fallback) touch only the rest, so the lane holds under every one of them.
+    """
+    desired = _whole(desired, "desired")
+    base = min(_whole(on_demand_base, "on_demand_base"), desired)
+    if not isinstance(instances, (list, tuple)):
+        raise PlanError("instances", "must be a list")
+    lane = [i for i in instances if isinstance(i, dict) and _in_lane(i)]
+    rest = [i for i in instances if not (isinstance(i, dict) and _in_lane(i))]
+    main = plan_pool(rest, now, desired - base, **options)
+    lane_options = dict(options, market="spot", fallback={"enabled": True, "max": base}, spot_available=False)
+    lane_options.update(quota=None, vcpus=None, launch_instance_types=None, rebalance="ignore")
+    lane_plan = plan_pool(lane, now, base, **lane_options)
+    return _merge_lane(main, lane_plan, desired, base)
+
+
+def _merge_lane(main, lane, desired, base):
+    plan = copy.deepcopy(main)
+    plan["desired"] = desired
+    counts, other = plan["counts"], lane["counts"]
+    for name in ("by_state", "by_market", "terminating"):
+        for k, v in other[name].items():
+            counts[name][k] = counts[name].get(k, 0) + v
+    for name in ("capacity", "kept", "draining", "expiring", "interrupted"):
+        counts[name] += other[name]
+    plan["launch"]["on_demand_base"] = lane["launch"]["on_demand"]
+    plan["drain"] = sorted(plan["drain"] + lane["drain"], key=lambda d: d["instance_id"])
+    plan["draining"] = plan["draining"] + lane["draining"]
+    plan["terminate"] = sorted(plan["terminate"] + lane["terminate"])
+    plan["on_demand_base"] = {
+        "base": base,
+        "in_lane": other["capacity"],
+        "launch": lane["launch"]["on_demand"],
+        "drain": [d["instance_id"] for d in lane["drain"]],
+    }
+    plan["reasons"] += [
+        f"on_demand_base {base}: {other['capacity']} on-demand runner(s) in the lane, "
+        f"launching {lane['launch']['on_demand']}"
+    ] + lane["reasons"][1:]
     plan["changed"] = _changed(plan)
     return plan
 
@@ -665,9 +799,12 @@ def plan_diff(plan):
     gone = counts["terminating"]
     after = {
         "desired": plan["desired"],
-        "capacity": counts["kept"] + launched,
+        "capacity": counts["kept"] + launched + plan["launch"].get("on_demand_base", 0),
         "spot": counts["by_market"]["spot"] - gone["spot"] + plan["launch"]["spot"],
-        "on_demand": counts["by_market"]["on_demand"] - gone["on_demand"] + plan["launch"]["on_demand"],
+        "on_demand": counts["by_market"]["on_demand"]
+        - gone["on_demand"]
+        + plan["launch"]["on_demand"]
+        + plan["launch"].get("on_demand_base", 0),
         "draining": counts["draining"] + len(plan["drain"]),
     }
     return {"before": before, "after": after}
@@ -678,6 +815,7 @@ def _changed(plan):
     return bool(
         plan["launch"]["spot"]
         or plan["launch"]["on_demand"]
+        or plan["launch"].get("on_demand_base")
         or plan["drain"]
         or plan["terminate"]
         or asg["asg_desired"] != asg["asg_capacity"]
@@ -703,7 +841,9 @@ def plan_fallback(plan, launched_spot, error):
         new[key] = list(plan[key])
     # What the pool still lacks: spot launches may also have been meant to replace on-demand
     # instances that keep serving, so count from the capacity the plan keeps.
-    shortfall = max(0, plan["desired"] - plan["counts"]["kept"] - launched_spot)
+    # The on-demand lane's launches are planned already: they are not part of the shortfall.
+    base_launch = plan["launch"].get("on_demand_base", 0)
+    shortfall = max(0, plan["desired"] - plan["counts"]["kept"] - launched_spot - base_launch)
     new["launch"]["spot"] = launched_spot
     new["fallback"]["error"] = error
     new["fallback"]["spot_available"] = False

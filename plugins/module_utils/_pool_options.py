@@ -49,6 +49,9 @@ def pool_argument_spec() -> Dict[str, Any]:
         quota=_quota.QUOTA_ARGUMENT_SPEC,
         demand=_demand.DEMAND_ARGUMENT_SPEC,
         scaling=_demand.SCALING_ARGUMENT_SPEC,
+        on_demand_base=dict(type="int", default=0),
+        rebalance=dict(type="str", default="ignore", choices=["ignore", "replace"]),
+        offering_cooldown_minutes=dict(type="int", default=15),
         now=dict(type="str"),
     )
     spec.update(_launch.LAUNCH_ARGUMENT_SPEC)
@@ -67,6 +70,9 @@ def desired_now(params, now):
             raise ValueError("on_demand_fallback.max: must be 0 or more")
         if params["drain"].get("timeout", 0) < 0:
             raise ValueError("drain.timeout: must be 0 or more")
+        for option in ("on_demand_base", "offering_cooldown_minutes"):
+            if params.get(option) is not None and params[option] < 0:
+                raise ValueError("%s: must be 0 or more" % option)
         return _schedule.desired_at(now, params["desired"], windows, tz)
     except ValueError as e:
         raise ParkingSpotError(message=str(e))

@@ -112,6 +112,35 @@ options:
       asg_name:
         description: Raise the desired capacity of this auto scaling group instead of launching instances.
         type: str
+  on_demand_base:
+    description:
+      - On-demand runners the pool keeps whatever spot does (as an auto scaling group's C(OnDemandBaseCapacity)).
+        They are part of the desired count (at most the desired count of them), are tagged
+        C(parkingspot:market=on-demand) and C(parkingspot:lane=on-demand), and are never replaced by spot.
+      - The built-in runner registration hook gives them a label of their own so CI systems can send retried jobs
+        there; see the collection's C(docs/keeper-planning.md).
+    type: int
+    default: 0
+  rebalance:
+    description:
+      - What a rebalance recommendation does. V(replace) launches a replacement for every instance tagged
+        C(parkingspot:rebalance) (the cleanup_hooks role's C(rebalance_tag) hook sets it) and then drains it,
+        as EC2 Auto Scaling's capacity rebalancing does. V(ignore) leaves such instances serving until the cloud
+        interrupts them.
+    type: str
+    default: ignore
+    choices: [ignore, replace]
+  offering_cooldown_minutes:
+    description:
+      - Offerings (instance type x subnet of O(instance_types) and O(subnet_ids)) that interrupted one of the
+        pool's instances, or refused a launch, within these minutes are left out of the next launch unless
+        nothing else is left. Interruptions are read from the instances the reconcile lists anyway (EC2 lists
+        terminated instances for about an hour), so this costs no API call.
+      - When a launch is refused with a capacity error, the rest of it is retried on the offerings not yet
+        refused in the same run before the on-demand fallback.
+      - V(0) forgets past interruptions (this run's capacity errors still count).
+    type: int
+    default: 15
   drain:
     description: How an instance is drained before it is terminated.
     type: dict
@@ -381,6 +410,21 @@ pool:
       elements: dict
       sample:
         - {instance_id: i-0a1b2c3d4e5f60718, expires_at: "2030-01-07T14:00:00Z", remaining_minutes: 95, status: active}
+    offerings:
+      description:
+        - C(launch), the offerings (instance_type, subnet_id) the next launch may use; C(excluded), those left
+          out with the C(reason) and time C(at); C(cooldown_minutes); C(capacity_errors), the offerings that
+          refused a launch in this run with their error C(code).
+      type: dict
+      sample:
+        launch: [{instance_type: m7i.large, subnet_id: subnet-0b1c2d3e}]
+        excluded:
+          - instance_type: m6i.large
+            subnet_id: subnet-0a1b2c3d
+            reason: interruption of i-0a1b2c3d4e5f60718
+            at: "2030-01-07T13:58:00Z"
+        cooldown_minutes: 15
+        capacity_errors: []
     window:
       description: The schedule window in force, or null when O(desired) applies.
       type: dict

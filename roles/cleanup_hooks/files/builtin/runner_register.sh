@@ -15,6 +15,9 @@
 #                         authentication token (glrt-..., tags set on the runner in GitLab) or a
 #                         legacy registration token (tags from PS_RUNNER_LABELS)
 #   PS_RUNNER_LABELS      comma-separated labels / tags of the pool
+#   PS_ON_DEMAND_LABELS   comma-separated labels added when this instance is in the pool's on-demand
+#                         lane (tag parkingspot:lane=on-demand, see spot_pool's on_demand_base), so
+#                         retried jobs can ask for a runner that is not spot
 #   PS_AWS_REGION         region of the parameter
 #   GitHub: PS_GITHUB_URL (https://github.com/ORG or https://github.com/ORG/REPO, required),
 #           PS_GITHUB_API_URL (default https://api.github.com), PS_RUNNER_DIR (default
@@ -58,6 +61,17 @@ if [ -z "$secret" ]; then
     exit 1
 fi
 
+labels=${PS_RUNNER_LABELS:-}
+if [ -n "${PS_ON_DEMAND_LABELS:-}" ]; then
+    lane=$(aws ${PS_AWS_REGION:+--region "$PS_AWS_REGION"} ec2 describe-tags --filters \
+        "Name=resource-id,Values=$instance" "Name=key,Values=parkingspot:lane" \
+        --query "Tags[0].Value" --output text) || lane=
+    if [ "$lane" = on-demand ]; then
+        labels=${labels:+$labels,}$PS_ON_DEMAND_LABELS
+        ps_log "on-demand lane: adding labels $PS_ON_DEMAND_LABELS"
+    fi
+fi
+
 if [ "$kind" = gitlab ]; then
     ps_require gitlab-runner
     if [ -z "${PS_GITLAB_URL:-}" ]; then
@@ -71,7 +85,7 @@ if [ "$kind" = gitlab ]; then
     fi
     case "$secret" in
         glrt-*) CI_SERVER_TOKEN=$secret gitlab-runner "$@" ;;
-        *) REGISTRATION_TOKEN=$secret gitlab-runner "$@" --tag-list "${PS_RUNNER_LABELS:-}" ;;
+        *) REGISTRATION_TOKEN=$secret gitlab-runner "$@" --tag-list "$labels" ;;
     esac || {
         ps_log "gitlab-runner register failed"
         exit 1
@@ -108,7 +122,7 @@ user=${PS_RUNNER_USER:-runner}
 printf 'ACTIONS_RUNNER_HOOK_JOB_STARTED=%s\nACTIONS_RUNNER_HOOK_JOB_COMPLETED=%s\n' \
     "$here/github_job_started.sh" "$here/github_job_completed.sh" >>"$dir/.env"
 if ! runuser -u "$user" -- "$dir/config.sh" --unattended --url "$url" --token "$registration" \
-    --name "$instance" --labels "${PS_RUNNER_LABELS:-}" --ephemeral --disableupdate --replace; then
+    --name "$instance" --labels "$labels" --ephemeral --disableupdate --replace; then
     ps_log "config.sh failed"
     exit 1
 fi

@@ -201,7 +201,7 @@ def test_elb_deregister_reports_failure_and_needs_arns(env):
 
 def test_aws_hooks_without_the_cli_say_so(env, tmp_path):
     os.unlink(tmp_path / "bin" / "aws")
-    for hook in ("elb_deregister", "tag_instance", "eip_handoff"):
+    for hook in ("elb_deregister", "tag_instance", "eip_handoff", "rebalance_tag"):
         proc = run(hook, env, PS_TARGET_GROUP_ARNS="arn:x", PS_EIP_ALLOCATION_ID="eipalloc-1")
         assert proc.returncode == 127 and "aws not found" in proc.stderr
 
@@ -248,6 +248,20 @@ def test_tag_instance_tags_with_the_notice_time(env):
     ]
 
 
+def test_rebalance_tag_marks_the_instance_for_replacement(env):
+    proc = run("rebalance_tag", env, PARKINGSPOT_ACTION="rebalance", PS_AWS_REGION="eu-west-1")
+    assert proc.returncode == 0, proc.stderr
+    assert calls(env) == [
+        f"aws --region eu-west-1 ec2 create-tags --resources {INSTANCE} "
+        "--tags Key=parkingspot:rebalance,Value=2026-01-01T10:02:00Z"
+    ]
+
+
+def test_rebalance_tag_leaves_other_notices_alone(env):
+    proc = run("rebalance_tag", env, PARKINGSPOT_ACTION="terminate")
+    assert proc.returncode == 0 and calls(env) == []
+
+
 def test_tag_instance_needs_the_instance_id(env):
     proc = run("tag_instance", env, PARKINGSPOT_INSTANCE_ID="")
     assert proc.returncode == 2 and calls(env) == []
@@ -258,7 +272,7 @@ def test_shell_hooks_are_shellcheck_clean():
     if shellcheck is None:
         pytest.skip("shellcheck not installed (Debian package shellcheck)")
     scripts = sorted(glob.glob(os.path.join(BUILTIN, "*.sh")))
-    assert len(scripts) == 14
+    assert len(scripts) == 15
     argv = [shellcheck, "-s", "sh", "-x", "-P", "SCRIPTDIR"] + scripts
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout

@@ -17,7 +17,8 @@ SECRET = "ghp_SECRETsecretSECRET"
 
 FAKES = {
     # ssm get-parameter prints the secret; create-tags is logged.
-    "aws": 'echo "aws $*" >> "$FAKE_LOG"; case "$*" in *get-parameter*) printf "%s\\n" "$FAKE_SECRET";; esac',
+    "aws": 'echo "aws $*" >> "$FAKE_LOG"; case "$*" in *get-parameter*) printf "%s\\n" "$FAKE_SECRET";; '
+    '*describe-tags*) printf "%s\\n" "${FAKE_LANE:-None}";; esac',
     # The registration-token POST reads its Authorization header from stdin.
     "curl": (
         'echo "curl $*" >> "$FAKE_LOG"; [ -n "${FAKE_CURL_FAIL:-}" ] && exit 22; case "$*" in *registration-token*) '
@@ -153,3 +154,29 @@ def test_github_refusal_stops_before_config(env):
     assert "GitHub refused a registration token for orgs/x" in proc.stderr
     assert not any(line.startswith(("config.sh", "run.sh")) for line in calls(env))
     assert SECRET not in proc.stderr
+
+
+@pytest.mark.parametrize("lane, expected", [("on-demand", "self-hosted,linux,x64,on-demand,retry"), ("None", None)])
+def test_runners_in_the_on_demand_lane_get_its_labels(env, lane, expected):
+    proc = run(
+        env, "github", PS_GITHUB_URL="https://github.com/example", PS_ON_DEMAND_LABELS="on-demand,retry", FAKE_LANE=lane
+    )
+    assert proc.returncode == 0, proc.stderr
+    log = calls(env)
+    assert any("describe-tags" in line and f"Name=resource-id,Values={INSTANCE}" in line for line in log)
+    config = next(line for line in log if line.startswith("config.sh"))
+    assert f"--labels {expected or 'self-hosted,linux,x64'} --ephemeral" in config
+
+
+def test_gitlab_legacy_registration_gets_the_lane_tags(env):
+    proc = run(
+        env,
+        "gitlab",
+        PS_GITLAB_URL="https://gitlab.example.com",
+        PS_ON_DEMAND_LABELS="on-demand",
+        FAKE_LANE="on-demand",
+        FAKE_SECRET="legacy-registration",
+    )
+    assert proc.returncode == 0, proc.stderr
+    register = next(line for line in calls(env) if line.startswith("gitlab-runner register"))
+    assert "--tag-list self-hosted,linux,x64,on-demand " in register

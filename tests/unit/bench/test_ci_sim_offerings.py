@@ -1,0 +1,64 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The offerings simulation on tiny hand-made traces: per-offering capacity and interruptions,
+the on-demand lane, re-runs only on on-demand."""
+
+import json
+
+from ansible_collections.parkingspot.ec2.bench import ci_sim
+from ansible_collections.parkingspot.ec2.bench import ci_sim_offerings
+
+DAY = {"days": 1.0, "seed": 7}
+
+
+def trace(tmp_path, name, gap, values):
+    path = tmp_path / name
+    path.write_text(json.dumps({"metadata": {"gap_seconds": gap}, "data": values}))
+    return name
+
+
+def offering(cfg, tmp_path, name, up, falls=()):
+    """An offering whose availability is ``up`` all day and whose preemption trace falls at ``falls`` (hours)."""
+    values = [1] * 25
+    for hour in falls:
+        values[hour] = 0
+    pre = trace(tmp_path, name + "-pre.json", 3600, values)
+    avail = trace(tmp_path, name + "-avail.json", 3600, [1 if up else 0] * 25)
+    drops = ci_sim.trace_drops(cfg, *ci_sim.load_trace(str(tmp_path), pre, "preemption"))
+    return {"drops": drops, "availability": ci_sim.Availability(dict(cfg, availability=avail))}
+
+
+def simulate(tmp_path, offerings_spec, base=1, cooldown=15):
+    cfg = ci_sim.validate_config(dict(DAY, traces=str(tmp_path)))
+    offerings = [offering(cfg, tmp_path, "o%d" % k, *spec) for k, spec in enumerate(offerings_spec)]
+    sim = ci_sim_offerings.OfferingsSim(cfg, ci_sim.job_stream(cfg), offerings, base, cooldown)
+    return sim, sim.run()
+
+
+def test_an_unavailable_offering_is_skipped_without_on_demand_fallback(tmp_path):
+    sim, res = simulate(tmp_path, [(False,), (True,)])
+    spot = [iid for iid, inst in sim.instances.items() if inst.market == "spot"]
+    assert spot and all(sim.offering_of[iid] == 1 for iid in spot)
+    assert res["spot_launch_failures"] == 0
+    # On-demand: the lane runner only.
+    on_demand = [inst for inst in sim.instances.values() if inst.market == "on-demand"]
+    assert len(on_demand) == 1 and on_demand[0].tags["parkingspot:lane"] == "on-demand"
+    assert res["lane_instance_hours"] > 23
+
+
+def test_when_no_offering_is_available_the_fallback_launches_on_demand(tmp_path):
+    sim, res = simulate(tmp_path, [(False,), (False,)])
+    assert res["spot_launch_failures"] > 0 and res["launched_spot"] == 0
+    assert res["launched_on_demand"] > 1  # the lane and the fallback
+
+
+def test_an_interrupted_offering_is_left_out_and_reruns_go_to_on_demand(tmp_path):
+    # Offering 0 is interrupted at 10:00 and 11:00 (peak hours); offering 1 never.
+    sim, res = simulate(tmp_path, [(True, (10, 11)), (True,)])
+    assert res["notices"] > 0 and res["offering_exclusions"] > 0
+    assert res["jobs_lost_to_interruption"] + res["jobs_lost_other"] == 0
+    # Every spot instance launched in the cooldown after a fall went to offering 1.
+    for iid, inst in sim.instances.items():
+        if inst.market == "spot" and 10 * 3600 < inst.launched < 10 * 3600 + 15 * 60:
+            assert sim.offering_of[iid] == 1
+    # No re-run ran on spot: every job cut by an interruption finished on an on-demand runner.
+    assert all(j["done"] is not None for j in sim.jobs if j["retry"])
