@@ -38,9 +38,7 @@ options:
     elements: dict
     required: true
 extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
+  - parkingspot.ec2.aws
 notes:
   - Supports check mode (returns every pool's plan without a write call) and diff mode (counts before and after,
     one entry per changed pool).
