@@ -25,6 +25,7 @@ CSV_COLUMNS = (
     "instance_id",
     "market",
     "instance_type",
+    "platform",
     "zone",
     "state",
     "start",

@@ -65,11 +65,22 @@ def transition_time(reason):
     return to_utc(match.group(1)) if match else None
 
 
+# The platforms (DescribeInstances ``PlatformDetails``) whose spot price history EC2 publishes under
+# the same name as a ``ProductDescription``. Instances of any other platform (a BYOL image, Windows
+# with SQL Server, ...) are left unpriced rather than priced as Linux/UNIX.
+LINUX = "Linux/UNIX"
+PRICED_PLATFORMS = (LINUX, "Red Hat Enterprise Linux", "SUSE Linux", "Windows")
+
+
+def platform_of(instance):
+    return instance.get("PlatformDetails") or LINUX
+
+
 def price_timelines(records):
-    """``{(instance_type, zone): [(time, price), ...]}`` sorted by time."""
+    """``{(instance_type, zone, product): [(time, price), ...]}`` sorted by time."""
     timelines = {}
     for rec in records:
-        key = (rec["InstanceType"], rec["AvailabilityZone"])
+        key = (rec["InstanceType"], rec["AvailabilityZone"], rec.get("ProductDescription") or LINUX)
         timelines.setdefault(key, []).append((to_utc(rec["Timestamp"]), float(rec["SpotPrice"])))
     for points in timelines.values():
         points.sort()
@@ -162,6 +173,7 @@ def _new_row(pool, owner, instance_id):
         "instance_id": instance_id,
         "market": "spot",
         "instance_type": None,
+        "platform": LINUX,
         "zone": None,
         "state": None,
         "start": None,
@@ -205,6 +217,7 @@ def usage_rows(
         if tags.get(TAG_MARKET) == "on-demand":
             row["market"] = "on-demand"
         row["instance_type"] = inst.get("InstanceType")
+        row["platform"] = platform_of(inst)
         row["zone"] = (inst.get("Placement") or {}).get("AvailabilityZone")
         row["state"] = (inst.get("State") or {}).get("Name")
         start = to_utc(inst["LaunchTime"])
@@ -225,7 +238,7 @@ def usage_rows(
         _price_row(
             row,
             hours,
-            timelines.get((row["instance_type"], row["zone"])),
+            timelines.get((row["instance_type"], row["zone"], row["platform"])),
             start,
             stop,
             feed.get(iid),
@@ -251,7 +264,9 @@ def usage_rows(
 
 
 def _price_row(row, hours, points, start, stop, feed_info, overrides):
-    od_price, _source = on_demand_price(row["instance_type"], overrides)
+    od_price, source = on_demand_price(row["instance_type"], overrides)
+    if row["platform"] != LINUX and source != "user":
+        od_price = None  # the built-in table holds Linux/UNIX prices only
     row["on_demand_price"] = od_price
     row["on_demand_cost"] = round(od_price * hours, 6) if od_price is not None else None
     if feed_info:

@@ -309,7 +309,8 @@ def read_prices(client, instances, feed_ids, now):
     zones = sorted({(i.get("Placement") or {}).get("AvailabilityZone") for i in spot} - {None})
     query = {
         "InstanceTypes": sorted({i["InstanceType"] for i in spot}),
-        "ProductDescriptions": ["Linux/UNIX"],
+        "ProductDescriptions": sorted({usage.platform_of(i) for i in spot} & set(usage.PRICED_PLATFORMS))
+        or [usage.LINUX],
         "StartTime": start,
         "EndTime": now,
     }

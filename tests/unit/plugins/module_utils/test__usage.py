@@ -54,7 +54,7 @@ PRICES = [
 
 
 def test_integrate_price_is_time_weighted():
-    points = _usage.price_timelines(PRICES)[("m5.large", "us-east-1a")]
+    points = _usage.price_timelines(PRICES)[("m5.large", "us-east-1a", "Linux/UNIX")]
     cost, approx = _usage.integrate_price(points, at(1), at(3.5))
     assert cost == pytest.approx(0.040 * 1 + 0.020 * 1.5)
     assert approx is False
@@ -76,6 +76,30 @@ def test_running_spot_instance_cost_partial_hours_and_savings():
     assert row["cost_source"] == "price_history"
     assert row["on_demand_cost"] == pytest.approx(0.096 * 9)
     assert row["savings"] == pytest.approx(0.096 * 9 - 0.2)
+
+
+def test_each_platform_is_priced_from_its_own_history_and_never_as_linux():
+    windows = dict(instance("i-win", 1), PlatformDetails="Windows")
+    byol = dict(instance("i-byol", 1), PlatformDetails="Red Hat BYOL Linux")
+    history = PRICES + [
+        {
+            "InstanceType": "m5.large",
+            "AvailabilityZone": "us-east-1a",
+            "ProductDescription": "Windows",
+            "SpotPrice": "0.100",
+            "Timestamp": at(-1),
+        }
+    ]
+    rows = {r["instance_id"]: r for r in _usage.usage_rows([windows, byol], [], history, NOW)}
+    assert rows["i-win"]["platform"] == "Windows"
+    assert rows["i-win"]["cost"] == pytest.approx(0.100 * 9)
+    # The built-in on-demand table is Linux/UNIX: no Windows figure from it, so no made-up savings.
+    assert rows["i-win"]["on_demand_price"] is None and rows["i-win"]["savings"] is None
+    # A platform without a spot price history of its own stays unpriced.
+    assert rows["i-byol"]["cost"] is None and rows["i-byol"]["on_demand_price"] is None
+    # A price the user gives for the type is used whatever the platform.
+    given = _usage.usage_rows([windows], [], history, NOW, on_demand_overrides={"m5.large": 0.188})
+    assert given[0]["on_demand_price"] == pytest.approx(0.188)
 
 
 def test_terminated_instance_partial_last_hour_from_transition_reason():
