@@ -97,3 +97,16 @@ def test_datafeed_errors_name_the_bucket(s3):
             _aws_pricing.list_datafeed_objects(s3, "my-feed-bucket", "spot/")
     # The bucket in the message needs amazon.aws >= 11.3.0 (placeholders in handler descriptions).
     assert raised.value.message == "Failed to list spot data feed files in bucket my-feed-bucket"
+
+
+def test_snapshot_lookup_reads_every_page(ec2):
+    # EC2 returns at most 1000 snapshots a page: a named snapshot on the second page must be found.
+    def snap(sid, name):
+        return {"SnapshotId": sid, "VolumeId": "vol-1", "State": "completed", "Tags": [{"Key": "Name", "Value": name}]}
+
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_snapshots", {"Snapshots": [snap("snap-1", "other")], "NextToken": "page-2"})
+        stub.add_response("describe_snapshots", {"Snapshots": [snap("snap-2", "root-a")]})
+        found = _aws_volumes.find_snapshots(ec2, {"Name": "root-a"})
+        stub.assert_no_pending_responses()
+    assert [s["snapshot_id"] for s in found] == ["snap-2"]
