@@ -63,6 +63,13 @@ options:
       - CSV cells that begin with C(=), C(+), C(-) or C(@) (text a spreadsheet would run as a formula) are
         written with a leading C(') as OWASP recommends; numbers stay numbers.
       - Checked before anything is read; an unwritable O(dest) fails with an error naming it.
+      - May instead be an S3 URL, C(s3://bucket) or C(s3://bucket/prefix) (where AWX users can reach the files
+        after the job's container is gone). Both files are then uploaded with C(PutObject) under the prefix
+        (C(text/csv) and C(text/html), UTF-8), server-side encryption left to the bucket's default. When the
+        second upload fails, the first object this run wrote is deleted again (S3 has no atomic rename, so a
+        previous pair under the same prefix is not kept; enable bucket versioning to keep history).
+        Every run uploads, so C(changed) is always true, in check mode too. The URL is checked before any call
+        (a missing or invalid bucket name fails naming O(dest)); write access shows only at upload time.
     type: path
   title:
     description: Title of the HTML page.
@@ -82,7 +89,9 @@ options:
       - On-demand price per instance-hour in USD by instance type, overriding the shipped table.
     type: dict
 notes:
-  - Supports check mode; in check mode nothing is written and C(changed) says whether the files would change.
+  - Supports check mode; in check mode nothing is written and C(changed) says whether the files would change
+    (always true for an S3 O(dest)).
+  - An S3 O(dest) needs C(s3:PutObject) and C(s3:DeleteObject) on the report keys (see C(docs/iam/reports.json)).
   - Costs are estimates; the data feed charge is the closest to the bill.
 extends_documentation_fragment:
   - parkingspot.ec2.aws
@@ -107,6 +116,16 @@ EXAMPLES = r"""
     datafeed_bucket: example-spot-datafeed
     datafeed_prefix: feed/
     dest: /srv/reports/spot-all
+
+- name: Nightly report into S3 (AWX jobs run in throw-away containers)
+  parkingspot.ec2.spot_usage_report:
+    lookback_hours: 24
+    dest: s3://example-reports/parkingspot/nightly
+  register: usage
+
+- name: Where the files went
+  ansible.builtin.debug:
+    msg: "{{ usage.files.html }}"  # s3://example-reports/parkingspot/nightly/usage-report.html
 """
 
 RETURN = r"""
@@ -196,7 +215,9 @@ datafeed:
       type: list
       sample: [{source: "spot-feed/2030-01-07-12.001.gz", line: 7, reason: "expected 9 tab-separated fields, got 4"}]
 files:
-  description: Paths written (or that would be written) under O(dest); empty without O(dest).
+  description:
+    - Paths written (or that would be written) under O(dest); empty without O(dest).
+    - C(s3://bucket/key) URLs when O(dest) is an S3 URL.
   returned: always
   type: dict
   sample: {csv: /var/tmp/report/usage-report.csv, html: /var/tmp/report/usage-report.html}
@@ -214,6 +235,7 @@ import re
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_s3
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
@@ -229,6 +251,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_ut
 _FEED_NAME = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.\d+\.[^./]+\.gz$")
 _PRICE_HISTORY_DAYS = 90
 _MAX_LOOKBACK_HOURS = 10 * 366 * 24
+_S3_CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
 def validate(params):
@@ -245,7 +268,12 @@ def validate(params):
         raise InputError("pools", "must name at least one pool (omit it for all pools)")
     _identity.check_names(params["pools"], "pools")
     validate_prices(params["on_demand_prices"])
-    if params["dest"]:
+    if params["dest"] and is_s3(params["dest"]):
+        try:
+            _aws_s3.parse_url(params["dest"])
+        except ValueError as exc:
+            raise InputError("dest", str(exc)) from exc
+    elif params["dest"]:
         try:
             report_html.check_dest(params["dest"])
         except ValueError as exc:
@@ -326,8 +354,36 @@ def in_window(row, start, now):
     return not (row["end"] and to_utc(row["end"]) < start)
 
 
-def write_report(params, report, check_mode):
+def is_s3(dest):
+    return dest.startswith("s3://")
+
+
+def write_report_s3(s3, dest, contents, check_mode):
+    """Upload both files under the prefix of ``dest``; when the second upload fails, the first
+    object this run wrote is deleted again, so a failed run leaves no half-new pair behind."""
+    bucket, prefix = _aws_s3.parse_url(dest)
+    keys = {"csv": prefix + report_html.CSV_NAME, "html": prefix + report_html.HTML_NAME}
+    files = {kind: f"s3://{bucket}/{key}" for kind, key in keys.items()}
+    if check_mode:
+        return True, files
+    written = []
+    try:
+        for kind in ("csv", "html"):
+            body = contents[kind].encode("utf-8")
+            _aws_s3.put_report_object(s3, bucket, keys[kind], body, _S3_CONTENT_TYPES[kind])
+            written.append(keys[kind])
+    except _aws.AnsibleEC2Error:
+        for key in written:
+            _aws_s3.delete_report_object(s3, bucket, key)
+        raise
+    return True, files
+
+
+def write_report(params, report, check_mode, s3=None):
     dest = params["dest"]
+    if is_s3(dest):
+        contents = {"csv": report_html.render_csv(report["rows"]), "html": report_html.render_html(report)}
+        return write_report_s3(s3, dest, contents, check_mode)
     files = {"csv": os.path.join(dest, report_html.CSV_NAME), "html": os.path.join(dest, report_html.HTML_NAME)}
     contents = {"csv": report_html.render_csv(report["rows"]), "html": report_html.render_html(report)}
     if check_mode:
@@ -386,7 +442,8 @@ def do(module):
     changed, files = False, {}
     if params["dest"]:
         try:
-            changed, files = write_report(params, report, module.check_mode)
+            s3 = module.client("s3") if is_s3(params["dest"]) else None
+            changed, files = write_report(params, report, module.check_mode, s3)
         except OSError as e:
             raise InputError("dest", f"cannot write the report: {e}") from e
     module.exit_json(

@@ -282,3 +282,91 @@ def test_price_history_is_read_for_every_priced_platform(monkeypatch):
     instances = [spot("i-1"), spot("i-2", "Windows"), spot("i-3", "Red Hat BYOL Linux")]
     spot_usage_report.read_prices(None, instances, set(), now)
     assert asked["ProductDescriptions"] == ["Linux/UNIX", "Windows"]
+
+
+# --- dest as an S3 URL ---------------------------------------------------------------------------
+
+
+def bucket_keys(s3, bucket):
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def test_s3_dest_uploads_both_files_under_the_prefix(fleet):
+    _ec2, s3, ids, now, prices = fleet
+    s3.create_bucket(Bucket="reports")
+    args = {"now": now.isoformat(), "lookback_hours": 24, "dest": "s3://reports/spot/nightly/"}
+    with prices.installed():
+        res = run_module(spot_usage_report.main, args)
+    assert res["exit_code"] == 0, res
+    assert res["changed"] is True
+    assert res["files"] == {
+        "csv": "s3://reports/spot/nightly/usage-report.csv",
+        "html": "s3://reports/spot/nightly/usage-report.html",
+    }
+    assert bucket_keys(s3, "reports") == ["spot/nightly/usage-report.csv", "spot/nightly/usage-report.html"]
+    csv_obj = s3.get_object(Bucket="reports", Key="spot/nightly/usage-report.csv")
+    html_obj = s3.get_object(Bucket="reports", Key="spot/nightly/usage-report.html")
+    assert csv_obj["ContentType"].split(";")[0] == "text/csv"
+    assert html_obj["ContentType"].split(";")[0] == "text/html"
+    csv_rows = list(csv.DictReader(csv_obj["Body"].read().decode("utf-8").splitlines()))
+    assert {r["instance_id"] for r in csv_rows} == {r["instance_id"] for r in res["instances"]}
+    assert ids["ci1"] in {r["instance_id"] for r in csv_rows}
+    assert 'id="chart-pool-size"' in html_obj["Body"].read().decode("utf-8")
+
+
+def test_s3_dest_bucket_root(fleet):
+    _ec2, s3, _ids, now, prices = fleet
+    s3.create_bucket(Bucket="reports")
+    with prices.installed():
+        res = run_module(spot_usage_report.main, {"now": now.isoformat(), "dest": "s3://reports"})
+    assert res["exit_code"] == 0, res
+    assert bucket_keys(s3, "reports") == ["usage-report.csv", "usage-report.html"]
+    assert res["files"]["csv"] == "s3://reports/usage-report.csv"
+
+
+def test_s3_dest_check_mode_writes_nothing(fleet):
+    _ec2, s3, _ids, now, prices = fleet
+    s3.create_bucket(Bucket="reports")
+    with prices.installed():
+        res = run_module(spot_usage_report.main, {"now": now.isoformat(), "dest": "s3://reports/x"}, check_mode=True)
+    assert res["exit_code"] == 0 and res["changed"] is True, res
+    assert res["files"] == {"csv": "s3://reports/x/usage-report.csv", "html": "s3://reports/x/usage-report.html"}
+    assert bucket_keys(s3, "reports") == []
+
+
+@pytest.mark.parametrize(
+    "dest", ["s3://", "s3:///prefix", "s3://Upper-Case", "s3://ab", "s3://bad..dots", "s3://-dash", "s3://10.0.0.1"]
+)
+def test_s3_dest_bad_url_fails_before_any_call(aws, monkeypatch, dest):
+    calls = []
+
+    def no_client(self, *args, **kwargs):
+        calls.append(args)
+        raise AssertionError("no AWS client may be created for a bad dest")
+
+    monkeypatch.setattr(spot_usage_report.AnsibleAWSModule, "client", no_client)
+    res = run_module(spot_usage_report.main, {"dest": dest})
+    assert res["exit_code"] == 1 and res["option"] == "dest" and res["msg"].startswith("dest:"), res
+    assert calls == []
+
+
+def test_s3_dest_failing_second_upload_leaves_nothing(fleet, monkeypatch):
+    _ec2, s3, _ids, now, prices = fleet
+    s3.create_bucket(Bucket="reports")
+    real_put = spot_usage_report._aws_s3.put_report_object
+    attempted = []
+
+    def put(client, bucket, key, body, content_type):
+        attempted.append(key)
+        if key.endswith(".html"):
+            # the real call against a bucket that does not exist: a genuine AWS error through the handler
+            return real_put(client, "no-such-bucket-for-html", key, body, content_type)
+        return real_put(client, bucket, key, body, content_type)
+
+    monkeypatch.setattr(spot_usage_report._aws_s3, "put_report_object", put)
+    with prices.installed():
+        res = run_module(spot_usage_report.main, {"now": now.isoformat(), "dest": "s3://reports/p"})
+    assert res["exit_code"] == 1, res
+    assert attempted == ["p/usage-report.csv", "p/usage-report.html"]
+    assert "usage-report.html" in res["msg"]
+    assert bucket_keys(s3, "reports") == []  # the CSV written first was deleted again
