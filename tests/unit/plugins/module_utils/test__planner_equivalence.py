@@ -106,11 +106,25 @@ def options(draw):
     return opts
 
 
+# Keys that features added after the frozen planner put into every plan (offerings memory,
+# rebalance replacement). Left at their defaults they must not change anything else, so they are
+# checked on their own and compared without them.
+LATER_KEYS = ("rebalance", "offerings")
+
+
 def _outcome(func, *args, **kwargs):
     try:
         return ("plan", func(*args, **kwargs))
     except ValueError as exc:
         return ("error", str(exc))
+
+
+def _without_later_keys(outcome):
+    kind, plan = outcome
+    if kind != "plan":
+        return outcome
+    assert plan.get("rebalance", []) == [], "no instance asked for a rebalance replacement"
+    return kind, {key: value for key, value in plan.items() if key not in LATER_KEYS}
 
 
 @settings(max_examples=400, deadline=None)
@@ -128,12 +142,13 @@ def test_same_plans_as_the_frozen_planner(pool, desired, opts, interrupted, laun
     now = NOW + datetime.timedelta(seconds=7)
     new = _outcome(_planner.plan_pool, pool, now, desired, interrupted_ids=interrupted_ids, **opts)
     old = _outcome(frozen.plan_pool, pool, now, desired, interrupted_ids=interrupted_ids, **opts)
-    assert new == old
+    assert _without_later_keys(new) == old
     if new[0] == "plan":
         asked = new[1]["launch"]["spot"]
         done = min(launched, asked)
         second = _outcome(_planner.plan_fallback, new[1], done, "InsufficientInstanceCapacity")
-        assert second == _outcome(frozen.plan_fallback, old[1], done, "InsufficientInstanceCapacity")
+        expected = _outcome(frozen.plan_fallback, old[1], done, "InsufficientInstanceCapacity")
+        assert _without_later_keys(second) == expected
         assert _planner.plan_diff(new[1]) == frozen.plan_diff(old[1])
 
 
