@@ -39,6 +39,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_LANE
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REBALANCE
 
 POLICY = "parkingspot-offerings"
 HOUR = 3600
@@ -77,7 +78,7 @@ def aws_availability(traces):
 class OfferingsSim(ci_sim.Sim):
     """The keeper with offerings, an on-demand lane and retries that never land on spot again."""
 
-    def __init__(self, cfg, jobs, offerings, base, cooldown):
+    def __init__(self, cfg, jobs, offerings, base, cooldown, rebalance_lead=0, rebalance_share=0.5):
         super().__init__(cfg, "parkingspot", jobs, [], offerings[0]["availability"])
         self.policy = POLICY
         self.offerings = offerings
@@ -86,9 +87,17 @@ class OfferingsSim(ci_sim.Sim):
         self.offering_of = {}
         self.ended_recently = []  # (ended, iid): what DescribeInstances still lists
         self.stats.update(offering_retries=0, offering_exclusions=0, lane_launches=0, retries_waiting_for_lane=0)
+        # Rebalance recommendations: a share of the interruptions is announced ``rebalance_lead``
+        # seconds before, to the instances that interruption will hit (see rebalance()).
+        self.rebalance_lead = rebalance_lead
+        self.warned = {}  # (offering, drop time) -> ids warned for that interruption
+        self.stats.update(rebalance_signals=0, rebalance_warned_instances=0, rebalance_warned_then_interrupted=0)
+        signal_rng = random.Random(f"{cfg['seed']}-rebalance")
         for k, offering in enumerate(offerings):
             for t, count in offering["drops"]:
                 self.push(t, ci_sim.TRACE_DROP, (k, count))
+                if rebalance_lead > 0 and t - rebalance_lead >= 0 and signal_rng.random() < rebalance_share:
+                    self.push(t - rebalance_lead, ci_sim.TRACE_DROP, ("rebalance", k, count, t))
 
     def subnet(self, k):
         return "subnet-%d" % k
@@ -133,6 +142,7 @@ class OfferingsSim(ci_sim.Sim):
             on_demand_base=self.base,
             offerings=offerings,
             offering_cooldown_minutes=self.cooldown,
+            rebalance="replace" if self.rebalance_lead > 0 else "ignore",
         )
         self.stats["offering_exclusions"] += len(plan["offerings"]["excluded"])
         if plan["terminate"]:
@@ -183,10 +193,8 @@ class OfferingsSim(ci_sim.Sim):
             if lane:
                 self.instances[iid].tags[TAG_LANE] = "on-demand"
 
-    def on_drop(self, t, count):
-        # Here a drop is (offering, count): only that offering's instances are interrupted.
-        k, count = count
-        running = [
+    def running_on(self, k, t):
+        return [
             iid
             for iid in self.alive
             if self.instances[iid].market == "spot"
@@ -194,7 +202,36 @@ class OfferingsSim(ci_sim.Sim):
             and self.instances[iid].noticed is None
             and t >= self.instances[iid].ready_at
         ]
+
+    def rebalance(self, t, k, count, drop_t):
+        """EC2's rebalance recommendation for the instances the interruption at ``drop_t`` will hit.
+
+        What the watcher's rebalance hook does: tag the instance; EDA runs the keeper, which with
+        ``rebalance: replace`` launches the replacement first and then drains the warned one.
+        """
+        running = [iid for iid in self.running_on(k, t) if TAG_REBALANCE not in self.instances[iid].tags]
         chosen = sorted(self.rng.sample(running, min(count, len(running))))
+        self.stats["rebalance_signals"] += 1
+        self.stats["rebalance_warned_instances"] += len(chosen)
+        self.warned[(k, drop_t)] = chosen
+        for iid in chosen:
+            self.instances[iid].tags[TAG_REBALANCE] = _planner.format_time(self.dt(t))
+        if chosen:
+            self.push(t + self.cfg["event_delay_seconds"], ci_sim.RECONCILE, "rebalance")
+
+    def on_drop(self, t, count):
+        # Here a drop is (offering, count): only that offering's instances are interrupted.
+        if count[0] == "rebalance":
+            self.rebalance(t, *count[1:])
+            return
+        k, count = count
+        running = self.running_on(k, t)
+        # The warned instances still running are hit first; the rest of the count falls on other
+        # instances of the offering (draining early does not make EC2 reclaim less).
+        warned = [iid for iid in self.warned.pop((k, t), []) if iid in running][:count]
+        self.stats["rebalance_warned_then_interrupted"] += len(warned)
+        others = [iid for iid in running if iid not in warned]
+        chosen = sorted(warned + self.rng.sample(others, min(count - len(warned), len(others))))
         self.stats["trace_notices_missed"] += count - len(chosen)
         for iid in chosen:
             self.on_notice(t, iid)
@@ -255,12 +292,8 @@ class OfferingsSim(ci_sim.Sim):
         return out
 
 
-def run(config, seed, n_offerings, base, cooldown):
-    """One seed: the offerings policy and ci_sim's policies on the same job stream."""
-    cfg = ci_sim.validate_config(dict(config, seed=seed))
-    rng = random.Random(f"{seed}-offerings")
-    preemption = rng.sample(AWS_PREEMPTION, n_offerings)
-    availability = rng.sample(aws_availability(cfg["traces"]), n_offerings)
+def build_offerings(cfg, preemption, availability):
+    """One offering per (preemption, availability) file pair."""
     offerings = []
     for pre, avail in zip(preemption, availability):
         drops = ci_sim.trace_drops(cfg, *ci_sim.load_trace(cfg["traces"], pre, "preemption"))
@@ -272,27 +305,50 @@ def run(config, seed, n_offerings, base, cooldown):
                 "availability": ci_sim.Availability(dict(cfg, availability=avail)),
             }
         )
-    single = ci_sim.simulate(dict(config, seed=seed, preemption=[preemption[0]], availability=availability[0]))
-    jobs = ci_sim.job_stream(cfg)
-    sim = OfferingsSim(cfg, jobs, offerings, base, cooldown)
-    res = sim.run()
-    base_res = single["results"]["on-demand"]
+    return offerings
+
+
+def on_demand_only(cfg, jobs):
+    """The on-demand-only pool on ``jobs``: the baseline of discount and wait (no trace needed)."""
+    return ci_sim.Sim(cfg, "on-demand", jobs, [], ci_sim.Availability(cfg)).run()
+
+
+def compare(res, base_res):
     res["effective_discount"] = round(1 - res["cost_usd"] / base_res["cost_usd"], 6)
     res["wait_p95_vs_on_demand"] = (
         round(res["wait_seconds"]["p95"] / base_res["wait_seconds"]["p95"], 4)
         if base_res["wait_seconds"]["p95"]
         else None
     )
-    horizon = sim.horizon
+    return res
+
+
+def uptime(offerings, horizon):
+    """(share of minutes some offering can be launched, share of the best single offering)."""
     minutes = range(0, horizon, 60)
     any_up = sum(1 for t in minutes if any(o["availability"].spot_ok(t) for o in offerings)) / len(minutes)
     best_up = max(sum(1 for t in minutes if o["availability"].spot_ok(t)) / len(minutes) for o in offerings)
+    return round(any_up, 4), round(best_up, 4)
+
+
+def run(config, seed, n_offerings, base, cooldown):
+    """One seed: the offerings policy and ci_sim's policies on the same job stream."""
+    cfg = ci_sim.validate_config(dict(config, seed=seed))
+    rng = random.Random(f"{seed}-offerings")
+    preemption = rng.sample(AWS_PREEMPTION, n_offerings)
+    availability = rng.sample(aws_availability(cfg["traces"]), n_offerings)
+    offerings = build_offerings(cfg, preemption, availability)
+    single = ci_sim.simulate(dict(config, seed=seed, preemption=[preemption[0]], availability=availability[0]))
+    jobs = ci_sim.job_stream(cfg)
+    sim = OfferingsSim(cfg, jobs, offerings, base, cooldown)
+    res = compare(sim.run(), single["results"]["on-demand"])
+    any_up, best_up = uptime(offerings, sim.horizon)
     return {
         "seed": seed,
         "preemption": preemption,
         "availability": availability,
-        "any_offering_up": round(any_up, 4),
-        "best_offering_up": round(best_up, 4),
+        "any_offering_up": any_up,
+        "best_offering_up": best_up,
         "offerings": res,
         "single_market": single["results"],
         "series": {"samples": sim.samples, "notices": sim.notice_times},
