@@ -91,6 +91,7 @@ class OfferingsSim(ci_sim.Sim):
         # seconds before, to the instances that interruption will hit (see rebalance()).
         self.rebalance_lead = rebalance_lead
         self.warned = {}  # (offering, drop time) -> ids warned for that interruption
+        self.rebalance_log = []  # (signal time, ids warned)
         self.stats.update(rebalance_signals=0, rebalance_warned_instances=0, rebalance_warned_then_interrupted=0)
         signal_rng = random.Random(f"{cfg['seed']}-rebalance")
         for k, offering in enumerate(offerings):
@@ -214,6 +215,7 @@ class OfferingsSim(ci_sim.Sim):
         self.stats["rebalance_signals"] += 1
         self.stats["rebalance_warned_instances"] += len(chosen)
         self.warned[(k, drop_t)] = chosen
+        self.rebalance_log.append((t, chosen))
         for iid in chosen:
             self.instances[iid].tags[TAG_REBALANCE] = _planner.format_time(self.dt(t))
         if chosen:
@@ -352,7 +354,24 @@ def run(config, seed, n_offerings, base, cooldown):
         "offerings": res,
         "single_market": single["results"],
         "series": {"samples": sim.samples, "notices": sim.notice_times},
+        "single_market_series": single["series"],
+        "days": cfg["days"],
     }
+
+
+def chart_report(r):
+    """The run in the shape ci_sim_chart.render reads: the offerings policy first, then ci_sim's."""
+    inputs = {
+        "seed": r["seed"],
+        "days": r["days"],
+        "preemption": ", ".join(short(x) for x in r["preemption"]),
+        "availability": ", ".join(short(x) for x in r["availability"]),
+        "any_offering_up": r["any_offering_up"],
+        "best_offering_up": r["best_offering_up"],
+    }
+    results = dict({POLICY: r["offerings"]}, **r["single_market"])
+    series = dict({POLICY: r["series"]}, **{"single-market " + k: v for k, v in r["single_market_series"].items()})
+    return {"inputs": inputs, "results": results, "series": series}
 
 
 def short(path):
@@ -372,6 +391,7 @@ def main(argv=None):
     p.add_argument("--on-demand-base", type=int, default=1)
     p.add_argument("--cooldown-minutes", type=int, default=15)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--html-dir", help="write one chart (self-contained HTML) per seed into this directory")
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -390,9 +410,17 @@ def main(argv=None):
     except ci_sim.SimError as e:
         print(f"ci_sim_offerings: {e}", file=sys.stderr)
         return 2
+    if args.html_dir:
+        from ansible_collections.parkingspot.ec2.bench import ci_sim_chart
+
+        os.makedirs(args.html_dir, exist_ok=True)
+        for r in runs:
+            with open(os.path.join(args.html_dir, f"offerings-seed-{r['seed']}.html"), "w", encoding="utf-8") as f:
+                f.write(ci_sim_chart.render(chart_report(r)))
     if args.json:
         for r in runs:
             r.pop("series")
+            r.pop("single_market_series")
         print(json.dumps(runs, sort_keys=True, indent=1))
         return 0
     print(
