@@ -24,6 +24,7 @@ import argparse
 import itertools
 import json
 import random
+import statistics
 import sys
 
 from ansible_collections.parkingspot.ec2.bench import ci_sim
@@ -150,6 +151,52 @@ def markdown(runs, summary):
     return "\n".join(lines)
 
 
+def grouped(runs, summary):
+    """The runs grouped by offering 0's availability file, and every run that misses a target."""
+    lines = [
+        "| availability (offering 0) | runs | best offering up | runs >= 90% | discount median (range) "
+        "| discount when >= 90% (range) | lost | p95 vs on-demand, max |",
+        "|" + " --- |" * 8,
+    ]
+    groups = {}
+    for r in runs:
+        groups.setdefault(r["pair"][1], []).append(r)
+
+    def span(values):
+        if not values:
+            return "-"
+        values = sorted(values)
+        return "{:.1f}% ({:.1f}-{:.1f}%)".format(statistics.median(values) * 100, values[0] * 100, values[-1] * 100)
+
+    for name in sorted(groups):
+        group = groups[name]
+        ups = sorted(r["best_offering_up"] for r in group)
+        ratios = [r["result"]["wait_p95_vs_on_demand"] for r in group if r["result"]["wait_p95_vs_on_demand"]]
+        lines.append(
+            "| {} | {} | {:.1f}-{:.1f}% | {} | {} | {} | {} | {} |".format(
+                offerings_sim.short(name),
+                len(group),
+                ups[0] * 100,
+                ups[-1] * 100,
+                sum(1 for u in ups if u >= UP_THRESHOLD),
+                span([r["result"]["effective_discount"] for r in group]),
+                span([r["result"]["effective_discount"] for r in group if r["best_offering_up"] >= UP_THRESHOLD]),
+                sum(r["lost"] for r in group),
+                f"{max(ratios):.2f}x" if ratios else "-",
+            )
+        )
+    misses = [
+        r
+        for r in runs
+        if r["lost"]
+        or (r["best_offering_up"] >= UP_THRESHOLD and r["result"]["effective_discount"] < DISCOUNT_TARGET)
+        or (r["result"]["wait_p95_vs_on_demand"] or 0) > WAIT_TARGET
+    ]
+    lines += ["", f"runs that miss a target: {len(misses)}"]
+    lines += markdown(misses, summary).split("\n")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     p.add_argument("--traces", default=ci_sim.DEFAULT_TRACES)
@@ -162,6 +209,7 @@ def main(argv=None):
     p.add_argument("--rebalance-lead-minutes", type=float, default=0.0)
     p.add_argument("--rebalance-share", type=float, default=0.5)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--grouped", action="store_true", help="one row per availability file, then the runs that miss")
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -203,6 +251,8 @@ def main(argv=None):
     summary = targets(runs)
     if args.json:
         print(json.dumps({"runs": runs, "targets": summary}, sort_keys=True, indent=1))
+    elif args.grouped:
+        print(grouped(runs, summary))
     else:
         print(markdown(runs, summary))
     return 0

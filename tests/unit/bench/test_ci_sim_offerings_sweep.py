@@ -149,3 +149,38 @@ def test_the_offerings_run_writes_one_chart_per_seed(tmp_path):
     page = (out / "offerings-seed-1.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page
     assert ci_sim_offerings.POLICY in page and "single-market parkingspot" in page
+
+
+def test_the_grouped_view_lists_exactly_the_runs_that_miss_a_target():
+    def row(avail, seed, lost, discount, up, ratio):
+        return {
+            "seed": seed,
+            "pair": ["preemption/1-node/aws-04-19-2023/a.json", f"availability/1-node/aws-02-15-2023/{avail}.json"],
+            "lost": lost,
+            "best_offering_up": up,
+            "result": {
+                "effective_discount": discount,
+                "wait_p95_vs_on_demand": ratio,
+                "lane_cost_usd": 1.0,
+                "cost_usd": 10.0,
+            },
+        }
+
+    runs = [
+        row("z1", 1, 0, 0.65, 0.95, 1.0),  # meets every target
+        row("z1", 2, 1, 0.65, 0.95, 1.0),  # a job lost
+        row("z2", 1, 0, 0.55, 0.91, 1.0),  # launchable >= 90% but below 60%
+        row("z2", 2, 0, 0.55, 0.50, 1.0),  # below 60% but not launchable: no miss
+        row("z2", 3, 0, 0.70, 0.50, 1.25),  # p95 above 1.2x
+    ]
+    text = sweep.grouped(runs, sweep.targets(runs))
+    assert "runs that miss a target: 3" in text
+    missed = [line for line in text.splitlines() if line.startswith("| 04-19-2023/a |")]
+    assert [tuple(line.split(" | ")[1:3]) for line in missed] == [
+        ("02-15-2023/z1", "2"),
+        ("02-15-2023/z2", "1"),
+        ("02-15-2023/z2", "3"),
+    ]
+    group_rows = [line for line in text.splitlines() if line.startswith("| 02-15-2023/z")]
+    assert len(group_rows) == 2
+    assert group_rows[0].split(" | ")[1:4] == ["2", "95.0-95.0%", "2"]
