@@ -82,7 +82,8 @@ def sweep(config, seeds, chosen_pairs, options):
     availability_files = offerings_sim.aws_availability(config["traces"])
     runs = []
     for seed in seeds:
-        cfg = ci_sim.validate_config(dict(config, seed=seed))
+        # Each offering reads its own availability file; the on-demand baseline reads none of it.
+        cfg = ci_sim.validate_config(dict(config, seed=seed, availability=availability_files[0]))
         jobs = ci_sim.job_stream(cfg)
         base_res = offerings_sim.on_demand_only(cfg, jobs)
         for pair in chosen_pairs:
