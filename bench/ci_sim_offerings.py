@@ -20,8 +20,10 @@ keeper with this issue's features, planned by the keeper's own pure planner:
   interruption is re-run only on an on-demand runner (the lane or a fallback runner).
 
 The policies of ci_sim run on the first offering's traces only (one market, as before), on the
-same job stream, for comparison. Rebalance recommendations are not simulated (the traces have
-no signal for them). One Markdown row per seed; ``--json`` prints everything.
+same job stream, for comparison. The traces carry no rebalance recommendations: ``OfferingsSim``
+can announce a share of the interruptions a lead time before (``rebalance_lead``, 0 = off; used
+by bench/ci_sim_offerings_sweep.py). One Markdown row per seed; ``--json`` prints everything;
+``--html-dir`` writes one chart per seed.
 """
 
 from __future__ import annotations
