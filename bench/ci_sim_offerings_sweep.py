@@ -108,6 +108,9 @@ def targets(runs):
         "lane_cost_usd_max": max(r["result"]["lane_cost_usd"] for r in runs),
         "wait_p95_ratio_max": max(ratios) if ratios else None,
         "runs_wait_above_1_2": sum(1 for x in ratios if x > WAIT_TARGET),
+        "jobs_cut_by_interruption": sum(r["result"]["jobs_cut_by_interruption"] for r in runs),
+        "rebalance_warned_instances": sum(r["result"].get("rebalance_warned_instances", 0) for r in runs),
+        "rebalance_warned_then_interrupted": sum(r["result"].get("rebalance_warned_then_interrupted", 0) for r in runs),
     }
 
 
@@ -147,6 +150,9 @@ def markdown(runs, summary):
             s["lane_cost_usd_max"],
             "-" if s["wait_p95_ratio_max"] is None else f"{s['wait_p95_ratio_max']:.2f}x",
             s["runs_wait_above_1_2"],
+        ),
+        "jobs cut by an interruption: {}; instances warned by a rebalance signal: {}, of them interrupted: {}".format(
+            s["jobs_cut_by_interruption"], s["rebalance_warned_instances"], s["rebalance_warned_then_interrupted"]
         ),
     ]
     return "\n".join(lines)

@@ -55,7 +55,13 @@ def test_targets_count_losses_discounts_and_waits():
         return {
             "lost": lost,
             "best_offering_up": up,
-            "result": {"effective_discount": discount, "wait_p95_vs_on_demand": ratio, "lane_cost_usd": 28.5},
+            "result": {
+                "effective_discount": discount,
+                "wait_p95_vs_on_demand": ratio,
+                "lane_cost_usd": 28.5,
+                "jobs_cut_by_interruption": 2,
+                "rebalance_warned_instances": 1,
+            },
         }
 
     summary = sweep.targets([row(0, 0.65, 0.95, 1.0), row(2, 0.55, 0.92, 1.3), row(0, 0.40, 0.5, None)])
@@ -63,6 +69,7 @@ def test_targets_count_losses_discounts_and_waits():
     assert summary["runs_launchable_90"] == 2 and summary["runs_launchable_90_below_60pct"] == 1
     assert summary["wait_p95_ratio_max"] == 1.3 and summary["runs_wait_above_1_2"] == 1
     assert summary["discount_min"] == 0.40
+    assert summary["jobs_cut_by_interruption"] == 6 and summary["rebalance_warned_instances"] == 3
 
 
 def test_a_sweep_on_a_small_data_set_runs_every_pair_and_seed(tmp_path, capsys):
@@ -177,6 +184,7 @@ def test_the_grouped_view_lists_exactly_the_runs_that_miss_a_target():
                 "wait_p95_vs_on_demand": ratio,
                 "lane_cost_usd": 1.0,
                 "cost_usd": 10.0,
+                "jobs_cut_by_interruption": 0,
             },
         }
 
