@@ -65,7 +65,9 @@ class PoolRun:
             "terminated": [],
             "drained": [],
             "fallback_error": None,
+            "fallback_errors": [],
             "drain_outcomes": [],
+            "capacity_errors": [],
         }
         self.error: Optional[str] = None
 
@@ -248,51 +250,29 @@ def terminate_phase(client, runs: Dict[int, PoolRun], ids_by_run: Dict[int, List
 
 
 def launch_phase(module, client, run: PoolRun, asg_client: Callable[[], Any]) -> None:
-    """The pool's launches: spot per offering group, then the on-demand or ASG fallback."""
-    params, plan, actions = run.params, run.plan, run.actions
-    market = params["market"]
-    fallback = params.get("on_demand_fallback") or {}
-    base_tags = dict(params.get("tags") or {}, **{TAG_POOL: run.name})
-    expires_at = plan["launch"].get("expires_at")
-    block = None
-    if market == "block":
-        user_data = _keeper.combine_user_data([_keeper.backstop_script(expires_at), params.get("user_data") or ""])
-        block = {"native_minutes": None, "user_data": user_data}
-    bucket = _planner.format_time(run.now)[:16]
-    planned_launches = plan["launch"]["spot"] + plan["launch"]["on_demand"]
-    if plan["launch"]["spot"]:
-        token = _keeper.client_token(run.name, market, plan["launch"]["spot"], run.instances, bucket)
-        tags = _keeper._instance_tags(base_tags, "spot", expires_at)
-        launched, error, refused = _keeper.launch_spot(
-            client,
-            params,
-            plan["launch"]["spot"],
-            tags,
-            block,
-            token,
-            fallback.get("on_errors"),
-            offerings=plan["offerings"]["launch"],
-        )
-        actions["capacity_errors"] = refused
-        actions["launched"] += sorted(i["instance_id"] for i in launched)
-        if error:
-            actions["fallback_error"] = error
-            run.plan = plan = _planner.plan_fallback(plan, len(launched), error)
+    """The pool's launches, as spot_pool makes them (``_keeper.launch_planned``)."""
+    fallback = run.params.get("on_demand_fallback") or {}
     asg_name = fallback.get("asg_name") if fallback.get("enabled") else None
-    if plan["launch"]["on_demand"]:
-        if asg_name:
-            _aws.set_asg_desired(asg_client(), asg_name, plan["fallback"]["asg_desired"])
-        else:
-            token = _keeper.client_token(run.name, "on-demand", plan["launch"]["on_demand"], run.instances, bucket)
-            tags = _keeper._instance_tags(base_tags, "on-demand", expires_at)
-            launched, _errors = _keeper.launch_on_demand(
-                client, params, plan["launch"]["on_demand"], tags, token, block
-            )
-            actions["launched"] += sorted(i["instance_id"] for i in launched)
-    elif asg_name and plan["fallback"]["asg_desired"] != run.asg_capacity:
-        _aws.set_asg_desired(asg_client(), asg_name, plan["fallback"]["asg_desired"])
-    actions["launched"] += _keeper.launch_lane(client, params, plan, run.name, run.instances, bucket, base_tags)
-    run.plan = _keeper.hold_rebalance(plan, planned_launches, actions["launched"])
+    set_asg = None
+    if asg_name:
+
+        def set_asg(desired_capacity):
+            _aws.set_asg_desired(asg_client(), asg_name, desired_capacity)
+
+    run.plan = _keeper.launch_planned(
+        module,
+        client,
+        run.params,
+        run.plan,
+        run.actions,
+        pool_key=run.name,
+        identity={TAG_POOL: run.name},
+        market=run.params["market"],
+        instances=run.instances,
+        now=run.now,
+        set_asg=set_asg,
+        asg_capacity=run.asg_capacity,
+    )
 
 
 def drain_phase(client, runs: Dict[int, PoolRun]) -> Dict[int, List[str]]:

@@ -374,6 +374,77 @@ def validate_pool_launch(params):
         )
 
 
+def launch_planned(
+    module,
+    client,
+    params,
+    plan,
+    actions,
+    *,
+    pool_key,
+    identity,
+    market,
+    instances,
+    now,
+    block_mode="emulated",
+    set_asg=None,
+    asg_capacity=None,
+):
+    """Carry out a plan's launches: spot by offering group, then the on-demand or ASG fallback and the
+    on-demand lane. One place for spot_pool, spot_block and every pool of spot_pools.
+
+    ``set_asg(desired)`` raises the fallback group (None: no ASG fallback). Records what happened in
+    ``actions`` and returns the plan as the launches left it (after a fallback, rebalance held).
+    """
+    fallback = params.get("on_demand_fallback") or {}
+    base_tags = dict(params.get("tags") or {}, **identity)
+    expires_at = plan["launch"].get("expires_at")
+    block = None
+    if market == "block":
+        block = {"native_minutes": params.get("duration_minutes") if block_mode == "native" else None}
+        if block_mode == "emulated":
+            block["user_data"] = block_user_data(client, params, expires_at)
+    bucket = _planner.format_time(now)[:16]
+    planned_launches = plan["launch"]["spot"] + plan["launch"]["on_demand"]
+    if plan["launch"]["spot"]:
+        token = client_token(pool_key, market, plan["launch"]["spot"], instances, bucket)
+        tags = _instance_tags(base_tags, "spot", expires_at)
+        launched, error, refused = launch_spot(
+            client,
+            params,
+            plan["launch"]["spot"],
+            tags,
+            block,
+            token,
+            fallback.get("on_errors"),
+            offerings=plan["offerings"]["launch"],
+        )
+        actions["capacity_errors"] = refused
+        actions["launched"] += sorted(i["instance_id"] for i in launched)
+        if error:
+            actions["fallback_error"] = error
+            plan = _planner.plan_fallback(plan, len(launched), error)
+    if plan["launch"]["on_demand"]:
+        if set_asg is not None:
+            set_asg(plan["fallback"]["asg_desired"])
+        else:
+            token = client_token(pool_key, "on-demand", plan["launch"]["on_demand"], instances, bucket)
+            tags = _instance_tags(base_tags, "on-demand", expires_at)
+            launched, errors = launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token, block)
+            actions["launched"] += sorted(i["instance_id"] for i in launched)
+            actions["fallback_errors"] = errors
+            if errors:
+                module.warn(
+                    "the on-demand fallback launched %d of %d instances: %s"
+                    % (len(launched), plan["launch"]["on_demand"], _launch.describe_errors(errors))
+                )
+    elif set_asg is not None and plan["fallback"]["asg_desired"] != asg_capacity:
+        set_asg(plan["fallback"]["asg_desired"])
+    actions["launched"] += launch_lane(client, params, plan, pool_key, instances, bucket, base_tags)
+    plan = hold_rebalance(plan, planned_launches, actions["launched"])
+    return plan
+
+
 def reconcile(
     module,
     client,
@@ -448,51 +519,27 @@ def reconcile(
         _aws.terminate_instances(client, plan["terminate"])
         actions["terminated"] += plan["terminate"]
 
-    base_tags = dict(params.get("tags") or {}, **identity)
-    expires_at = plan["launch"].get("expires_at")
-    block = None
-    if market == "block":
-        block = {"native_minutes": params.get("duration_minutes") if block_mode == "native" else None}
-        if block_mode == "emulated":
-            block["user_data"] = block_user_data(client, params, expires_at)
-    bucket = _planner.format_time(now)[:16]
-    planned_launches = plan["launch"]["spot"] + plan["launch"]["on_demand"]
-    if plan["launch"]["spot"]:
-        token = client_token(pool_key, market, plan["launch"]["spot"], instances, bucket)
-        tags = _instance_tags(base_tags, "spot", expires_at)
-        launched, error, refused = launch_spot(
-            client,
-            params,
-            plan["launch"]["spot"],
-            tags,
-            block,
-            token,
-            fallback.get("on_errors"),
-            offerings=plan["offerings"]["launch"],
-        )
-        actions["capacity_errors"] = refused
-        actions["launched"] += sorted(i["instance_id"] for i in launched)
-        if error:
-            actions["fallback_error"] = error
-            plan = _planner.plan_fallback(plan, len(launched), error)
-    if plan["launch"]["on_demand"]:
-        if asg_client is not None:
-            _aws.set_asg_desired(asg_client, asg_name, plan["fallback"]["asg_desired"])
-        else:
-            token = client_token(pool_key, "on-demand", plan["launch"]["on_demand"], instances, bucket)
-            tags = _instance_tags(base_tags, "on-demand", expires_at)
-            launched, errors = launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token, block)
-            actions["launched"] += sorted(i["instance_id"] for i in launched)
-            actions["fallback_errors"] = errors
-            if errors:
-                module.warn(
-                    "the on-demand fallback launched %d of %d instances: %s"
-                    % (len(launched), plan["launch"]["on_demand"], _launch.describe_errors(errors))
-                )
-    elif asg_client is not None and plan["fallback"]["asg_desired"] != asg_capacity:
-        _aws.set_asg_desired(asg_client, asg_name, plan["fallback"]["asg_desired"])
-    actions["launched"] += launch_lane(client, params, plan, pool_key, instances, bucket, base_tags)
-    plan = hold_rebalance(plan, planned_launches, actions["launched"])
+    set_asg = None
+    if asg_client is not None:
+
+        def set_asg(desired_capacity):
+            _aws.set_asg_desired(asg_client, asg_name, desired_capacity)
+
+    plan = launch_planned(
+        module,
+        client,
+        params,
+        plan,
+        actions,
+        pool_key=pool_key,
+        identity=identity,
+        market=market,
+        instances=instances,
+        now=now,
+        block_mode=block_mode,
+        set_asg=set_asg,
+        asg_capacity=asg_capacity,
+    )
 
     if plan["drain"]:
         tag_drains(client, plan["drain"])

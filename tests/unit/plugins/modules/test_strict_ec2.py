@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.parkingspot.ec2.plugins.modules import root_volume
 from ansible_collections.parkingspot.ec2.plugins.modules import spot_block
 from ansible_collections.parkingspot.ec2.plugins.modules import spot_pool
+from ansible_collections.parkingspot.ec2.plugins.modules import spot_pools
 from ansible_collections.parkingspot.ec2.plugins.modules import spot_request
 
 NOW = "2026-11-30T10:00:05Z"
@@ -222,6 +223,27 @@ def test_lease_keeps_the_template_user_data_after_its_backstop(api, run_module):
     result = run_module(spot_block, block_args(api, NOW))
     assert result.get("failed") is not True, result.get("msg")
     (instance,) = api.live(**{"parkingspot:block": "build"})
+    encoded = api.direct.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+    text = base64.b64decode(encoded["UserData"]["Value"]).decode()
+    parts = [
+        p.get_payload(decode=True).decode() for p in email.message_from_string(text).walk() if not p.is_multipart()
+    ]
+    assert "lease backstop" in parts[0] and "template-own-script" in parts[1]
+
+
+def test_block_pools_of_spot_pools_keep_the_template_user_data_too(api, run_module):
+    """spot_pools launches through the keeper's one launch step: its leases carry the same user data."""
+    pool = {
+        "name": "blocks",
+        "market": "block",
+        "desired": 1,
+        "duration_minutes": 60,
+        "now": NOW,
+        "launch_template": {"name": "strict-runner"},
+    }
+    result = run_module(spot_pools, args(api, pools=[pool]))
+    assert result.get("failed_pools") == {}, result
+    (instance,) = api.live(**{"parkingspot:pool": "blocks"})
     encoded = api.direct.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
     text = base64.b64decode(encoded["UserData"]["Value"]).decode()
     parts = [
