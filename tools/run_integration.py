@@ -58,7 +58,9 @@ def main(argv):
         names = names + ["python"]
         if code:
             failed.append("python")
-    print("%d passed, %d failed" % (len(names) - len(failed), len(failed)))
+    print(
+        "%d passed, %d failed%s" % (len(names) - len(failed), len(failed), (": " + ", ".join(failed)) if failed else "")
+    )
     return 1 if failed else 0
 
 

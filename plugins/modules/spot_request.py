@@ -264,7 +264,12 @@ MAX_WAIT_SECONDS = 86400
 
 
 def read_current(client, name, now):
-    """Live instances, open requests and expired persistent requests carrying this request's name tag."""
+    """Live instances, open requests, expired persistent requests and the ids of gone instances.
+
+    Gone (shutting-down or terminated) instances still listed by EC2 only seed the launch token:
+    a launch after an interruption must not repeat the token of the launch that made the
+    interrupted instance, or EC2 answers with that instance again.
+    """
     identity = {TAG_REQUEST: name}
     requests = []
     expired = []
@@ -277,13 +282,15 @@ def read_current(client, name, now):
             expired.append(request)
         elif request["state"] in _aws.OPEN_REQUEST_STATES:
             requests.append(request)
-    instances = _aws.describe_instances_by_tags(client, identity)
-    known = {i["instance_id"] for i in instances}
+    every = _aws.describe_instances_by_tags(client, identity, states=_aws.ALL_STATES)
+    known = {i["instance_id"] for i in every}
     # Instances of legacy requests do not inherit the request's tags: find them through the request.
     untagged = [r["instance_id"] for r in requests if r.get("instance_id") and r["instance_id"] not in known]
     if untagged:
-        instances += [i for i in _aws.describe_instances_by_ids(client, untagged) if i["state"] in _aws.LIVE_STATES]
-    return instances, requests, expired
+        every += _aws.describe_instances_by_ids(client, untagged)
+    instances = [i for i in every if i["state"] in _aws.LIVE_STATES]
+    gone = sorted(i["instance_id"] for i in every if i["state"] not in _aws.LIVE_STATES)
+    return instances, requests, expired, gone
 
 
 def renew_expired(module, client, params, instances, expired, actions):
@@ -334,18 +341,22 @@ def _pending_requests(requests):
     return [r for r in requests if r["state"] == "open" and not r.get("instance_id")]
 
 
-def launch_token(name, count, instances, requests, now):
+def launch_token(name, count, instances, requests, now, gone=()):
     """The client token seed of a launch: the name, the count, everything this run saw, the minute.
 
     A retried call (throttling, a timeout, an InternalError) or a second run that saw the same
     capacity launches once; the token sent also covers the whole request (``_launch.derive_token``).
+    ``gone`` (ids of terminated instances EC2 still lists) makes a relaunch after an interruption
+    within the same minute a new launch rather than a replay of the one that was interrupted.
     """
-    seen = sorted([i["instance_id"] for i in instances] + [r["spot_instance_request_id"] for r in requests])
+    seen = sorted(
+        [i["instance_id"] for i in instances] + [r["spot_instance_request_id"] for r in requests] + list(gone)
+    )
     text = "|".join([name, str(count), now.strftime("%Y-%m-%dT%H:%M")] + seen)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def ensure_present(module, client, params, instances, requests, expired=(), now=None):
+def ensure_present(module, client, params, instances, requests, expired=(), now=None, gone=()):
     name = params["name"]
     now = now or _launch.utcnow()
     tags = dict(params["tags"] or {}, **{TAG_REQUEST: name})
@@ -361,7 +372,7 @@ def ensure_present(module, client, params, instances, requests, expired=(), now=
         actions["launch"] = missing
         _quota.check_request(module, client, params, instances, missing)
         if not module.check_mode:
-            token = launch_token(name, missing, instances, requests, now)
+            token = launch_token(name, missing, instances, requests, now, gone)
             outcome = _launch.launch(client, params, missing, tags, client_token=token)
             launched_ids = sorted(i["instance_id"] for i in outcome["instances"])
             new_requests = outcome["spot_requests"]
@@ -508,22 +519,22 @@ def do(module):
             " account's instance metadata defaults require it"
         )
     client = module.client("ec2")
-    instances, requests, expired = read_current(client, params["name"], now)
+    instances, requests, expired, gone = read_current(client, params["name"], now)
     before = _summary(instances)
 
     if params["state"] == "present":
-        changed, actions = ensure_present(module, client, params, instances, requests, expired, now)
+        changed, actions = ensure_present(module, client, params, instances, requests, expired, now, gone)
     else:
         changed, actions = ensure_absent(module, client, params, instances, requests, expired)
 
     if module.check_mode or not changed:
-        gone = set(actions["terminated"])
-        after_instances = [i for i in instances if i["instance_id"] not in gone]
+        dropped = set(actions["terminated"])
+        after_instances = [i for i in instances if i["instance_id"] not in dropped]
         after_requests = [r for r in requests if r["spot_instance_request_id"] not in set(actions["cancelled"])]
         after = _summary(after_instances)
         after["count"] += actions["launch"]
     else:
-        after_instances, after_requests, expired = read_current(client, params["name"], now)
+        after_instances, after_requests, expired, _gone = read_current(client, params["name"], now)
         after = _summary(after_instances)
     module.exit_json(
         changed=changed,

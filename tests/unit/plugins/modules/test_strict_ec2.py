@@ -154,6 +154,31 @@ def test_a_second_run_that_cannot_see_the_first_launch_launches_nothing(api, run
     assert len(tokens) == 2 and tokens[0] and tokens[0] == tokens[1]
 
 
+@pytest.mark.parametrize(
+    "module, tag", [(spot_request, "parkingspot:request"), (spot_pool, "parkingspot:pool")], ids=["request", "pool"]
+)
+def test_a_relaunch_after_an_interruption_in_the_same_minute_is_a_new_launch(api, run_module, monkeypatch, module, tag):
+    """EC2 answers a repeated token with the instance it made then, even when that one is terminated now."""
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
+
+    minute = _launch.utcnow().replace(second=0, microsecond=0)
+    monkeypatch.setattr(_launch, "utcnow", lambda: minute)
+    if module is spot_request:
+        request = args(api, name="cut", image_id=api.image_id(), instance_type="t3.micro", wait=True, wait_timeout=5)
+    else:
+        request = pool(api, name="cut", desired=1, image_id=api.image_id(), instance_type="t3.micro")
+        request["now"] = minute.strftime("%Y-%m-%dT%H:%M:%SZ")
+    first = run_module(module, request)
+    assert first.get("failed") is not True, first.get("msg")
+    interrupted = [i["InstanceId"] for i in api.live(**{tag: "cut"})]
+    assert len(interrupted) == 1
+    api.direct.terminate_instances(InstanceIds=interrupted)
+    second = run_module(module, request)
+    assert second.get("failed") is not True, second.get("msg")
+    now_live = [i["InstanceId"] for i in api.live(**{tag: "cut"})]
+    assert len(now_live) == 1 and now_live != interrupted
+
+
 # --- the keeper ----------------------------------------------------------------------------
 
 
