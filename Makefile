@@ -125,9 +125,11 @@ TEST_LOGS := $(abspath $(BUILD))/test-logs
 test: system-packages
 	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
 	@for tier in $(TEST_TIERS); do \
-	    echo "make test: tier $$tier"; \
+	    echo "make test: tier $$tier"; started=$$(date +%s); \
 	    PYTEST_ADDOPTS="-rfEs $${PYTEST_ADDOPTS:-}" $(MAKE) --no-print-directory $$tier 2>&1 | tee $(TEST_LOGS)/$$tier.log \
-	        || { $(PYTHON_BIN) tools/test_summary.py $(TEST_LOGS) $(TEST_TIERS) --failed $$tier; exit 1; }; \
+	        || { echo $$(( $$(date +%s) - started )) > $(TEST_LOGS)/$$tier.seconds; \
+	             $(PYTHON_BIN) tools/test_summary.py $(TEST_LOGS) $(TEST_TIERS) --failed $$tier; exit 1; }; \
+	    echo $$(( $$(date +%s) - started )) > $(TEST_LOGS)/$$tier.seconds; \
 	done
 	@$(PYTHON_BIN) tools/test_summary.py $(TEST_LOGS) $(TEST_TIERS)
 

@@ -2,7 +2,8 @@
 
 Usage: python tools/test_summary.py LOG_DIR TIER... [--failed TIER]
 
-Each LOG_DIR/<tier>.log is the output of one tier. Skips are read from pytest's short summary
+Each LOG_DIR/<tier>.log is the output of one tier. ``LOG_DIR/<tier>.seconds`` (when there) holds the tier's wall time.
+Skips are read from pytest's short summary
 (`-rs`: "SKIPPED [N] file:line: reason") and from ansible-test's "Skipping ..." warnings.
 Standard library only: it runs before the venv exists when the first tier fails early.
 """
@@ -46,6 +47,14 @@ def summary(log_dir, tiers, failed=None):
             lines.append("  skipped %d in %s (%s): %s" % (count, where, tier, reason))
             key = "%s: %s" % (tier, reason)
             by_reason[key] = by_reason.get(key, 0) + count
+    seconds = []
+    for tier in ran:
+        path = os.path.join(log_dir, tier + ".seconds")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as timing:
+                seconds.append("%s %ss" % (tier, timing.read().strip()))
+    if seconds:
+        lines.append("  seconds per tier: " + ", ".join(seconds))
     total = sum(by_reason.values())
     if total:
         skipped = "%d skipped: %s" % (total, "; ".join("%d × %s" % (n, reason) for reason, n in by_reason.items()))

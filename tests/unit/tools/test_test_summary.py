@@ -34,3 +34,13 @@ def test_a_failed_tier_is_named_and_nothing_skipped_is_said(tmp_path):
     (tmp_path / "sanity.log").write_text("ERROR: boom\n")
     lines = test_summary.summary(str(tmp_path), ["lint", "sanity", "units"], failed="sanity")
     assert lines == ["make test: FAILED in sanity (tiers run: lint sanity); nothing skipped"]
+
+
+def test_tier_times_are_listed_before_the_verdict(tmp_path):
+    (tmp_path / "lint.log").write_text("ok\n")
+    (tmp_path / "lint.seconds").write_text("42\n")
+    (tmp_path / "units.log").write_text("ERROR\n")
+    (tmp_path / "units.seconds").write_text("300\n")
+    lines = test_summary.summary(str(tmp_path), ["lint", "units"], failed="units")
+    assert lines[-2] == "  seconds per tier: lint 42s, units 300s"
+    assert lines[-1].startswith("make test: FAILED in units")

@@ -73,9 +73,9 @@ def feed_file(lines):
 
 
 @pytest.fixture
-def fleet(aws):
+def fleet(aws, find_image):
     ec2, s3 = aws
-    image = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+    image = find_image(ec2)
     ids = {}
     ids["ci1"], launched = launch(ec2, image, {"parkingspot:pool": "ci"})
     ids["ci2"], _t = launch(ec2, image, {"parkingspot:pool": "ci"})
@@ -191,9 +191,9 @@ def test_datafeed_charges_and_malformed_lines(fleet):
     assert rows["i-0feedonly000000"]["pool"] == "(data feed only)" and rows["i-0feedonly000000"]["hours"] == 0.5
 
 
-def test_interruption_from_spot_request_status_and_persistent_validity(aws):
+def test_interruption_from_spot_request_status_and_persistent_validity(aws, find_image):
     ec2, _s3 = aws
-    image = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+    image = find_image(ec2)
     past = datetime.datetime(2020, 1, 1, tzinfo=UTC)
     req = ec2.request_spot_instances(
         InstanceCount=1,

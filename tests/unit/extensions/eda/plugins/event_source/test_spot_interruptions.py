@@ -153,9 +153,14 @@ def make_queue_and_rule(aws, name="parkingspot-spot-events"):
     return url
 
 
+_IMAGE = []  # moto's stock images survive a reset and listing them takes a second: read once
+
+
 def launch(aws, count, tags):
     ec2 = aws.client("ec2")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    if not _IMAGE:
+        _IMAGE.append(ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"])
+    image = _IMAGE[0]
     spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}] if tags else []
     reservation = ec2.run_instances(
         ImageId=image,
