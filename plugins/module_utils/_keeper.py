@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from typing import Any
@@ -127,9 +126,7 @@ def client_token(pool_key: str, market: str, count: int, instances: List[Dict[st
     request (``_launch.derive_token``): a lease's expiry tag and backstop change by
     the second, and EC2 refuses a token reused with other parameters.
     """
-    seen = sorted(i["instance_id"] for i in instances)
-    text = "|".join([pool_key, market, str(count), now_bucket] + seen)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:64]
+    return _launch.token_seed([pool_key, market, str(count), now_bucket], [i["instance_id"] for i in instances])
 
 
 # --- reading -------------------------------------------------------------------------

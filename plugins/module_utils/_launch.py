@@ -201,6 +201,18 @@ def _fleet_metadata_options(params: Dict[str, Any]) -> Dict[str, Any]:
     return options
 
 
+def token_seed(parts: List[str], seen_ids: List[str]) -> str:
+    """The seed of a launch's client token: what names the launch, then the ids of all the run saw.
+
+    ``parts`` name the launch (its owner, count and minute); ``seen_ids`` are the instances (and
+    requests) the run read, terminated ones included, in any order. Two runs that see the same
+    capacity and plan the same launch in the same minute get the same seed, so EC2 launches once;
+    any change to what they saw gives a new one. The token sent is ``derive_token(seed, call)``.
+    """
+    text = "|".join(list(parts) + sorted(seen_ids))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def derive_token(seed: str, kwargs: Dict[str, Any]) -> str:
     """The ClientToken of one launch call: its caller's seed and every other parameter of the call.
 

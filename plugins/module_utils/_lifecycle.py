@@ -84,13 +84,23 @@ def wait_fulfilled(client, request_ids: List[str], timeout: float, **kwargs) -> 
     return wait_for(check, timeout, **kwargs)
 
 
-def clean_up_and_fail(client, what: str, request_ids: List[str], instance_ids: List[str]) -> None:
-    """Cancel this run's requests and terminate its instances, then raise with a message saying so."""
-    done = []
+def cancel_and_terminate(client, request_ids: List[str], instance_ids: List[str]) -> None:
+    """Cancel spot requests, then terminate instances (no call for an empty list).
+
+    The requests go first: a persistent request would relaunch an instance terminated before it.
+    """
     if request_ids:
         _aws.cancel_spot_requests(client, request_ids)
-        done.append("cancelled spot requests %s" % ", ".join(sorted(request_ids)))
     if instance_ids:
         _aws.terminate_instances(client, instance_ids)
+
+
+def clean_up_and_fail(client, what: str, request_ids: List[str], instance_ids: List[str]) -> None:
+    """Cancel this run's requests and terminate its instances, then raise with a message saying so."""
+    cancel_and_terminate(client, request_ids, instance_ids)
+    done = []
+    if request_ids:
+        done.append("cancelled spot requests %s" % ", ".join(sorted(request_ids)))
+    if instance_ids:
         done.append("terminated instances %s" % ", ".join(sorted(instance_ids)))
     raise ParkingSpotError(message="%s; cleaned up: %s" % (what, "; ".join(done) if done else "nothing to clean up"))
