@@ -1,7 +1,11 @@
 # Copyright: ParkingSpot contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The one error for bad user input (planner, schedule, pricing, names and tags), and range checks."""
+"""The one error for bad user input (planner, schedule, pricing, names and tags), range checks and shared bounds."""
+
+# Upper bounds shared by several modules' options: far beyond any real use.
+MAX_COUNT = 10000  # instances one pool or request may keep
+MAX_WAIT_SECONDS = 86400  # a wait_timeout of at most a day
 
 
 class InputError(ValueError):

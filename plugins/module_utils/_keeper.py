@@ -37,6 +37,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import DRAIN_TIMEOUT_SECONDS
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import MAX_COUNT
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_time
@@ -47,7 +48,6 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_M
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
 
 # Upper bounds of numeric options: far beyond any real pool, low enough that time arithmetic cannot overflow.
-MAX_COUNT = 10000
 MAX_MINUTES = 366 * 24 * 60  # a lease or renewal margin of at most a year
 MAX_DRAIN_SECONDS = 86400
 MAX_VCPUS = 10_000_000
