@@ -15,7 +15,7 @@ tags behind at every step, so a run that was interrupted is finished by the next
 4. the migration snapshot deleted (no copies left behind), and the source too
    when ``delete_superseded`` is set.
 
-Every write goes through ``Planner.act`` so check mode records the same actions
+Every write goes through ``Executor.act`` so check mode records the same actions
 without making a call.
 """
 
@@ -78,8 +78,8 @@ def read(client, name: str) -> Found:
     )
 
 
-class Planner:
-    """Runs writes (or only records them in check mode) and waits on the API."""
+class Executor:
+    """Carries out the writes of one run (in check mode only records them), waits on the API, guards and migrates."""
 
     def __init__(self, client, check_mode: bool, wait_timeout: int, sleep: Callable[[float], None] = time.sleep):
         self.client = client

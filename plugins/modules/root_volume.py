@@ -439,7 +439,7 @@ def ensure_absent(plan, params, found):
 
 
 def _guard_only(plan, volume, force_detach):
-    check = _root_volume.Planner(plan.client, check_mode=True, wait_timeout=plan.wait_timeout)
+    check = _root_volume.Executor(plan.client, check_mode=True, wait_timeout=plan.wait_timeout)
     check.release(volume, force_detach)
 
 
@@ -462,7 +462,7 @@ def do(module):
     params = module.params
     validate(params)
     client = module.client("ec2")
-    plan = _root_volume.Planner(client, module.check_mode, params["wait_timeout"])
+    plan = _root_volume.Executor(client, module.check_mode, params["wait_timeout"])
     found = _root_volume.read(client, params["name"])
     before = _root_volume.summary(found.current)
     instance = read_instance(client, params) if params["state"] != "absent" else None

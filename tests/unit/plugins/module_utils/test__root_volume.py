@@ -46,10 +46,10 @@ def test_nothing_under_a_name(ec2):
 
 
 def test_check_mode_records_without_calling(ec2):
-    plan = _root_volume.Planner(ec2, check_mode=True, wait_timeout=5)
+    executor = _root_volume.Executor(ec2, check_mode=True, wait_timeout=5)
     called = []
-    assert plan.act("delete vol-1", lambda: called.append(1)) is None
-    assert plan.actions == ["delete vol-1"] and called == []
+    assert executor.act("delete vol-1", lambda: called.append(1)) is None
+    assert executor.actions == ["delete vol-1"] and called == []
 
 
 def test_release_refuses_a_live_holder_before_any_write(ec2, image_id, api_calls):
@@ -60,10 +60,10 @@ def test_release_refuses_a_live_holder_before_any_write(ec2, image_id, api_calls
     ec2.attach_volume(Device="/dev/sdf", InstanceId=iid, VolumeId=vid)
     current = _root_volume.read(ec2, "root").current
     api_calls.clear()
-    plan = _root_volume.Planner(ec2, check_mode=False, wait_timeout=5)
+    executor = _root_volume.Executor(ec2, check_mode=False, wait_timeout=5)
     with pytest.raises(ParkingSpotError, match="refusing to take it from a live instance"):
-        plan.release(current, force_detach=True)
-    assert api_calls.writes() == [] and plan.actions == []
+        executor.release(current, force_detach=True)
+    assert api_calls.writes() == [] and executor.actions == []
 
 
 def test_release_from_a_stopped_holder_needs_force_detach(ec2, image_id):
@@ -74,9 +74,9 @@ def test_release_from_a_stopped_holder_needs_force_detach(ec2, image_id):
     ec2.attach_volume(Device="/dev/sdf", InstanceId=iid, VolumeId=vid)
     ec2.stop_instances(InstanceIds=[iid])
     current = _root_volume.read(ec2, "root").current
-    plan = _root_volume.Planner(ec2, check_mode=False, wait_timeout=5, sleep=lambda s: None)
+    executor = _root_volume.Executor(ec2, check_mode=False, wait_timeout=5, sleep=lambda s: None)
     with pytest.raises(ParkingSpotError, match="set force_detach: true"):
-        plan.release(current, force_detach=False)
-    released = plan.release(current, force_detach=True)
+        executor.release(current, force_detach=False)
+    released = executor.release(current, force_detach=True)
     assert released["attachment"] is None and released["state"] == "available"
-    assert plan.actions == ["detach %s from %s" % (vid, iid)]
+    assert executor.actions == ["detach %s from %s" % (vid, iid)]
