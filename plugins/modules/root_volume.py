@@ -216,26 +216,20 @@ actions:
   elements: str
 """
 
+
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_volumes
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _root_volume
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
-from ansible_collections.parkingspot.ec2.plugins.module_utils._root_volume import TAG_NAME
 
-USABLE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
 MAX_SIZE_GIB = 65536  # the largest EBS volume (64 TiB)
 MAX_WAIT_SECONDS = 86400
-# AttachVolume: "Attaches an EBS volume to a running or stopped instance" (EC2 API reference).
-ATTACHABLE_INSTANCE_STATES = ("running", "stopped")
 
 
 def validate(params):
+    """The options, checked before any call."""
     _identity.check_module_params(params)
     if params["size"] is not None:
         check_range(params["size"], "size", 1, MAX_SIZE_GIB, "GiB")
@@ -250,247 +244,10 @@ def validate(params):
         raise ParkingSpotError(message="instance_id is required with state: attached")
 
 
-def read_instance(client, params):
-    """The instance named by instance_id, checked before any write; None without instance_id."""
-    if not params["instance_id"]:
-        return None
-    found = _aws.describe_instances_by_ids(client, [params["instance_id"]])
-    if not found:
-        raise ParkingSpotError(message="instance_id %s was not found" % params["instance_id"])
-    instance = found[0]
-    if params["state"] == "attached" and instance["state"] not in USABLE_INSTANCE_STATES:
-        raise ParkingSpotError(
-            message="instance_id %s is %s: a volume can only be attached to a live instance"
-            % (instance["instance_id"], instance["state"])
-        )
-    if params["state"] == "attached" and params["wait"] and instance["state"] not in ATTACHABLE_INSTANCE_STATES:
-        instance = wait_attachable(client, instance, params["wait_timeout"])
-    if params["zone"] and params["zone"] != instance["zone"]:
-        raise ParkingSpotError(
-            message="zone %s differs from the zone %s of instance_id %s; leave zone unset or make them agree"
-            % (params["zone"], instance["zone"], instance["instance_id"])
-        )
-    return instance
-
-
-def wait_attachable(client, instance, timeout):
-    """Wait until a pending or stopping instance runs or has stopped: EC2 attaches only then."""
-
-    def check():
-        found = _aws.describe_instances_by_ids(client, [instance["instance_id"]])
-        return found[0] if found and found[0]["state"] in ATTACHABLE_INSTANCE_STATES + ("terminated",) else None
-
-    done = _lifecycle.wait_for(check, timeout)
-    if done is None or done["state"] not in ATTACHABLE_INSTANCE_STATES:
-        raise ParkingSpotError(
-            message="instance_id %s did not become running or stopped within %ds (%s): EC2 attaches volumes only"
-            " then" % (instance["instance_id"], timeout, done["state"] if done else instance["state"])
-        )
-    return done
-
-
-def creation_source(client, params):
-    """SnapshotId/Size/VolumeType for a new volume, checked before the create call."""
-    source = {"SnapshotId": None, "Size": params["size"], "VolumeType": params["volume_type"]}
-    if params["snapshot_id"]:
-        snapshot = _aws_volumes.get_snapshot(client, params["snapshot_id"])
-        if not snapshot:
-            raise ParkingSpotError(message="snapshot_id %s was not found" % params["snapshot_id"])
-        source["SnapshotId"] = snapshot["snapshot_id"]
-    elif params["image_id"]:
-        root = _aws_volumes.image_root_snapshot(client, params["image_id"])
-        source["SnapshotId"] = root["snapshot_id"]
-        if params["size"] is not None and root["size"] and params["size"] < root["size"]:
-            raise ParkingSpotError(
-                message="size %d is smaller than the %d GiB root snapshot of image_id %s"
-                % (params["size"], root["size"], params["image_id"])
-            )
-    elif params["size"] is None:
-        raise ParkingSpotError(
-            message="size is required to create volume %s without snapshot_id or image_id" % params["name"]
-        )
-    return source
-
-
-def ensure_present(plan, params, found, zone):
-    """The volume exists, in ``zone`` when one is required. Returns it (predicted in check mode)."""
-    if found.target is not None:
-        # A previous run stopped half-way through a migration: finish it before anything else.
-        plan.migrate(found, found.target["zone"], params["force_detach"])
-    volume = found.current
-    tags = dict(params["tags"] or {}, **{TAG_NAME: params["name"]})
-    if volume is None:
-        if not zone:
-            raise ParkingSpotError(message="zone or instance_id is required to create volume %s" % params["name"])
-        source = creation_source(plan.client, params)
-        created = plan.act(
-            "create volume %s in %s" % (params["name"], zone),
-            lambda: _aws_volumes.create_volume(
-                plan.client,
-                zone,
-                tags,
-                Encrypted=params["encrypted"] or None,
-                KmsKeyId=params["kms_key_id"],
-                **source,
-            ),
-        )
-        volume = created or _root_volume.predicted_volume(
-            None, zone, source["Size"], source["VolumeType"], tags, params["encrypted"], source["SnapshotId"]
-        )
-        if params["wait"] or params["state"] == "attached":
-            volume = plan.wait_available(volume, created_here=True)
-        found.current = volume
-        return volume
-    if volume["state"] == "creating" and (params["wait"] or params["state"] == "attached"):
-        # Left creating by an earlier run (or someone else): wait for it rather than create another.
-        volume = plan.wait_available(volume, created_here=False)
-    if volume["state"] == "error":
-        raise ParkingSpotError(
-            message="volume %s (Name=%s) is in state error; remove it with state: absent and run again"
-            % (volume["volume_id"], params["name"])
-        )
-    if zone and volume["zone"] != zone:
-        if params["zone_mismatch"] == "fail":
-            raise ParkingSpotError(
-                message="volume %s is in zone %s but zone %s is required; set zone_mismatch: migrate to copy it there"
-                % (volume["volume_id"], volume["zone"], zone)
-            )
-        volume = plan.migrate(found, zone, params["force_detach"])
-    if params["size"] is not None and volume["size"] is not None and params["size"] != volume["size"]:
-        plan.warnings.append(
-            "volume %s is %d GiB, not %d: existing volumes are not resized"
-            % (volume["volume_id"], volume["size"], params["size"])
-        )
-    current = {k: v for k, v in volume["tags"].items() if not _identity.is_reserved(k)}
-    if params["tags"] is None:  # tags not given: only the name is put right, nothing is purged
-        current = {TAG_NAME: current.get(TAG_NAME)} if TAG_NAME in current else {}
-    missing, purge = compare_aws_tags(current, tags, purge_tags=params["purge_tags"])
-    if missing:
-        plan.act(
-            "tag %s with %s" % (volume["volume_id"], ", ".join(sorted(missing))),
-            lambda: _aws.create_tags(plan.client, [volume["volume_id"]], missing),
-        )
-        volume = dict(volume, tags=dict(volume["tags"], **missing))
-    if purge:
-        plan.act(
-            "untag %s: %s" % (volume["volume_id"], ", ".join(sorted(purge))),
-            lambda: _aws.delete_tags(plan.client, [volume["volume_id"]], purge),
-        )
-        volume = dict(volume, tags={k: v for k, v in volume["tags"].items() if k not in purge})
-    found.current = volume
-    return volume
-
-
-def ensure_attached(plan, params, found, instance):
-    volume = ensure_present(plan, params, found, instance["zone"])
-    att = volume.get("attachment")
-    if att and att["instance_id"] == instance["instance_id"]:
-        if att["device"] != params["device_name"]:
-            plan.warnings.append(
-                "volume %s is attached to %s as %s, not %s; left as it is"
-                % (volume["volume_id"], instance["instance_id"], att["device"], params["device_name"])
-            )
-        return volume
-    if instance["state"] not in ATTACHABLE_INSTANCE_STATES:
-        raise ParkingSpotError(
-            message="instance_id %s is %s: EC2 attaches volumes only to running or stopped instances; set wait: true"
-            " to wait for it" % (instance["instance_id"], instance["state"])
-        )
-    volume = plan.release(volume, params["force_detach"], keep_on=instance["instance_id"])
-    plan.act(
-        "attach %s to %s as %s" % (volume["volume_id"], instance["instance_id"], params["device_name"]),
-        lambda: _aws_volumes.attach_volume(
-            plan.client, params["device_name"], instance["instance_id"], volume["volume_id"]
-        ),
-    )
-    attachment = {"instance_id": instance["instance_id"], "device": params["device_name"], "state": "attached"}
-    if plan.check_mode:
-        return dict(volume, attachment=attachment, state="in-use")
-    if params["wait"]:
-        return plan.wait_attached(volume["volume_id"], instance["instance_id"])
-    return volume
-
-
-def ensure_detached(plan, params, found, zone):
-    volume = ensure_present(plan, params, found, zone)
-    if not volume.get("attachment"):
-        return volume
-    released = plan.release(volume, params["force_detach"])
-    return released
-
-
-def ensure_absent(plan, params, found):
-    doomed = [v for v in [found.current, found.target] + found.superseded if v]
-    # Every guard is checked before the first write, so a refusal leaves everything as it was.
-    for volume in doomed:
-        _guard_only(plan, volume, params["force_detach"])
-    for volume in doomed:
-        plan.release(volume, params["force_detach"])
-        plan.delete(volume)
-    # Migration snapshots carry the name too: also those of source volumes that are already gone.
-    for snapshot in _aws_volumes.find_snapshots(plan.client, {TAG_NAME: params["name"]}):
-        if _root_volume.TAG_MIGRATION_SOURCE in snapshot["tags"]:
-            plan.act(
-                "delete migration snapshot %s" % snapshot["snapshot_id"],
-                lambda s=snapshot: _aws_volumes.delete_snapshot(plan.client, s["snapshot_id"]),
-            )
-    found.current, found.target, found.superseded = None, None, []
-    return None
-
-
-def _guard_only(plan, volume, force_detach):
-    check = _root_volume.Executor(plan.client, check_mode=True, wait_timeout=plan.wait_timeout)
-    check.release(volume, force_detach)
-
-
-def delete_superseded(plan, params, found):
-    kept = []
-    for old in found.superseded:
-        if old.get("attachment"):
-            try:
-                _guard_only(plan, old, params["force_detach"])
-            except ParkingSpotError as e:
-                plan.warnings.append("superseded volume %s kept: %s" % (old["volume_id"], e.message))
-                kept.append(old)
-                continue
-            plan.release(old, params["force_detach"])
-        plan.delete(old)
-    found.superseded = kept
-
-
 def do(module):
-    params = module.params
-    validate(params)
+    validate(module.params)
     client = module.client("ec2")
-    plan = _root_volume.Executor(client, module.check_mode, params["wait_timeout"])
-    found = _root_volume.read(client, params["name"])
-    before = _root_volume.summary(found.current)
-    instance = read_instance(client, params) if params["state"] != "absent" else None
-    zone = instance["zone"] if instance else params["zone"]
-
-    if params["state"] == "absent":
-        volume = ensure_absent(plan, params, found)
-    elif params["state"] == "attached":
-        volume = ensure_attached(plan, params, found, instance)
-    elif params["state"] == "detached":
-        volume = ensure_detached(plan, params, found, zone)
-    else:
-        volume = ensure_present(plan, params, found, zone)
-    if params["delete_superseded"] and params["state"] != "absent":
-        delete_superseded(plan, params, found)
-
-    changed = bool(plan.actions)
-    if changed and not module.check_mode and volume and volume["volume_id"]:
-        volume = _aws_volumes.get_volume(client, volume["volume_id"]) or volume
-    for warning in plan.warnings:
-        module.warn(warning)
-    module.exit_json(
-        changed=changed,
-        volume=volume or {},
-        superseded=sorted(v["volume_id"] for v in found.superseded),
-        actions=plan.actions,
-        diff=dict(before=before, after=_root_volume.summary(volume)),
-    )
+    module.exit_json(**_root_volume.reconcile(module, client, module.params))
 
 
 def main():

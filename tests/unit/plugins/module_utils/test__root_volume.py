@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The root volume service on moto: identity by Name, an interrupted migration recognised, the
-single-writer guard, and check mode recording actions without a write call."""
+single-writer guard, check mode recording actions without a write call, and ``reconcile`` as the
+module calls it (the module tests in test_root_volume.py drive every state through ``main()``)."""
 
 import pytest
 
@@ -80,3 +81,62 @@ def test_release_from_a_stopped_holder_needs_force_detach(ec2, image_id):
     released = executor.release(current, force_detach=True)
     assert released["attachment"] is None and released["state"] == "available"
     assert executor.actions == ["detach %s from %s" % (vid, iid)]
+
+
+# --- reconcile: one run, called as the module calls it ---------------------------
+
+
+class FakeModule:
+    def __init__(self, check_mode):
+        self.check_mode = check_mode
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def params(**given):
+    """The module's options with their defaults, as ``validate`` hands them on."""
+    defaults = dict(
+        name="root",
+        state="present",
+        snapshot_id=None,
+        image_id=None,
+        size=None,
+        volume_type="gp3",
+        encrypted=False,
+        kms_key_id=None,
+        zone=None,
+        instance_id=None,
+        device_name="/dev/sdf",
+        zone_mismatch="fail",
+        delete_superseded=False,
+        force_detach=False,
+        wait=True,
+        wait_timeout=5,
+        tags=None,
+        purge_tags=True,
+    )
+    return dict(defaults, **given)
+
+
+def test_reconcile_in_check_mode_predicts_a_create_without_writing(ec2, api_calls):
+    module = FakeModule(check_mode=True)
+    result = _root_volume.reconcile(module, ec2, params(size=4, zone="us-east-1a"))
+    assert result["changed"] is True
+    assert result["actions"] == ["create volume root in us-east-1a"]
+    assert result["volume"]["volume_id"] is None and result["volume"]["zone"] == "us-east-1a"
+    assert result["superseded"] == []
+    assert result["diff"]["before"] == {"exists": False}
+    assert api_calls.writes() == []
+
+
+def test_reconcile_reports_its_warnings_through_the_module(ec2, api_calls):
+    vid = volume(ec2, "root")
+    api_calls.clear()
+    module = FakeModule(check_mode=False)
+    result = _root_volume.reconcile(module, ec2, params(size=4))
+    assert result["changed"] is False and result["actions"] == []
+    assert result["volume"]["volume_id"] == vid
+    assert module.warnings == ["volume %s is 8 GiB, not 4: existing volumes are not resized" % vid]
+    assert api_calls.writes() == []
