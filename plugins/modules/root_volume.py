@@ -229,7 +229,7 @@ MAX_WAIT_SECONDS = 86400
 
 
 def validate(params):
-    """The options, checked before any call."""
+    """What the argument spec cannot check, before any call."""
     _identity.check_module_params(params)
     if params["size"] is not None:
         check_range(params["size"], "size", 1, MAX_SIZE_GIB, "GiB")
@@ -241,6 +241,7 @@ def validate(params):
             message="device_name must be a device path such as /dev/sdf, got %s" % params["device_name"]
         )
     if params["state"] == "attached" and not params["instance_id"]:
+        # required_if refuses a missing instance_id; this refuses an empty one (instance_id: "" or null).
         raise ParkingSpotError(message="instance_id is required with state: attached")
 
 
@@ -275,6 +276,7 @@ def main():
         argument_spec=argument_spec,
         supports_check_mode=True,
         mutually_exclusive=[("snapshot_id", "image_id")],
+        required_if=[("state", "attached", ["instance_id"])],
     )
     _module.run(module, do)
 
