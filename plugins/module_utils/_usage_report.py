@@ -6,9 +6,10 @@
 The reads: one paginated DescribeInstances for the pools and, with unpooled spot, one for spot
 instances; one DescribeSpotInstanceRequests; with a data feed, one listing of the feed bucket and
 one GetObject per file inside the window; one DescribeSpotPriceHistory for every type and zone of
-the spot instances the feed does not cover. Rows, totals and price integration are pure
-(``_usage``), the CSV and HTML text and the atomic local writes are in ``_report_html``. Nothing is
-written in check mode.
+the spot instances the feed does not cover. Instances and requests are turned into the normalised
+shape of ``_aws`` as they are read; rows, totals and price integration are pure (``_usage``), the
+CSV and HTML text and the atomic local writes are in ``_report_html``. Nothing is written in check
+mode.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ PRICE_HISTORY_DAYS = 90
 S3_CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
+# --- the shapes the report reads --------------------------------------------------------------
+
+
+def report_instance(raw):
+    """``_aws.normalize_instance`` plus ``platform``: the ``PlatformDetails`` its spot price is published under."""
+    return dict(_aws.normalize_instance(raw), platform=raw.get("PlatformDetails"))
+
+
+def report_request(raw):
+    """``_aws.normalize_spot_request`` plus ``status_update_time``: when its status last changed (UTC)."""
+    updated = (raw.get("Status") or {}).get("UpdateTime")
+    return dict(_aws.normalize_spot_request(raw), status_update_time=to_utc(updated) if updated else None)
+
+
 # --- reads ------------------------------------------------------------------------------------
 
 
@@ -44,14 +59,15 @@ def read_instances(client, pools, include_unpooled):
         pool_filter = _identity.names_filter(TAG_POOL, pools)
     else:
         pool_filter = {"Name": "tag-key", "Values": [TAG_POOL]}
-    pooled = _aws.describe_instances_raw(client, Filters=[pool_filter], MaxResults=_aws.BATCH)
+    raw = _aws.describe_instances_raw(client, Filters=[pool_filter], MaxResults=_aws.BATCH)
+    pooled = [report_instance(i) for i in raw]
     if pools:
         wanted = set(pools)
-        pooled = [i for i in pooled if _aws.tag_dict(i.get("Tags")).get(TAG_POOL) in wanted]
+        pooled = [i for i in pooled if i["tags"].get(TAG_POOL) in wanted]
     if include_unpooled:
         spot_filter = {"Name": "instance-lifecycle", "Values": ["spot"]}
-        spot = _aws.describe_instances_raw(client, Filters=[spot_filter], MaxResults=_aws.BATCH)
-        pooled += [i for i in spot if TAG_POOL not in _aws.tag_dict(i.get("Tags"))]
+        raw = _aws.describe_instances_raw(client, Filters=[spot_filter], MaxResults=_aws.BATCH)
+        pooled += [i for i in (report_instance(r) for r in raw) if TAG_POOL not in i["tags"]]
     return pooled
 
 
@@ -59,14 +75,14 @@ def related_requests(requests, instance_ids, pools):
     """The requests of the reported instances, and those tagged with a reported pool."""
     keep = []
     for req in requests:
-        pool = _aws.tag_dict(req.get("Tags")).get(TAG_POOL)
-        if req.get("InstanceId") in instance_ids or (pool and (not pools or pool in pools)):
+        pool = req["tags"].get(TAG_POOL)
+        if req.get("instance_id") in instance_ids or (pool and (not pools or pool in pools)):
             keep.append(req)
     return keep
 
 
 def read_requests(client, instance_ids, pools):
-    return related_requests(_aws.describe_spot_requests_raw(client), instance_ids, pools)
+    return related_requests([report_request(r) for r in _aws.describe_spot_requests_raw(client)], instance_ids, pools)
 
 
 def read_datafeed(s3, bucket, prefix, start, end):
@@ -94,14 +110,14 @@ def read_datafeed(s3, bucket, prefix, start, end):
 
 def read_prices(client, instances, feed_ids, now):
     """One price history query for the spot instances the data feed does not cover."""
-    spot = [i for i in instances if _aws.instance_market(i) == "spot" and i["InstanceId"] not in feed_ids]
+    spot = [i for i in instances if i["market"] == "spot" and i["instance_id"] not in feed_ids]
     if not spot:
         return []
     oldest = now - datetime.timedelta(days=PRICE_HISTORY_DAYS)
-    start = max(min(to_utc(i["LaunchTime"]) for i in spot), oldest)
-    zones = sorted({(i.get("Placement") or {}).get("AvailabilityZone") for i in spot} - {None})
+    start = max(min(to_utc(i["launch_time"]) for i in spot), oldest)
+    zones = sorted({i["zone"] for i in spot} - {None})
     query = {
-        "InstanceTypes": sorted({i["InstanceType"] for i in spot}),
+        "InstanceTypes": sorted({i["instance_type"] for i in spot}),
         "ProductDescriptions": sorted({usage.platform_of(i) for i in spot} & set(usage.PRICED_PLATFORMS))
         or [usage.LINUX],
         "StartTime": start,
@@ -129,12 +145,12 @@ def build(ec2, s3, params, start, now):
     if include_unpooled is None:
         include_unpooled = not pools
     instances = read_instances(ec2, pools, include_unpooled)
-    requests = read_requests(ec2, {i["InstanceId"] for i in instances}, pools)
+    requests = read_requests(ec2, {i["instance_id"] for i in instances}, pools)
     feed_records, feed_stats = [], None
     if params["datafeed_bucket"]:
         feed_records, feed_stats = read_datafeed(s3, params["datafeed_bucket"], params["datafeed_prefix"], start, now)
         if pools:  # feed lines carry no tags: keep only the instances of the chosen pools
-            wanted = {i["InstanceId"] for i in instances}
+            wanted = {i["instance_id"] for i in instances}
             feed_records = [r for r in feed_records if r["instance_id"] in wanted]
     feed_ids = {r["instance_id"] for r in feed_records}
     prices = read_prices(ec2, instances, feed_ids, now)

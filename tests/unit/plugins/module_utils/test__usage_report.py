@@ -7,6 +7,7 @@ module on moto in tests/unit/plugins/modules/test_spot_usage_report.py)."""
 import datetime
 import gzip
 
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage_report
 
 UTC = datetime.timezone.utc
@@ -36,9 +37,35 @@ def test_price_history_is_read_for_every_priced_platform(monkeypatch):
 
     monkeypatch.setattr(_usage_report._aws_pricing, "describe_spot_price_history", history)
     platforms = {"i-1": None, "i-2": "Windows", "i-3": "Red Hat BYOL Linux"}
-    instances = [raw_instance(iid, platform) for iid, platform in platforms.items()]
+    instances = [_usage_report.report_instance(raw_instance(iid, platform)) for iid, platform in platforms.items()]
     _usage_report.read_prices(None, instances, set(), NOW)
     assert asked["ProductDescriptions"] == ["Linux/UNIX", "Windows"]
+
+
+def test_report_shapes_are_the_normalised_ones_plus_what_only_the_report_needs():
+    raw = raw_instance("i-1", "Windows", Tags=[{"Key": "parkingspot:pool", "Value": "ci"}])
+    instance = _usage_report.report_instance(raw)
+    assert instance == dict(_aws.normalize_instance(raw), platform="Windows")
+    assert instance["tags"] == {"parkingspot:pool": "ci"} and instance["market"] == "spot"
+    assert _usage_report.report_instance(raw_instance("i-2"))["platform"] is None
+
+    changed = datetime.datetime(2030, 1, 7, 9, 30, 0, 250000, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    raw_request = {"SpotInstanceRequestId": "sir-1", "State": "closed", "Status": {"Code": "x", "UpdateTime": changed}}
+    request = _usage_report.report_request(raw_request)
+    assert request == dict(_aws.normalize_spot_request(raw_request), status_update_time=changed.astimezone(UTC))
+    assert _usage_report.report_request({"SpotInstanceRequestId": "sir-2"})["status_update_time"] is None
+
+
+def test_related_requests_are_those_of_the_instances_and_of_the_pools():
+    def request(rid, instance_id=None, pool=None):
+        tags = [{"Key": "parkingspot:pool", "Value": pool}] if pool else []
+        return _usage_report.report_request({"SpotInstanceRequestId": rid, "InstanceId": instance_id, "Tags": tags})
+
+    requests = [request("sir-i", "i-1"), request("sir-ci", pool="ci"), request("sir-web", pool="web"), request("sir-x")]
+    kept = _usage_report.related_requests(requests, {"i-1"}, ["ci"])
+    assert [r["spot_instance_request_id"] for r in kept] == ["sir-i", "sir-ci"]
+    kept = _usage_report.related_requests(requests, set(), None)
+    assert [r["spot_instance_request_id"] for r in kept] == ["sir-ci", "sir-web"]
 
 
 def test_rows_in_the_window_started_before_its_end_and_ended_after_its_start():
