@@ -21,6 +21,11 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 
 
+def is_url(dest):
+    """True when a report ``dest`` names S3 (``s3://...``) rather than a local directory."""
+    return bool(dest) and dest.startswith("s3://")
+
+
 def parse_url(url):
     """Split ``s3://bucket/prefix`` into ``(bucket, prefix)``; the prefix is empty or ends with ``/``.
 

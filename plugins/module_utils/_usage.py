@@ -3,8 +3,10 @@
 
 """Spot usage accounting (pure: plain data in, plain data out).
 
-Turns DescribeInstances / DescribeSpotInstanceRequests / DescribeSpotPriceHistory output
-and spot data feed lines into per-instance usage rows and per-pool / per-owner summaries.
+Turns instances and spot requests in the normalised shape of ``_aws`` (``normalize_instance`` /
+``normalize_spot_request``, plus ``platform`` and ``status_update_time``, see
+``_usage_report.report_instance`` / ``report_request``), DescribeSpotPriceHistory records and spot
+data feed lines into per-instance usage rows and per-pool / per-owner summaries.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import gzip
 import re
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import SPOT_INTERRUPTION_REASONS
-from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import instance_market
-from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import tag_dict
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import on_demand_price
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
@@ -65,15 +65,15 @@ def transition_time(reason):
     return to_utc(match.group(1)) if match else None
 
 
-# The platforms (DescribeInstances ``PlatformDetails``) whose spot price history EC2 publishes under
-# the same name as a ``ProductDescription``. Instances of any other platform (a BYOL image, Windows
-# with SQL Server, ...) are left unpriced rather than priced as Linux/UNIX.
+# The platforms (an instance's ``platform``, DescribeInstances ``PlatformDetails``) whose spot price
+# history EC2 publishes under the same name as a ``ProductDescription``. Instances of any other
+# platform (a BYOL image, Windows with SQL Server, ...) are left unpriced rather than priced as Linux/UNIX.
 LINUX = "Linux/UNIX"
 PRICED_PLATFORMS = (LINUX, "Red Hat Enterprise Linux", "SUSE Linux", "Windows")
 
 
 def platform_of(instance):
-    return instance.get("PlatformDetails") or LINUX
+    return instance.get("platform") or LINUX
 
 
 def price_timelines(records):
@@ -108,26 +108,25 @@ def integrate_price(points, start, end):
 
 def interruption(instance, request=None):
     """``(interrupted, source)``: tag first, then state reason, then spot request status."""
-    tags = tag_dict(instance.get("Tags"))
+    tags = instance["tags"]
     if TAG_INTERRUPTED in tags and str(tags[TAG_INTERRUPTED]).strip().lower() not in _FALSE_WORDS:
         return True, "tag"
-    if (instance.get("StateReason") or {}).get("Code") in SPOT_INTERRUPTION_REASONS:
+    if instance.get("state_reason") in SPOT_INTERRUPTION_REASONS:
         return True, "state_reason"
-    if request and (request.get("Status") or {}).get("Code") in INTERRUPTION_STATUS_CODES:
+    if request and request.get("status_code") in INTERRUPTION_STATUS_CODES:
         return True, "spot_request_status"
     return False, None
 
 
 def _end_of(instance, request, feed):
-    state = (instance.get("State") or {}).get("Name", "running")
-    if state not in _ENDED_STATES:
+    if (instance.get("state") or "running") not in _ENDED_STATES:
         return None, None
-    when = transition_time(instance.get("StateTransitionReason"))
+    when = transition_time(instance.get("state_transition_reason"))
     if when:
         return when, "state_transition_reason"
-    status = (request or {}).get("Status") or {}
-    if status.get("UpdateTime") and status.get("Code") != "fulfilled":
-        return to_utc(status["UpdateTime"]), "spot_request_status"
+    request = request or {}
+    if request.get("status_update_time") and request.get("status_code") != "fulfilled":
+        return to_utc(request["status_update_time"]), "spot_request_status"
     if feed:
         return feed["last"] + datetime.timedelta(hours=1), "datafeed"
     return None, "unknown"
@@ -145,22 +144,20 @@ def request_rows(spot_requests, now):
     """Spot requests with their validity: persistent ones say whether EC2 still re-evaluates them."""
     rows = []
     for req in spot_requests:
-        valid_until = to_utc(req["ValidUntil"]) if req.get("ValidUntil") else None
-        state = req.get("State")
-        expired, re_evaluated = request_validity(
-            req.get("Type"), state, (req.get("Status") or {}).get("Code"), valid_until, now
-        )
+        valid_until = to_utc(req["valid_until"]) if req.get("valid_until") else None
+        state = req.get("state")
+        expired, re_evaluated = request_validity(req.get("type"), state, req.get("status_code"), valid_until, now)
         rows.append(
             {
-                "spot_request_id": req.get("SpotInstanceRequestId"),
-                "request_type": req.get("Type"),
+                "spot_request_id": req.get("spot_instance_request_id"),
+                "request_type": req.get("type"),
                 "state": state,
-                "status_code": (req.get("Status") or {}).get("Code"),
-                "instance_id": req.get("InstanceId"),
+                "status_code": req.get("status_code"),
+                "instance_id": req.get("instance_id"),
                 "valid_until": format_time(valid_until),
                 "expired": expired,
                 "re_evaluated": re_evaluated,
-                "tags": tag_dict(req.get("Tags")),
+                "tags": dict(req["tags"]),
             }
         )
     return sorted(rows, key=lambda r: r["spot_request_id"] or "")
@@ -203,32 +200,32 @@ def usage_rows(
 ):
     """One row per instance (plus instances seen only in the data feed)."""
     now = to_utc(now)
-    by_request = {r.get("SpotInstanceRequestId"): r for r in spot_requests or []}
-    by_instance = {r["InstanceId"]: r for r in spot_requests or [] if r.get("InstanceId")}
+    by_request = {r.get("spot_instance_request_id"): r for r in spot_requests or []}
+    by_instance = {r["instance_id"]: r for r in spot_requests or [] if r.get("instance_id")}
     timelines = price_timelines(price_records or [])
     feed = summarize_feed(feed_records or [])
     rows = []
     for inst in instances:
-        tags = tag_dict(inst.get("Tags"))
-        iid = inst["InstanceId"]
-        request = by_request.get(inst.get("SpotInstanceRequestId")) or by_instance.get(iid)
+        tags = inst["tags"]
+        iid = inst["instance_id"]
+        request = by_request.get(inst.get("spot_instance_request_id")) or by_instance.get(iid)
         row = _new_row(tags.get(TAG_POOL), tags.get(owner_tag) or UNTAGGED_OWNER, iid)
-        row["market"] = instance_market(inst)
+        row["market"] = inst["market"]
         if tags.get(TAG_MARKET) == "on-demand":
             row["market"] = "on-demand"
-        row["instance_type"] = inst.get("InstanceType")
+        row["instance_type"] = inst.get("instance_type")
         row["platform"] = platform_of(inst)
-        row["zone"] = (inst.get("Placement") or {}).get("AvailabilityZone")
-        row["state"] = (inst.get("State") or {}).get("Name")
-        start = to_utc(inst["LaunchTime"])
+        row["zone"] = inst.get("zone")
+        row["state"] = inst.get("state")
+        start = to_utc(inst["launch_time"])
         end, end_source = _end_of(inst, request, feed.get(iid))
         row["start"], row["end"], row["end_source"] = format_time(start), format_time(end), end_source
         row["running"] = end is None and end_source is None
         row["interrupted"], row["interruption_source"] = interruption(inst, request)
         if request:
-            row["spot_request_id"] = request.get("SpotInstanceRequestId")
-            row["request_type"] = request.get("Type")
-            row["valid_until"] = format_time(to_utc(request["ValidUntil"])) if request.get("ValidUntil") else None
+            row["spot_request_id"] = request.get("spot_instance_request_id")
+            row["request_type"] = request.get("type")
+            row["valid_until"] = format_time(to_utc(request["valid_until"])) if request.get("valid_until") else None
         if end is None and end_source == "unknown":
             rows.append(row)
             continue

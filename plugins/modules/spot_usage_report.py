@@ -229,33 +229,24 @@ window:
 """
 
 import datetime
-import os
-import re
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_s3
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html as report_html
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage as usage
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage_report
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._pricing import validate_prices
-from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
-from ansible_collections.parkingspot.ec2.plugins.module_utils._time import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import to_utc
 
-_FEED_NAME = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.\d+\.[^./]+\.gz$")
-_PRICE_HISTORY_DAYS = 90
 _MAX_LOOKBACK_HOURS = 10 * 366 * 24
-_S3_CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
 def validate(params):
-    """Check every option before any read; returns the report window ``(start, now)``."""
+    """Check every option before any client or read; returns the end of the report window (``now``)."""
     check_range(params["lookback_hours"], "lookback_hours", 1, _MAX_LOOKBACK_HOURS, "hours")
     try:
         now = to_utc(params["now"]) if params["now"] else datetime.datetime.now(datetime.timezone.utc)
@@ -268,7 +259,7 @@ def validate(params):
         raise InputError("pools", "must name at least one pool (omit it for all pools)")
     _identity.check_names(params["pools"], "pools")
     validate_prices(params["on_demand_prices"])
-    if params["dest"] and is_s3(params["dest"]):
+    if _aws_s3.is_url(params["dest"]):
         try:
             _aws_s3.parse_url(params["dest"])
         except ValueError as exc:
@@ -278,184 +269,15 @@ def validate(params):
             report_html.check_dest(params["dest"])
         except ValueError as exc:
             raise InputError("dest", str(exc).split(": ", 1)[1]) from exc
-    return now - datetime.timedelta(hours=params["lookback_hours"]), now
-
-
-def read_instances(client, pools, include_unpooled):
-    if pools:
-        pool_filter = _identity.names_filter(TAG_POOL, pools)
-    else:
-        pool_filter = {"Name": "tag-key", "Values": [TAG_POOL]}
-    pooled = _aws.describe_instances_raw(client, Filters=[pool_filter], MaxResults=_aws.BATCH)
-    if pools:
-        wanted = set(pools)
-        pooled = [i for i in pooled if _aws.tag_dict(i.get("Tags")).get(TAG_POOL) in wanted]
-    if include_unpooled:
-        spot_filter = {"Name": "instance-lifecycle", "Values": ["spot"]}
-        spot = _aws.describe_instances_raw(client, Filters=[spot_filter], MaxResults=_aws.BATCH)
-        pooled += [i for i in spot if TAG_POOL not in _aws.tag_dict(i.get("Tags"))]
-    return pooled
-
-
-def related_requests(requests, instance_ids, pools):
-    keep = []
-    for req in requests:
-        pool = _aws.tag_dict(req.get("Tags")).get(TAG_POOL)
-        if req.get("InstanceId") in instance_ids or (pool and (not pools or pool in pools)):
-            keep.append(req)
-    return keep
-
-
-def read_datafeed(s3, bucket, prefix, start, end):
-    objects, _pages = _aws_pricing.list_datafeed_objects(s3, bucket, prefix)
-    records, skipped, files = [], [], 0
-    earliest = start - datetime.timedelta(hours=1)
-    for obj in sorted(objects, key=lambda o: o["Key"]):
-        match = _FEED_NAME.search(obj["Key"])
-        if not match:
-            continue
-        hour = datetime.datetime(*(int(g) for g in match.groups()), tzinfo=datetime.timezone.utc)
-        if hour < earliest or hour > end:
-            continue
-        body = _aws_pricing.get_datafeed_object(s3, bucket, obj["Key"])
-        if body is None:
-            continue
-        files += 1
-        recs, bad = usage.parse_datafeed(body, obj["Key"])
-        records += [r for r in recs if earliest <= r["timestamp"] <= end]
-        skipped += bad
-    stats = {"files": files, "records": len(records), "skipped": len(skipped), "skipped_lines": skipped[:20]}
-    return records, stats
-
-
-def read_prices(client, instances, feed_ids, now):
-    spot = [i for i in instances if _aws.instance_market(i) == "spot" and i["InstanceId"] not in feed_ids]
-    if not spot:
-        return []
-    oldest = now - datetime.timedelta(days=_PRICE_HISTORY_DAYS)
-    start = max(min(to_utc(i["LaunchTime"]) for i in spot), oldest)
-    zones = sorted({(i.get("Placement") or {}).get("AvailabilityZone") for i in spot} - {None})
-    query = {
-        "InstanceTypes": sorted({i["InstanceType"] for i in spot}),
-        "ProductDescriptions": sorted({usage.platform_of(i) for i in spot} & set(usage.PRICED_PLATFORMS))
-        or [usage.LINUX],
-        "StartTime": start,
-        "EndTime": now,
-    }
-    if zones:
-        query["Filters"] = [{"Name": "availability-zone", "Values": zones}]
-    records, _pages = _aws_pricing.describe_spot_price_history(client, **query)
-    return records
-
-
-def in_window(row, start, now):
-    if row["start"] and to_utc(row["start"]) > now:
-        return False
-    return not (row["end"] and to_utc(row["end"]) < start)
-
-
-def is_s3(dest):
-    return dest.startswith("s3://")
-
-
-def write_report_s3(s3, dest, contents, check_mode):
-    """Upload both files under the prefix of ``dest``; when the second upload fails, the first
-    object this run wrote is deleted again, so a failed run leaves no half-new pair behind."""
-    bucket, prefix = _aws_s3.parse_url(dest)
-    keys = {"csv": prefix + report_html.CSV_NAME, "html": prefix + report_html.HTML_NAME}
-    files = {kind: f"s3://{bucket}/{key}" for kind, key in keys.items()}
-    if check_mode:
-        return True, files
-    written = []
-    try:
-        for kind in ("csv", "html"):
-            body = contents[kind].encode("utf-8")
-            _aws_s3.put_report_object(s3, bucket, keys[kind], body, _S3_CONTENT_TYPES[kind])
-            written.append(keys[kind])
-    except _aws.AnsibleEC2Error:
-        for key in written:
-            _aws_s3.delete_report_object(s3, bucket, key)
-        raise
-    return True, files
-
-
-def write_report(params, report, check_mode, s3=None):
-    dest = params["dest"]
-    if is_s3(dest):
-        contents = {"csv": report_html.render_csv(report["rows"]), "html": report_html.render_html(report)}
-        return write_report_s3(s3, dest, contents, check_mode)
-    files = {"csv": os.path.join(dest, report_html.CSV_NAME), "html": os.path.join(dest, report_html.HTML_NAME)}
-    contents = {"csv": report_html.render_csv(report["rows"]), "html": report_html.render_html(report)}
-    if check_mode:
-        changed = False
-        for kind, path in files.items():
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    changed |= handle.read() != contents[kind]
-            except OSError:
-                changed = True
-        return changed, files
-    if not os.path.isdir(dest):
-        os.makedirs(dest, mode=0o755)
-    # Both files or neither: a failure leaves the previous pair in place.
-    changed = report_html.write_all_if_changed({files[kind]: contents[kind] for kind in files})
-    return changed, files
+    return now
 
 
 def do(module):
     params = module.params
-    start, now = validate(params)
-    pools = params["pools"]
-    include_unpooled = params["include_unpooled_spot"]
-    if include_unpooled is None:
-        include_unpooled = not pools
+    now = validate(params)
     ec2 = module.client("ec2")
-    instances = read_instances(ec2, pools, include_unpooled)
-    requests = _aws.describe_spot_requests_raw(ec2)
-    requests = related_requests(requests, {i["InstanceId"] for i in instances}, pools)
-    feed_records, feed_stats = [], None
-    if params["datafeed_bucket"]:
-        s3 = module.client("s3")
-        feed_records, feed_stats = read_datafeed(s3, params["datafeed_bucket"], params["datafeed_prefix"], start, now)
-        if pools:  # feed lines carry no tags: keep only the instances of the chosen pools
-            wanted = {i["InstanceId"] for i in instances}
-            feed_records = [r for r in feed_records if r["instance_id"] in wanted]
-    feed_ids = {r["instance_id"] for r in feed_records}
-    prices = read_prices(ec2, instances, feed_ids, now)
-    rows = usage.usage_rows(
-        instances, requests, prices, now, params["owner_tag"], params["on_demand_prices"], feed_records
-    )
-    rows = [r for r in rows if in_window(r, start, now)]
-    rows.sort(key=lambda r: (r["pool"] or "", r["owner"] or "", r["start"] or "", r["instance_id"]))
-    groups = usage.summarize(rows)
-    report = {
-        "title": params["title"],
-        "window_start": start,
-        "window_end": now,
-        "generated_at": format_time(now),
-        "rows": rows,
-        "groups": groups,
-        "totals": usage.totals(groups),
-        "spot_requests": usage.request_rows(requests, now),
-        "datafeed": feed_stats,
-    }
-    changed, files = False, {}
-    if params["dest"]:
-        try:
-            s3 = module.client("s3") if is_s3(params["dest"]) else None
-            changed, files = write_report(params, report, module.check_mode, s3)
-        except OSError as e:
-            raise InputError("dest", f"cannot write the report: {e}") from e
-    module.exit_json(
-        changed=changed,
-        summary=groups,
-        totals=report["totals"],
-        instances=rows,
-        spot_requests=report["spot_requests"],
-        datafeed=feed_stats,
-        files=files,
-        window={"start": format_time(start), "end": format_time(now)},
-    )
+    s3 = module.client("s3") if params["datafeed_bucket"] or _aws_s3.is_url(params["dest"]) else None
+    module.exit_json(**_usage_report.write(module, ec2, s3, params, now))
 
 
 def main():

@@ -16,6 +16,8 @@ import pytest
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _report_html
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage
+from ansible_collections.parkingspot.ec2.plugins.module_utils._usage_report import report_instance
+from ansible_collections.parkingspot.ec2.plugins.module_utils._usage_report import report_request
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2024, 5, 1, tzinfo=UTC)
@@ -39,7 +41,7 @@ def sample_report():
         }
         if lifecycle:
             data["InstanceLifecycle"] = lifecycle
-        return data
+        return report_instance(data)
 
     instances = [
         inst("i-run1", 0, {"parkingspot:pool": "ci"}),
@@ -55,7 +57,9 @@ def sample_report():
         inst("i-team", 3, {"team": "data <&> science"}),
     ]
     prices = [{"InstanceType": "m5.large", "AvailabilityZone": "us-east-1a", "SpotPrice": "0.035", "Timestamp": at(-1)}]
-    requests = [{"SpotInstanceRequestId": "sir-p1", "Type": "persistent", "State": "open", "ValidUntil": at(2)}]
+    requests = [
+        report_request({"SpotInstanceRequestId": "sir-p1", "Type": "persistent", "State": "open", "ValidUntil": at(2)})
+    ]
     rows = _usage.usage_rows(instances, requests, prices, NOW, owner_tag="team")
     groups = _usage.summarize(rows)
     return {

@@ -7,6 +7,8 @@ import gzip
 import pytest
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage
+from ansible_collections.parkingspot.ec2.plugins.module_utils._usage_report import report_instance
+from ansible_collections.parkingspot.ec2.plugins.module_utils._usage_report import report_request
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
@@ -28,7 +30,9 @@ def instance(
     reason=None,
     transition="",
     request_id=None,
+    platform=None,
 ):
+    """An instance as EC2 describes it, in the normalised shape the report reads."""
     inst = {
         "InstanceId": iid,
         "InstanceType": itype,
@@ -44,7 +48,9 @@ def instance(
         inst["StateReason"] = {"Code": reason, "Message": reason}
     if request_id:
         inst["SpotInstanceRequestId"] = request_id
-    return inst
+    if platform:
+        inst["PlatformDetails"] = platform
+    return report_instance(inst)
 
 
 PRICES = [
@@ -79,8 +85,8 @@ def test_running_spot_instance_cost_partial_hours_and_savings():
 
 
 def test_each_platform_is_priced_from_its_own_history_and_never_as_linux():
-    windows = dict(instance("i-win", 1), PlatformDetails="Windows")
-    byol = dict(instance("i-byol", 1), PlatformDetails="Red Hat BYOL Linux")
+    windows = instance("i-win", 1, platform="Windows")
+    byol = instance("i-byol", 1, platform="Red Hat BYOL Linux")
     history = PRICES + [
         {
             "InstanceType": "m5.large",
@@ -133,13 +139,15 @@ def test_interruption_sources(inst_kwargs, request_status, source):
     requests = []
     if request_status:
         requests.append(
-            {
-                "SpotInstanceRequestId": "sir-3",
-                "InstanceId": "i-3",
-                "Type": "one-time",
-                "State": "closed",
-                "Status": {"Code": request_status, "UpdateTime": at(4)},
-            }
+            report_request(
+                {
+                    "SpotInstanceRequestId": "sir-3",
+                    "InstanceId": "i-3",
+                    "Type": "one-time",
+                    "State": "closed",
+                    "Status": {"Code": request_status, "UpdateTime": at(4)},
+                }
+            )
         )
     row = _usage.usage_rows([inst], requests, PRICES, NOW)[0]
     assert row["interrupted"] is True and row["interruption_source"] == source
@@ -160,12 +168,14 @@ def test_not_interrupted_when_tag_says_false_or_user_terminated():
 
 def test_end_from_spot_request_update_time_when_reason_has_no_time():
     inst = instance("i-5", 1, state="terminated", request_id="sir-5", transition="Service initiated")
-    req = {
-        "SpotInstanceRequestId": "sir-5",
-        "Type": "one-time",
-        "State": "closed",
-        "Status": {"Code": "instance-terminated-by-price", "UpdateTime": at(1.5)},
-    }
+    req = report_request(
+        {
+            "SpotInstanceRequestId": "sir-5",
+            "Type": "one-time",
+            "State": "closed",
+            "Status": {"Code": "instance-terminated-by-price", "UpdateTime": at(1.5)},
+        }
+    )
     row = _usage.usage_rows([inst], [req], PRICES, NOW)[0]
     assert row["end_source"] == "spot_request_status" and row["hours"] == 0.5
     assert row["spot_request_id"] == "sir-5"
@@ -215,7 +225,7 @@ def test_request_rows_validity():
         {"SpotInstanceRequestId": "sir-live", "Type": "persistent", "State": "active", "ValidUntil": at(48)},
         {"SpotInstanceRequestId": "sir-once", "Type": "one-time", "State": "active"},
     ]
-    rows = {r["spot_request_id"]: r for r in _usage.request_rows(reqs, NOW)}
+    rows = {r["spot_request_id"]: r for r in _usage.request_rows([report_request(r) for r in reqs], NOW)}
     assert rows["sir-old"]["expired"] is True and rows["sir-old"]["re_evaluated"] is False
     assert rows["sir-live"]["expired"] is False and rows["sir-live"]["re_evaluated"] is True
     assert rows["sir-live"]["valid_until"] == "2024-05-03T00:00:00Z"

@@ -257,33 +257,6 @@ def test_missing_datafeed_bucket_is_a_clear_error(aws):
     assert res["exit_code"] == 1 and "no-such-bucket" in res["msg"], res
 
 
-def test_price_history_is_read_for_every_priced_platform(monkeypatch):
-    asked = {}
-
-    def history(client, **query):
-        asked.update(query)
-        return [], 1
-
-    monkeypatch.setattr(spot_usage_report._aws_pricing, "describe_spot_price_history", history)
-    now = datetime.datetime(2026, 12, 1, 12, tzinfo=datetime.timezone.utc)
-
-    def spot(iid, platform=None):
-        raw = {
-            "InstanceId": iid,
-            "InstanceType": "m5.large",
-            "InstanceLifecycle": "spot",
-            "LaunchTime": now - datetime.timedelta(hours=2),
-            "Placement": {"AvailabilityZone": "us-east-1a"},
-        }
-        if platform:
-            raw["PlatformDetails"] = platform
-        return raw
-
-    instances = [spot("i-1"), spot("i-2", "Windows"), spot("i-3", "Red Hat BYOL Linux")]
-    spot_usage_report.read_prices(None, instances, set(), now)
-    assert asked["ProductDescriptions"] == ["Linux/UNIX", "Windows"]
-
-
 # --- dest as an S3 URL ---------------------------------------------------------------------------
 
 
