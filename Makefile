@@ -118,20 +118,39 @@ test-roles: collection
 system-packages:
 	sh tools/system-packages
 
-# Every tier in order, each one's output also kept in $(TEST_LOGS)/<tier>.log; the last line names
-# every skipped test by reason (pytest's -rs summaries and ansible-test's skip warnings).
-TEST_TIERS := lint sanity units integration test-awx test-roles test-artifact test-boot
+# Every tier, each one's output also kept in $(TEST_LOGS)/<tier>.log and its wall time in
+# <tier>.seconds; the last line names every skipped test by reason (pytest's -rs summaries and
+# ansible-test's skip warnings). The collection copy is built once first; then the container and
+# VM tiers (lane B: mostly waiting on booting systems) run beside the others (lane A, whose output
+# is shown as it comes). A failed lane-B tier has the end of its log shown.
+TEST_LANE_A := lint sanity units integration test-awx test-artifact
+TEST_LANE_B := test-roles test-boot
+TEST_TIERS := $(TEST_LANE_A) $(TEST_LANE_B)
 TEST_LOGS := $(abspath $(BUILD))/test-logs
+TIER = PYTEST_ADDOPTS="-rfEs $${PYTEST_ADDOPTS:-}" $(MAKE) --no-print-directory -o collection -o setup -o $(VENV)/.stamp
 test: system-packages
-	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
-	@for tier in $(TEST_TIERS); do \
-	    echo "make test: tier $$tier"; started=$$(date +%s); \
-	    PYTEST_ADDOPTS="-rfEs $${PYTEST_ADDOPTS:-}" $(MAKE) --no-print-directory $$tier 2>&1 | tee $(TEST_LOGS)/$$tier.log \
-	        || { echo $$(( $$(date +%s) - started )) > $(TEST_LOGS)/$$tier.seconds; \
-	             $(PYTHON_BIN) tools/test_summary.py $(TEST_LOGS) $(TEST_TIERS) --failed $$tier; exit 1; }; \
+	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS) && touch $(TEST_LOGS)/failed
+	@echo "make test: building the collection copy"
+	@$(MAKE) --no-print-directory collection > $(TEST_LOGS)/setup.log 2>&1 \
+	    || { tail -n 60 $(TEST_LOGS)/setup.log; echo "make test: FAILED in setup"; exit 1; }
+	@( for tier in $(TEST_LANE_B); do \
+	    started=$$(date +%s); \
+	    $(TIER) $$tier > $(TEST_LOGS)/$$tier.log 2>&1 || echo $$tier >> $(TEST_LOGS)/failed; \
 	    echo $$(( $$(date +%s) - started )) > $(TEST_LOGS)/$$tier.seconds; \
-	done
-	@$(PYTHON_BIN) tools/test_summary.py $(TEST_LOGS) $(TEST_TIERS)
+	    echo "make test: tier $$tier (lane B) ended after $$(cat $(TEST_LOGS)/$$tier.seconds)s"; \
+	  done ) & lane_b=$$!; \
+	for tier in $(TEST_LANE_A); do \
+	    echo "make test: tier $$tier"; started=$$(date +%s); \
+	    $(TIER) $$tier 2>&1 | tee $(TEST_LOGS)/$$tier.log || echo $$tier >> $(TEST_LOGS)/failed; \
+	    echo $$(( $$(date +%s) - started )) > $(TEST_LOGS)/$$tier.seconds; \
+	    [ ! -s $(TEST_LOGS)/failed ] || break; \
+	done; \
+	wait $$lane_b; \
+	for tier in $(TEST_LANE_B); do \
+	    ! grep -qx $$tier $(TEST_LOGS)/failed || { echo "make test: end of the $$tier log"; tail -n 80 $(TEST_LOGS)/$$tier.log; }; \
+	done; \
+	failed=$$(tr '\n' ' ' < $(TEST_LOGS)/failed); \
+	$(PYTHON_BIN) tools/test_summary.py $(TEST_LOGS) $(TEST_TIERS) $${failed:+--failed "$${failed% }"}
 
 demo: collection
 	$(PY) tools/demo.py
