@@ -36,6 +36,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_volume
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _lifecycle
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_SUPERSEDED_BY
 
 TAG_NAME = "Name"
@@ -314,7 +315,7 @@ def read_instance(client, params):
         return None
     found = _aws.describe_instances_by_ids(client, [params["instance_id"]])
     if not found:
-        raise ParkingSpotError(message="instance_id %s was not found" % params["instance_id"])
+        raise InputError("instance_id", "%s was not found" % params["instance_id"])
     instance = found[0]
     if params["state"] == "attached" and instance["state"] not in USABLE_INSTANCE_STATES:
         raise ParkingSpotError(
@@ -353,20 +354,19 @@ def creation_source(client, params):
     if params["snapshot_id"]:
         snapshot = _aws_volumes.get_snapshot(client, params["snapshot_id"])
         if not snapshot:
-            raise ParkingSpotError(message="snapshot_id %s was not found" % params["snapshot_id"])
+            raise InputError("snapshot_id", "%s was not found" % params["snapshot_id"])
         source["SnapshotId"] = snapshot["snapshot_id"]
     elif params["image_id"]:
         root = _aws_volumes.image_root_snapshot(client, params["image_id"])
         source["SnapshotId"] = root["snapshot_id"]
         if params["size"] is not None and root["size"] and params["size"] < root["size"]:
-            raise ParkingSpotError(
-                message="size %d is smaller than the %d GiB root snapshot of image_id %s"
-                % (params["size"], root["size"], params["image_id"])
+            raise InputError(
+                "size",
+                "%d is smaller than the %d GiB root snapshot of image_id %s"
+                % (params["size"], root["size"], params["image_id"]),
             )
     elif params["size"] is None:
-        raise ParkingSpotError(
-            message="size is required to create volume %s without snapshot_id or image_id" % params["name"]
-        )
+        raise InputError("size", "is required to create volume %s without snapshot_id or image_id" % params["name"])
     return source
 
 
@@ -379,7 +379,7 @@ def ensure_present(executor, params, found, zone):
     tags = dict(params["tags"] or {}, **{TAG_NAME: params["name"]})
     if volume is None:
         if not zone:
-            raise ParkingSpotError(message="zone or instance_id is required to create volume %s" % params["name"])
+            raise InputError("zone", "(or instance_id) is required to create volume %s" % params["name"])
         source = creation_source(executor.client, params)
         created = executor.act(
             "create volume %s in %s" % (params["name"], zone),

@@ -221,11 +221,11 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _root_volume
-from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import MAX_WAIT_SECONDS
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import check_range
 
 MAX_SIZE_GIB = 65536  # the largest EBS volume (64 TiB)
-MAX_WAIT_SECONDS = 86400
 
 
 def validate(params):
@@ -235,14 +235,12 @@ def validate(params):
         check_range(params["size"], "size", 1, MAX_SIZE_GIB, "GiB")
     check_range(params["wait_timeout"], "wait_timeout", 1, MAX_WAIT_SECONDS, "seconds")
     if params["kms_key_id"] and not params["encrypted"]:
-        raise ParkingSpotError(message="kms_key_id requires encrypted: true")
+        raise InputError("kms_key_id", "requires encrypted: true")
     if not params["device_name"].startswith("/dev/"):
-        raise ParkingSpotError(
-            message="device_name must be a device path such as /dev/sdf, got %s" % params["device_name"]
-        )
+        raise InputError("device_name", "must be a device path such as /dev/sdf, got %s" % params["device_name"])
     if params["state"] == "attached" and not params["instance_id"]:
         # required_if refuses a missing instance_id; this refuses an empty one (instance_id: "" or null).
-        raise ParkingSpotError(message="instance_id is required with state: attached")
+        raise InputError("instance_id", "must not be empty with state: attached")
 
 
 def do(module):

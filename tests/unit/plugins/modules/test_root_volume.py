@@ -126,25 +126,39 @@ def test_purge_tags_removes_user_tags_but_never_reserved_ones(ec2, run_module):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, option, message",
     [
-        ({"size": 0, "zone": "us-east-1a"}, "size: must be from 1 to 65536 GiB, got 0"),
-        ({"size": 4, "zone": "us-east-1a", "kms_key_id": "alias/x"}, "kms_key_id requires encrypted"),
-        ({"size": 4, "zone": "us-east-1a", "device_name": "sdf"}, "device_name must be a device path"),
-        ({"state": "attached", "size": 4}, "state is attached but all of the following are missing: instance_id"),
-        ({"state": "attached", "size": 4, "instance_id": ""}, "instance_id is required with state: attached"),
-        ({"size": 4}, "zone or instance_id is required"),
-        ({"zone": "us-east-1a"}, "size is required"),
-        ({"zone": "us-east-1a", "snapshot_id": "snap-0000000000000000f"}, "snapshot_id snap-0000000000000000f"),
-        ({"zone": "us-east-1a", "image_id": "ami-00000000"}, "image_id ami-00000000"),
-        ({"zone": "us-east-1a", "size": 4, "wait_timeout": 0}, "wait_timeout: must be from 1 to 86400 seconds"),
-        ({"zone": "us-east-1a", "size": 4, "instance_id": "i-0000000000000000f"}, "instance_id i-0000000000000000f"),
+        ({"size": 0, "zone": "us-east-1a"}, "size", "size: must be from 1 to 65536 GiB, got 0"),
+        ({"size": 4, "zone": "us-east-1a", "kms_key_id": "alias/x"}, "kms_key_id", "kms_key_id: requires encrypted"),
+        ({"size": 4, "zone": "us-east-1a", "device_name": "sdf"}, "device_name", "device_name: must be a device path"),
+        ({"state": "attached", "size": 4}, None, "state is attached but all of the following are missing: instance_id"),
+        ({"state": "attached", "size": 4, "instance_id": ""}, "instance_id", "instance_id: must not be empty"),
+        ({"size": 4}, "zone", "zone: (or instance_id) is required"),
+        ({"zone": "us-east-1a"}, "size", "size: is required"),
+        (
+            {"zone": "us-east-1a", "snapshot_id": "snap-0000000000000000f"},
+            "snapshot_id",
+            "snapshot_id: snap-0000000000000000f",
+        ),
+        ({"zone": "us-east-1a", "image_id": "ami-00000000"}, None, "image_id ami-00000000"),
+        (
+            {"zone": "us-east-1a", "size": 4, "wait_timeout": 0},
+            "wait_timeout",
+            "wait_timeout: must be from 1 to 86400 seconds",
+        ),
+        (
+            {"zone": "us-east-1a", "size": 4, "instance_id": "i-0000000000000000f"},
+            "instance_id",
+            "instance_id: i-0000000000000000f was not found",
+        ),
     ],
 )
-def test_bad_input_fails_naming_the_option_without_writes(ec2, run_module, api_calls, args, message):
+def test_bad_input_fails_naming_the_option_without_writes(ec2, run_module, api_calls, args, option, message):
     result = run_module(root_volume, dict(args, name=NAME))
     assert result.get("failed") is True
     assert message in result["msg"]
+    if option:
+        assert result.get("option") == option
     assert api_calls.writes() == []
     assert volumes_named(ec2) == []
 
@@ -152,7 +166,8 @@ def test_bad_input_fails_naming_the_option_without_writes(ec2, run_module, api_c
 def test_image_size_smaller_than_snapshot_is_refused(ec2, image_id, run_module, api_calls):
     result = run_module(root_volume, {"name": NAME, "image_id": image_id, "zone": "us-east-1a", "size": 1})
     assert result["failed"] is True
-    assert "size 1 is smaller than" in result["msg"]
+    assert "size: 1 is smaller than" in result["msg"]
+    assert result["option"] == "size"
     assert api_calls.writes() == []
 
 
