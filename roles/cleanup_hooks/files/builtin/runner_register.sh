@@ -22,7 +22,10 @@
 #   GitHub: PS_GITHUB_URL (https://github.com/ORG or https://github.com/ORG/REPO, required),
 #           PS_GITHUB_API_URL (default https://api.github.com), PS_RUNNER_DIR (default
 #           /opt/actions-runner), PS_RUNNER_USER (default runner), PS_SHUTDOWN_AFTER_JOB (true: power
-#           off once the ephemeral runner has run its job; the keeper replaces the instance)
+#           off once the ephemeral runner has run its job; the keeper replaces the instance),
+#           PS_GITHUB_JIT (true: ask GitHub for a just-in-time runner configuration instead of a
+#           registration token; needs labels; the configuration is good for one runner start
+#           only), PS_RUNNER_GROUP_ID (JIT only, default 1: the default runner group)
 #   GitLab: PS_GITLAB_URL (required), PS_GITLAB_EXECUTOR (default shell)
 PS_HOOK_NAME=runner_register
 export PS_HOOK_NAME
@@ -107,28 +110,63 @@ case "$path" in
     *) endpoint="orgs/$path" ;;
 esac
 api=${PS_GITHUB_API_URL:-https://api.github.com}
-# The token goes to curl on its standard input (a header file), not on its command line.
-answer=$(printf 'Authorization: Bearer %s\n' "$secret" | curl -sf -m 20 -X POST -H @- \
-    -H "Accept: application/vnd.github+json" "$api/$endpoint/actions/runners/registration-token") || answer=
-secret=
-registration=$(printf '%s' "$answer" | sed -n 's/.*"token"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
-if [ -z "$registration" ]; then
-    ps_log "GitHub refused a registration token for $endpoint"
-    exit 1
-fi
 dir=${PS_RUNNER_DIR:-/opt/actions-runner}
 user=${PS_RUNNER_USER:-runner}
+# The token goes to curl on its standard input (a header file), not on its command line.
+if [ "${PS_GITHUB_JIT:-false}" = true ]; then
+    # A just-in-time configuration: GitHub creates the ephemeral runner itself and hands back a
+    # one-use configuration; no registration token and no config.sh.
+    case "$labels" in
+        "" | *[!A-Za-z0-9._:,-]* | ,* | *, | *,,*)
+            ps_log "PS_RUNNER_LABELS: a JIT runner needs 1 or more comma-separated labels of letters, digits, . _ : -"
+            exit 2
+            ;;
+    esac
+    group=${PS_RUNNER_GROUP_ID:-1}
+    case "$group" in
+        "" | *[!0-9]*)
+            ps_log "PS_RUNNER_GROUP_ID must be a number, got '$group'"
+            exit 2
+            ;;
+    esac
+    json_labels=$(printf '%s' "$labels" | sed 's/[^,][^,]*/"&"/g')
+    body=$(printf '{"name":"%s","runner_group_id":%s,"labels":[%s],"work_folder":"_work"}' \
+        "$instance" "$group" "$json_labels")
+    answer=$(printf 'Authorization: Bearer %s\n' "$secret" | curl -sf -m 20 -X POST -H @- \
+        -H "Accept: application/vnd.github+json" -H "Content-Type: application/json" --data "$body" \
+        "$api/$endpoint/actions/runners/generate-jitconfig") || answer=
+    secret=
+    jit=$(printf '%s' "$answer" | sed -n 's/.*"encoded_jit_config"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
+    if [ -z "$jit" ]; then
+        ps_log "GitHub refused a JIT runner configuration for $endpoint"
+        exit 1
+    fi
+    set -- --jitconfig "$jit"
+    jit=
+    registered="JIT-configured ephemeral GitHub runner $instance"
+else
+    answer=$(printf 'Authorization: Bearer %s\n' "$secret" | curl -sf -m 20 -X POST -H @- \
+        -H "Accept: application/vnd.github+json" "$api/$endpoint/actions/runners/registration-token") || answer=
+    secret=
+    registration=$(printf '%s' "$answer" | sed -n 's/.*"token"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
+    if [ -z "$registration" ]; then
+        ps_log "GitHub refused a registration token for $endpoint"
+        exit 1
+    fi
+    if ! runuser -u "$user" -- "$dir/config.sh" --unattended --url "$url" --token "$registration" \
+        --name "$instance" --labels "$labels" --ephemeral --disableupdate --replace; then
+        ps_log "config.sh failed"
+        exit 1
+    fi
+    set --
+    registered="registered ephemeral GitHub runner $instance"
+fi
 # The job hooks keep parkingspot:busy current (see runner_busy.sh).
 printf 'ACTIONS_RUNNER_HOOK_JOB_STARTED=%s\nACTIONS_RUNNER_HOOK_JOB_COMPLETED=%s\n' \
     "$here/github_job_started.sh" "$here/github_job_completed.sh" >>"$dir/.env"
-if ! runuser -u "$user" -- "$dir/config.sh" --unattended --url "$url" --token "$registration" \
-    --name "$instance" --labels "$labels" --ephemeral --disableupdate --replace; then
-    ps_log "config.sh failed"
-    exit 1
-fi
-ps_log "registered ephemeral GitHub runner $instance"
+ps_log "$registered"
 "$here/runner_busy.sh" idle
-runuser -u "$user" -- "$dir/run.sh"
+runuser -u "$user" -- "$dir/run.sh" "$@"
 status=$?
 ps_log "the ephemeral runner exited ($status)"
 if [ "${PS_SHUTDOWN_AFTER_JOB:-false}" = true ]; then

@@ -2,6 +2,7 @@
 """runner_register.sh with fake aws, curl, runuser, config.sh/run.sh, gitlab-runner, systemctl and
 shutdown on PATH: what each is asked, and that the secret never reaches the output or argv."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,7 +23,9 @@ FAKES = {
     # The registration-token POST reads its Authorization header from stdin.
     "curl": (
         'echo "curl $*" >> "$FAKE_LOG"; [ -n "${FAKE_CURL_FAIL:-}" ] && exit 22; case "$*" in *registration-token*) '
-        'cat > "$FAKE_STATE/curl-stdin"; printf \'{"token": "REG123", "expires_at": "x"}\';; *) exit 22;; esac'
+        'cat > "$FAKE_STATE/curl-stdin"; printf \'{"token": "REG123", "expires_at": "x"}\';; '
+        '*generate-jitconfig*) cat > "$FAKE_STATE/curl-stdin"; '
+        'printf \'{"runner": {"id": 23, "name": "r"}, "encoded_jit_config": "eyJKSVQiOjF9=="}\';; *) exit 22;; esac'
     ),
     "runuser": 'echo "runuser $*" >> "$FAKE_LOG"; while [ "$1" != "--" ]; do shift; done; shift; exec "$@"',
     "gitlab-runner": (
@@ -180,3 +183,48 @@ def test_gitlab_legacy_registration_gets_the_lane_tags(env):
     assert proc.returncode == 0, proc.stderr
     register = next(line for line in calls(env) if line.startswith("gitlab-runner register"))
     assert "--tag-list self-hosted,linux,x64,on-demand " in register
+
+
+def test_github_jit_runner_starts_from_a_one_use_configuration(env):
+    proc = run(env, "github", PS_GITHUB_URL="https://github.com/example/app", PS_GITHUB_JIT="true")
+    assert proc.returncode == 0, proc.stderr
+    log = calls(env)
+    post = next(line for line in log if line.startswith("curl"))
+    assert post.endswith("https://api.github.com/repos/example/app/actions/runners/generate-jitconfig")
+    body = post.split("--data ", 1)[1].split(" https://", 1)[0]
+    assert json.loads(body) == {
+        "name": INSTANCE,
+        "runner_group_id": 1,
+        "labels": ["self-hosted", "linux", "x64"],
+        "work_folder": "_work",
+    }
+    assert not any(line.startswith("config.sh") for line in log)
+    assert "run.sh --jitconfig eyJKSVQiOjF9==" in log
+    assert "Key=parkingspot:busy,Value=false" in next(line for line in log if "create-tags" in line)
+    with open(os.path.join(env["FAKE_STATE"], "curl-stdin")) as handle:
+        assert handle.read() == f"Authorization: Bearer {SECRET}\n"
+    assert all(SECRET not in line for line in log)
+    assert SECRET not in proc.stderr + proc.stdout and "eyJKSVQiOjF9" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"PS_RUNNER_LABELS": ""}, "PS_RUNNER_LABELS: a JIT runner needs"),
+        ({"PS_RUNNER_LABELS": 'linux,"x"'}, "PS_RUNNER_LABELS: a JIT runner needs"),
+        ({"PS_RUNNER_LABELS": "linux,,x64"}, "PS_RUNNER_LABELS: a JIT runner needs"),
+        ({"PS_RUNNER_GROUP_ID": "1;x"}, "PS_RUNNER_GROUP_ID must be a number"),
+    ],
+)
+def test_github_jit_refuses_labels_it_cannot_send_before_asking_github(env, extra, message):
+    proc = run(env, "github", PS_GITHUB_URL="https://github.com/example", PS_GITHUB_JIT="true", **extra)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not any(line.startswith(("curl", "run.sh")) for line in calls(env))
+
+
+def test_github_jit_refusal_starts_nothing(env):
+    proc = run(env, "github", PS_GITHUB_URL="https://github.com/x", PS_GITHUB_JIT="true", FAKE_CURL_FAIL="1")
+    assert proc.returncode == 1
+    assert "GitHub refused a JIT runner configuration for orgs/x" in proc.stderr
+    assert not any(line.startswith(("config.sh", "run.sh")) for line in calls(env))
