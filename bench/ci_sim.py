@@ -436,8 +436,8 @@ class Sim:
         if why == "queue":
             self.queue_run_pending = False
         if self.retry_lane:
-            # demand.retries: queued re-runs; they are not in demand.queued and lane runners are
-            # not in demand.busy (the lane is sized by its own busy tags).
+            # demand.retries: queued re-runs, not in demand.queued. demand.busy counts every running
+            # job, re-runs on lane runners too (as the ci_webhook source reports it).
             retries = sum(1 for j in self.queue if self.jobs[j]["retry"])
             scaling = {
                 "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
@@ -450,8 +450,7 @@ class Sim:
                 desired = _demand.target(desired, demand, scaling)
                 protected = _demand.protected_ids(view, now, scaling)
         if self.policy == QUEUE_POLICY:
-            in_lane = self.lane_ids() if self.retry_lane else set()
-            busy = sum(1 for iid in self.alive if self.instances[iid].job is not None and iid not in in_lane)
+            busy = sum(1 for iid in self.alive if self.instances[iid].job is not None)
             queued = sum(1 for j in self.queue if not (self.retry_lane and self.jobs[j]["retry"]))
             demand, scaling = _demand.validate(
                 {"queued": queued, "busy": busy},
