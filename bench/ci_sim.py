@@ -38,6 +38,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_D
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_IDLE_SINCE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_LANE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
 
@@ -112,6 +113,10 @@ def default_config():
         "queue_idle_minutes": 10,
         "queue_min_running_minutes": 5,
         "queue_delay_seconds": 15,
+        # spot_pool demand.retries: re-runs go only to on-demand lane runners, launched for them
+        # while they wait (keeper policies parkingspot and parkingspot-queue); a queued re-run
+        # reaches the keeper like a queued job, after queue_delay_seconds.
+        "retry_lane": False,
     }
 
 
@@ -144,7 +149,7 @@ def validate_config(config):
     for name in ("tick_seconds", "sample_seconds", "boot_max_seconds", "event_delay_seconds"):
         number(name, low=1, whole=True)
     number("drain_timeout_seconds", low=0, whole=True)
-    for name in ("synthetic", "on_demand_lease"):
+    for name in ("synthetic", "on_demand_lease", "retry_lane"):
         if not isinstance(cfg[name], bool):
             raise SimError(f"{name}: must be true or false, got {cfg[name]!r}")
     if cfg["boot_max_seconds"] < cfg["boot_min_seconds"]:
@@ -358,6 +363,12 @@ class Sim:
         self.samples = []
         self.notice_times = []
         self.queue_run_pending = False
+        # The retry lane (cfg retry_lane) of the keeper policies that plan with a schedule or the queue.
+        self.retry_lane = bool(cfg["retry_lane"]) and policy in ("parkingspot", QUEUE_POLICY)
+        # Runners carry runner_busy.sh's idle tags when a scale-in rule reads them.
+        self.idle_tags = policy == QUEUE_POLICY or self.retry_lane
+        if self.retry_lane:
+            self.stats.update(lane_launches=0, retries_waiting_for_lane=0)
         for index, (arrival, _duration) in enumerate(jobs):
             self.push(arrival, ARRIVAL, index)
         for t in range(0, self.horizon, cfg["tick_seconds"]):
@@ -396,7 +407,7 @@ class Sim:
             tags = dict(inst.tags)
             if inst.job is not None:
                 tags[TAG_BUSY] = "true"
-            elif self.policy == QUEUE_POLICY and inst.idle_since is not None:
+            elif self.idle_tags and inst.idle_since is not None:
                 # What runner_busy.sh writes when a job ends.
                 tags[TAG_BUSY] = "false"
                 tags[TAG_IDLE_SINCE] = _planner.format_time(self.dt(inst.idle_since))
@@ -421,12 +432,28 @@ class Sim:
         desired, _window = _schedule.desired_at(now, cfg["desired"], cfg["windows"], self.tz)
         view = self.planner_view()
         protected = None
+        retries = None
+        if why == "queue":
+            self.queue_run_pending = False
+        if self.retry_lane:
+            # demand.retries: queued re-runs, not in demand.queued. demand.busy counts every running
+            # job, re-runs on lane runners too (as the ci_webhook source reports it).
+            retries = sum(1 for j in self.queue if self.jobs[j]["retry"])
+            scaling = {
+                "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
+                "idle_minutes": cfg["queue_idle_minutes"],
+                "min_running_minutes": cfg["queue_min_running_minutes"],
+            }
+            if self.policy != QUEUE_POLICY:
+                # A schedule pool with demand {retries: R} only: the floor is the schedule.
+                demand, scaling = _demand.validate({"retries": retries}, scaling, [desired])
+                desired = _demand.target(desired, demand, scaling)
+                protected = _demand.protected_ids(view, now, scaling)
         if self.policy == QUEUE_POLICY:
-            if why == "queue":
-                self.queue_run_pending = False
             busy = sum(1 for iid in self.alive if self.instances[iid].job is not None)
+            queued = sum(1 for j in self.queue if not (self.retry_lane and self.jobs[j]["retry"]))
             demand, scaling = _demand.validate(
-                {"queued": len(self.queue), "busy": busy},
+                {"queued": queued, "busy": busy},
                 {
                     "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
                     "idle_minutes": cfg["queue_idle_minutes"],
@@ -450,6 +477,7 @@ class Sim:
             spot_available=self.policy != "on-demand",
             drain_timeout_seconds=cfg["drain_timeout_seconds"],
             protected=protected,
+            retries=retries,
         )
         # The order of _keeper.reconcile: terminate, launch spot (fall back), drain.
         if plan["terminate"]:
@@ -469,6 +497,13 @@ class Sim:
         if plan["launch"]["on_demand"]:
             self.stats["on_demand_launch_calls"] += 1
             self.launch(t, "on-demand", plan["launch"]["on_demand"], expires if cfg["on_demand_lease"] else None)
+        if plan["launch"].get("on_demand_base"):
+            self.stats["on_demand_launch_calls"] += 1
+            self.stats["lane_launches"] += plan["launch"]["on_demand_base"]
+            first = self.counter
+            self.launch(t, "on-demand", plan["launch"]["on_demand_base"], None)
+            for n in range(first + 1, self.counter + 1):
+                self.instances[f"i-{n:08d}"].tags[TAG_LANE] = "on-demand"
         for entry in plan["drain"]:
             self.start_drain(t, entry["instance_id"], _planner.parse_time(entry["deadline"]))
 
@@ -565,6 +600,8 @@ class Sim:
         if retry and record["attempts"] < 2:
             record["retry"] = True
             self.queue.insert(0, job)
+            if self.retry_lane:
+                self.retry_queued(t)
         elif why == "interruption":
             self.stats["jobs_lost_to_interruption"] += 1
         else:
@@ -581,6 +618,16 @@ class Sim:
         if self.policy == QUEUE_POLICY and not self.queue_run_pending:
             self.queue_run_pending = True
             self.push(t + self.cfg["queue_delay_seconds"], RECONCILE, "queue")
+
+    def retry_queued(self, t):
+        """A re-run queued: the CI system's webhook (GitHub run_attempt > 1, GitLab retries_count)
+        reaches the keeper after the debounce, as a queued job does."""
+        if not self.queue_run_pending:
+            self.queue_run_pending = True
+            self.push(t + self.cfg["queue_delay_seconds"], RECONCILE, "queue")
+
+    def lane_ids(self):
+        return {iid for iid in self.alive if self.instances[iid].tags.get(TAG_LANE) == "on-demand"}
 
     def on_job_end(self, t, data):
         iid, index = data
@@ -613,11 +660,24 @@ class Sim:
         if not self.queue:
             return
         idle = self.idle_runners(t)
+        waiting = []
         while self.queue and idle:
             index = self.queue.pop(0)
             record = self.jobs[index]
             pick = 0
-            if record["retry"]:
+            lane = [k for k, inst in enumerate(idle) if inst.tags.get(TAG_LANE) == "on-demand"]
+            if self.retry_lane and record["retry"]:
+                # The re-run asks for the lane's label: it waits for a lane runner.
+                if not lane:
+                    self.stats["retries_waiting_for_lane"] += 1
+                    waiting.append(index)
+                    continue
+                pick = lane[0]
+            elif self.retry_lane and len(lane) < len(idle):
+                # First attempts take the pool's runners; the lane's label is for re-runs, but a
+                # lane runner also serves the pool's label when nothing else is idle.
+                pick = next(k for k in range(len(idle)) if k not in lane)
+            elif record["retry"]:
                 # A re-run goes to on-demand capacity when the pool has fallen back.
                 pick = next((k for k, inst in enumerate(idle) if inst.market == "on-demand"), 0)
             inst = idle.pop(pick)
@@ -626,6 +686,7 @@ class Sim:
             if record["started"] is None:
                 record["started"] = t
             self.push(t + record["duration"], JOB_END, (inst.id, index))
+        self.queue[:0] = waiting
 
     # -------------------------------------------------------------- results
 
@@ -658,6 +719,11 @@ class Sim:
             },
         }
         out.update(self.stats)
+        if self.retry_lane:
+            lane = [i for i in self.instances.values() if i.tags.get(TAG_LANE) == "on-demand"]
+            lane_seconds = sum(max(60, (i.ended if i.ended is not None else self.horizon) - i.launched) for i in lane)
+            out["lane_instance_hours"] = round(lane_seconds / 3600, 4)
+            out["lane_cost_usd"] = round(lane_seconds * price / 3600, 6)
         return out
 
 
@@ -787,6 +853,11 @@ def parse_args(argv):
     p.add_argument(
         "--policies", default=",".join(POLICIES), help="comma-separated subset of " + ", ".join(ALL_POLICIES)
     )
+    p.add_argument(
+        "--retry-lane",
+        action="store_true",
+        help="parkingspot and parkingspot-queue: re-runs only on on-demand lane runners launched for them",
+    )
     p.add_argument("--html", help="write the chart (self-contained HTML) to this path")
     p.add_argument("--json", action="store_true", help="print the full results as JSON")
     return p.parse_args(argv)
@@ -817,6 +888,7 @@ def config_from_args(args):
         "drain_timeout_seconds": args.drain_timeout,
         "notice_seconds": args.notice_seconds,
         "on_demand_lease": not args.on_demand_without_lease,
+        "retry_lane": args.retry_lane,
     }
 
 

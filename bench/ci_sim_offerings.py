@@ -3,7 +3,8 @@
 Usage (from the collection root, with the collection importable, e.g. ``make bench B=ci_sim_offerings``):
 
     python bench/ci_sim_offerings.py [--traces DIR] [--seeds 1,2,3,4,5] [--offerings 3]
-                                     [--on-demand-base 1] [--cooldown-minutes 15] [ci_sim options after --]
+                                     [--on-demand-base 1] [--cooldown-minutes 15] [--retry-lane]
+                                     [ci_sim options after --]
 
 For every seed, ``--offerings`` preemption traces and as many availability traces are drawn
 (seeded, without repetition) from every AWS file of the data set; offering k (one instance
@@ -18,6 +19,11 @@ keeper with this issue's features, planned by the keeper's own pure planner:
   the same run, then the on-demand fallback;
 - ``--on-demand-base`` runners are kept on-demand in their own lane; a job cut by an
   interruption is re-run only on an on-demand runner (the lane or a fallback runner).
+- ``--retry-lane`` (spot_pool ``demand.retries``): a re-run runs only on a lane runner, and the
+  keeper, run by the re-run's queued webhook after ``queue_delay_seconds``, launches one on-demand
+  lane runner for each queued re-run beyond the idle lane runners; lane runners go again by the
+  scale-in rule of queue-driven pools (idle ``queue_idle_minutes``), which then also protects the
+  pool's other busy and recently idle runners, as the module does whenever ``demand`` is given.
 
 The policies of ci_sim run on the first offering's traces only (one market, as before), on the
 same job stream, for comparison. The traces carry no rebalance recommendations: ``OfferingsSim``
@@ -36,6 +42,7 @@ import statistics
 import sys
 
 from ansible_collections.parkingspot.ec2.bench import ci_sim
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE
@@ -89,6 +96,10 @@ class OfferingsSim(ci_sim.Sim):
         self.offering_of = {}
         self.ended_recently = []  # (ended, iid): what DescribeInstances still lists
         self.stats.update(offering_retries=0, offering_exclusions=0, lane_launches=0, retries_waiting_for_lane=0)
+        # demand.retries (cfg retry_lane): one on-demand lane runner per queued re-run beyond the
+        # idle lane runners; re-runs run only on lane runners.
+        self.retry_lane = bool(cfg["retry_lane"])
+        self.idle_tags = self.retry_lane
         # Rebalance recommendations: a share of the interruptions is announced ``rebalance_lead``
         # seconds before, to the instances that interruption will hit (see rebalance()).
         self.rebalance_lead = rebalance_lead
@@ -135,9 +146,28 @@ class OfferingsSim(ci_sim.Sim):
         offerings = [
             {"instance_type": cfg["instance_type"], "subnet_id": self.subnet(k)} for k in range(len(self.offerings))
         ]
+        view = self.planner_view()
+        retries = protected = None
+        if why == "queue":
+            self.queue_run_pending = False
+        if self.retry_lane:
+            # The schedule pool with demand {retries: R} (and scaling.max): the schedule stays the
+            # floor and the scale-in rule of queue-driven pools protects busy and recently idle runners.
+            retries = sum(1 for j in self.queue if self.jobs[j]["retry"])
+            demand, scaling = _demand.validate(
+                {"retries": retries},
+                {
+                    "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
+                    "idle_minutes": cfg["queue_idle_minutes"],
+                    "min_running_minutes": cfg["queue_min_running_minutes"],
+                },
+                [desired],
+            )
+            desired = _demand.target(desired, demand, scaling)
+            protected = _demand.protected_ids(view, now, scaling)
         self.stats["planner_calls"] += 1
         plan = _planner.plan_pool(
-            self.planner_view(),
+            view,
             now,
             desired,
             fallback=self.fallback,
@@ -146,6 +176,8 @@ class OfferingsSim(ci_sim.Sim):
             offerings=offerings,
             offering_cooldown_minutes=self.cooldown,
             rebalance="replace" if self.rebalance_lead > 0 else "ignore",
+            protected=protected,
+            retries=retries,
         )
         self.stats["offering_exclusions"] += len(plan["offerings"]["excluded"])
         if plan["terminate"]:
@@ -261,7 +293,15 @@ class OfferingsSim(ci_sim.Sim):
             index = self.queue.pop(0)
             record = self.jobs[index]
             on_demand = [k for k, inst in enumerate(idle) if inst.market == "on-demand"]
-            if record["retry"] and self.base == 0:
+            if record["retry"] and self.retry_lane:
+                # The re-run asks for the lane's label (docs/keeper-planning.md): lane runners only.
+                lane = [k for k, inst in enumerate(idle) if inst.tags.get(TAG_LANE) == "on-demand"]
+                if not lane:
+                    self.stats["retries_waiting_for_lane"] += 1
+                    waiting.append(index)
+                    continue
+                pick = lane[0]
+            elif record["retry"] and self.base == 0:
                 # Without a lane a re-run takes an on-demand runner when there is one, else spot.
                 pick = on_demand[0] if on_demand else 0
             elif record["retry"]:
@@ -392,6 +432,7 @@ def main(argv=None):
     p.add_argument("--offerings", type=int, default=3)
     p.add_argument("--on-demand-base", type=int, default=1)
     p.add_argument("--cooldown-minutes", type=int, default=15)
+    p.add_argument("--retry-lane", action="store_true", help="re-runs only on on-demand lane runners launched for them")
     p.add_argument("--json", action="store_true")
     p.add_argument("--html-dir", help="write one chart (self-contained HTML) per seed into this directory")
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
@@ -405,6 +446,7 @@ def main(argv=None):
         print(f"--offerings: must be between 1 and {len(AWS_PREEMPTION)}", file=sys.stderr)
         return 2
     config = dict(ci_sim.config_from_args(ci_sim.parse_args(args.rest)), traces=args.traces)
+    config["retry_lane"] = config["retry_lane"] or args.retry_lane
     runs = []
     try:
         for seed in seeds:

@@ -215,6 +215,7 @@ def main(argv=None):
     p.add_argument("--cooldown-minutes", type=int, default=15)
     p.add_argument("--rebalance-lead-minutes", type=float, default=0.0)
     p.add_argument("--rebalance-share", type=float, default=0.5)
+    p.add_argument("--retry-lane", action="store_true", help="re-runs only on on-demand lane runners launched for them")
     p.add_argument("--json", action="store_true")
     p.add_argument("--grouped", action="store_true", help="one row per availability file, then the runs that miss")
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
@@ -251,6 +252,7 @@ def main(argv=None):
     }
     try:
         config = dict(ci_sim.config_from_args(ci_sim.parse_args(args.rest)), traces=args.traces)
+        config["retry_lane"] = config["retry_lane"] or args.retry_lane
         runs = sweep(config, seeds, pairs(args.traces, args.pairs, args.pairs_seed), options)
     except ci_sim.SimError as e:
         print(f"ci_sim_offerings_sweep: {e}", file=sys.stderr)

@@ -11,6 +11,9 @@ runners may go when it asks for fewer.
   ``idle_minutes`` and has run for at least ``min_running_minutes`` may be drained. A busy
   runner is never chosen, whatever the counts say: the pool then stays above its target
   until the job ends.
+* Re-runs: ``retries`` counts queued re-runs apart from ``queued``. They never size the spot
+  pool; the keeper passes them to the planner, which keeps one on-demand lane runner for each
+  re-run no idle lane runner can take (a retry lane that exists only while re-runs wait).
 * Idle since: the built-in CI hooks write ``parkingspot:idle-since`` (ISO 8601 UTC) when
   they set ``parkingspot:busy=false``. Without a valid ``idle-since`` (hooks not installed,
   or a runner that never took a job) the launch time stands in, so a runner that never
@@ -32,12 +35,16 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._time import parse
 DEFAULT_PER_JOB = 1
 DEFAULT_IDLE_MINUTES = 10
 DEFAULT_MIN_RUNNING_MINUTES = 5
+# ``retries``: queued re-runs (jobs being retried). They are not in ``queued`` and do not size the
+# spot pool: the planner puts one on-demand lane runner under each (planner ``retries``).
+DEMAND_KEYS = ("queued", "busy", "retries")
 # The argument spec of spot_pool's two options; each default lives here.
 DEMAND_ARGUMENT_SPEC = dict(
     type="dict",
     options=dict(
         queued=dict(type="int", default=0),
         busy=dict(type="int", default=0),
+        retries=dict(type="int", default=0),
     ),
 )
 SCALING_ARGUMENT_SPEC = dict(
@@ -68,10 +75,10 @@ def validate(demand, scaling, floors=(0,)):
     and above its maximum at some hour, so it is refused now rather than at that hour.
     """
     demand = dict(demand or {})
-    unknown = sorted(set(demand) - {"queued", "busy"})
+    unknown = sorted(set(demand) - set(DEMAND_KEYS))
     if unknown:
         raise DemandError("demand", "unknown key(s) {}".format(", ".join(unknown)))
-    demand = {key: _count(demand.get(key) or 0, "demand." + key) for key in ("queued", "busy")}
+    demand = {key: _count(demand.get(key) or 0, "demand." + key) for key in DEMAND_KEYS}
     scaling = dict(scaling or {})
     unknown = sorted(set(scaling) - {"max", "per_job", "idle_minutes", "min_running_minutes"})
     if unknown:
@@ -152,6 +159,7 @@ def summary(floor, demand, scaling, size):
     return {
         "queued": demand["queued"],
         "busy": demand["busy"],
+        "retries": demand.get("retries", 0),
         "floor": floor,
         "max": scaling["max"],
         "per_job": scaling["per_job"],

@@ -336,6 +336,8 @@ def offering_options(params):
         rebalance=params.get("rebalance") or "ignore",
         offerings=_offerings.offerings_of(params),
         offering_cooldown_minutes=params.get("offering_cooldown_minutes", _offerings.DEFAULT_COOLDOWN_MINUTES),
+        # Queued re-runs (demand.retries) get on-demand lane runners; without demand no retry lane.
+        retries=(params["demand"].get("retries") or 0) if params.get("demand") is not None else None,
     )
 
 

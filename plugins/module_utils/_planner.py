@@ -417,6 +417,7 @@ def plan_pool(
     rebalance="ignore",
     offerings=None,
     offering_cooldown_minutes=_offerings.DEFAULT_COOLDOWN_MINUTES,
+    retries=None,
 ):
     """Plan one reconcile of a pool.  See the module docstring and docs/keeper-planning.md.
 
@@ -426,8 +427,10 @@ def plan_pool(
     ``on_demand_base`` runners are kept on-demand in their own lane (see ``_plan_with_base``);
     ``rebalance: replace`` replaces instances tagged ``parkingspot:rebalance`` before draining them;
     ``offerings`` (``[{instance_type, subnet_id}]``) are narrowed for the next launch (``_offerings``).
+    ``retries`` (queued re-runs, None: no retry lane) grows the lane by one on-demand runner for each
+    re-run that no idle lane runner can take (``_lane_target``).
     """
-    if on_demand_base:
+    if on_demand_base or _retry_lane_in_use(instances, retries):
         return _plan_with_base(
             instances,
             now,
@@ -450,6 +453,7 @@ def plan_pool(
                 offerings=offerings,
                 offering_cooldown_minutes=offering_cooldown_minutes,
             ),
+            retries,
         )
     now = parse_time(now)
     if now is None:
@@ -697,7 +701,38 @@ def _in_lane(inst):
     return market == "on-demand" and tags.get(TAG_LANE) == "on-demand"
 
 
-def _plan_with_base(instances, now, desired, on_demand_base, options):
+def _retry_lane_in_use(instances, retries):
+    """The retry lane is planned while re-runs wait or lane runners are left to scale in."""
+    if retries is None:
+        return False
+    if _whole(retries, "demand.retries"):
+        return True
+    return isinstance(instances, (list, tuple)) and any(isinstance(i, dict) and _in_lane(i) for i in instances)
+
+
+def _lane_busy(lane):
+    """Live lane runners running a job (tag ``parkingspot:busy=true``), not draining."""
+    count = 0
+    for inst in lane:
+        tags = inst.get("tags") or {}
+        if inst.get("state") not in ("pending", "running") or tags.get(TAG_STATE) in ("draining", "drained"):
+            continue
+        if str(tags.get(TAG_BUSY, "")).lower() == "true":
+            count += 1
+    return count
+
+
+def _lane_target(base, lane, retries):
+    """How many runners the on-demand lane keeps: the base, and while re-runs wait, one per re-run
+    beyond the idle lane runners (``busy + retries``). A re-run is never planned onto spot: the
+    lane only ever launches on-demand."""
+    retries = _whole(retries or 0, "demand.retries")
+    if not retries:
+        return base
+    return max(base, _lane_busy(lane) + retries)
+
+
+def _plan_with_base(instances, now, desired, on_demand_base, options, retries=None):
     """``on_demand_base``: N on-demand runners kept in their own lane whatever spot does.
 
     Like an ASG's OnDemandBaseCapacity the base is part of ``desired`` (at most ``desired``
@@ -705,6 +740,9 @@ def _plan_with_base(instances, now, desired, on_demand_base, options):
     is planned as a pool of its own that only launches on-demand; the rest of the pool is
     planned as before for ``desired - base``. Spot outcomes (interruptions, capacity errors,
     the fallback) touch only the rest, so the lane holds under every one of them.
+
+    ``retries`` (queued re-runs) add lane runners beyond the base while they wait; they are on top
+    of ``desired`` and go again, like any lane surplus, through the scale-in rule (``protected``).
     """
     desired = _whole(desired, "desired")
     base = min(_whole(on_demand_base, "on_demand_base"), desired)
@@ -712,14 +750,15 @@ def _plan_with_base(instances, now, desired, on_demand_base, options):
         raise PlanError("instances", "must be a list")
     lane = [i for i in instances if isinstance(i, dict) and _in_lane(i)]
     rest = [i for i in instances if not (isinstance(i, dict) and _in_lane(i))]
+    target = _lane_target(base, lane, retries)
     main = plan_pool(rest, now, desired - base, **options)
-    lane_options = dict(options, market="spot", fallback={"enabled": True, "max": base}, spot_available=False)
+    lane_options = dict(options, market="spot", fallback={"enabled": True, "max": target}, spot_available=False)
     lane_options.update(quota=None, vcpus=None, launch_instance_types=None, rebalance="ignore")
-    lane_plan = plan_pool(lane, now, base, **lane_options)
-    return _merge_lane(main, lane_plan, desired, base)
+    lane_plan = plan_pool(lane, now, target, **lane_options)
+    return _merge_lane(main, lane_plan, desired, base, retries, target)
 
 
-def _merge_lane(main, lane, desired, base):
+def _merge_lane(main, lane, desired, base, retries=None, target=None):
     plan = copy.deepcopy(main)
     plan["desired"] = desired
     counts, other = plan["counts"], lane["counts"]
@@ -738,10 +777,11 @@ def _merge_lane(main, lane, desired, base):
         "launch": lane["launch"]["on_demand"],
         "drain": [d["instance_id"] for d in lane["drain"]],
     }
-    plan["reasons"] += [
-        f"on_demand_base {base}: {other['capacity']} on-demand runner(s) in the lane, "
-        f"launching {lane['launch']['on_demand']}"
-    ] + lane["reasons"][1:]
+    reason = f"on_demand_base {base}: {other['capacity']} on-demand runner(s) in the lane, "
+    if retries is not None:
+        plan["on_demand_base"].update(retries=retries, target=target)
+        reason += f"{retries} re-run(s) waiting, lane target {target}, "
+    plan["reasons"] += [reason + f"launching {lane['launch']['on_demand']}"] + lane["reasons"][1:]
     plan["changed"] = _changed(plan)
     return plan
 

@@ -205,6 +205,17 @@ options:
         description: Jobs running on runners of this pool.
         type: int
         default: 0
+      retries:
+        description:
+          - Re-runs (retried jobs) waiting for a runner, not counted in O(demand.queued). They never size the spot part
+            of the pool; the keeper keeps one on-demand runner in the on-demand lane (tags
+            C(parkingspot:market=on-demand), C(parkingspot:lane=on-demand)) for each re-run that no idle lane runner can
+            take, on top of O(on_demand_base), and scales those runners in by the O(scaling) idle rule. Send re-runs to
+            the lane's label so they never run on spot again (the C(docs/keeper-planning.md) of the collection).
+          - The C(ci_webhook) event source counts them from GitHub C(workflow_job.run_attempt) and GitLab
+            C(retries_count).
+        type: int
+        default: 0
   scaling:
     description: Bounds and timings of a queue-driven pool (used with O(demand)).
     type: dict
@@ -451,7 +462,7 @@ pool:
       sample: {index: 0, days: [mon, tue, wed, thu, fri], start: "07:00", end: "19:00", desired: 20,
                local_time: "mon 08:00 CET"}
     demand:
-      description: With O(demand), the queued and busy counts, the floor, the max, per_job and the target size.
+      description: With O(demand), the queued, busy and retries counts, the floor, the max, per_job and the target size.
       type: dict
       returned: when O(demand) is given
       sample: {queued: 6, busy: 3, floor: 2, max: 20, per_job: 1, target: 9}

@@ -116,6 +116,40 @@ def test_queued_jobs_raise_the_pool_and_scale_in_keeps_busy_runners(ec2, tmp_pat
     assert live(ec2) == [busy]
 
 
+def lane_runners(ec2):
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[
+            {"Name": "tag:parkingspot:pool", "Values": ["queue"]},
+            {"Name": "tag:parkingspot:lane", "Values": ["on-demand"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )
+    return sorted(i["InstanceId"] for p in pages for r in p["Reservations"] for i in r["Instances"])
+
+
+def test_a_queued_re_run_gets_an_on_demand_lane_runner_that_goes_when_idle(ec2, tmp_path):
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    first = keeper(tmp_path, {"queued": 0, "busy": 0, "retries": 1}, now)
+    assert first["pool"]["demand"]["retries"] == 1
+    lane = lane_runners(ec2)
+    assert len(lane) == 1 and len(live(ec2)) == 2  # the floor of 1 on spot, the re-run's runner on-demand
+    tags = {t["Key"]: t["Value"] for t in ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": lane}])["Tags"]}
+    assert tags["parkingspot:market"] == "on-demand"
+    assert keeper(tmp_path, {"queued": 0, "busy": 0, "retries": 1}, now)["changed"] is False
+    # The re-run ran and ended 30 minutes ago: its runner is idle past idle_minutes and goes.
+    later = now + datetime.timedelta(hours=1)
+    ec2.create_tags(
+        Resources=lane,
+        Tags=[
+            {"Key": "parkingspot:busy", "Value": "false"},
+            {"Key": "parkingspot:idle-since", "Value": iso(later - datetime.timedelta(minutes=30))},
+        ],
+    )
+    done = keeper(tmp_path, {"queued": 0, "busy": 0}, later)
+    assert done["pool"]["terminated"] == lane
+    assert lane_runners(ec2) == [] and len(live(ec2)) == 1
+
+
 def test_runner_pool_applies_the_rulebooks_demand_to_the_named_pool_only(ec2, tmp_path):
     # What the ci_queue rulebook sends: one pool's name and its demand, as extra vars.
     pools = [

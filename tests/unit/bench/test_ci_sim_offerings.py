@@ -62,3 +62,19 @@ def test_an_interrupted_offering_is_left_out_and_reruns_go_to_on_demand(tmp_path
             assert sim.offering_of[iid] == 1
     # No re-run ran on spot: every job cut by an interruption finished on an on-demand runner.
     assert all(j["done"] is not None for j in sim.jobs if j["retry"])
+
+
+def test_retry_lane_without_a_base_launches_on_demand_only_for_re_runs(tmp_path):
+    cfg = ci_sim.validate_config(dict(DAY, traces=str(tmp_path), retry_lane=True))
+    # Offering 0 is interrupted every other hour from 9:00 to 17:00 (peak hours); offering 1 never.
+    falls = (9, 11, 13, 15, 17)
+    offerings = [offering(cfg, tmp_path, "o0", True, falls), offering(cfg, tmp_path, "o1", True)]
+    sim = ci_sim_offerings.OfferingsSim(cfg, ci_sim.job_stream(cfg), offerings, 0, 15)
+    res = sim.run()
+    assert res["jobs_cut_by_interruption"] > 0
+    assert res["jobs_lost_to_interruption"] + res["jobs_lost_other"] == 0
+    lane = [inst for inst in sim.instances.values() if inst.tags.get("parkingspot:lane") == "on-demand"]
+    # No lane around the clock: lane runners are launched after the first cut, and scaled in.
+    assert lane and min(inst.launched for inst in lane) >= 9 * 3600
+    assert res["lane_instance_hours"] < 12
+    assert all(j["done"] is not None for j in sim.jobs if j["retry"])

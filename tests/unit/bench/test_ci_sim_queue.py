@@ -34,3 +34,32 @@ def test_queue_policy_follows_the_queue_and_never_drains_a_busy_runner(monkeypat
 def test_queue_policy_is_selectable_but_not_a_default():
     assert ci_sim.QUEUE_POLICY not in ci_sim.POLICIES
     assert ci_sim.main(["--synthetic", "--days", "0.2", "--policies", "parkingspot-queue"]) == 0
+
+
+def test_retry_lane_runs_re_runs_only_on_lane_runners(monkeypatch):
+    on_spot = []
+    original = ci_sim.Sim.dispatch
+
+    def watch(self, t):
+        before = {iid: self.instances[iid].job for iid in self.alive}
+        original(self, t)
+        for iid in self.alive:
+            inst = self.instances[iid]
+            if inst.job is not None and before.get(iid) is None and self.jobs[inst.job]["attempts"] > 1:
+                if inst.tags.get(ci_sim.TAG_LANE) != "on-demand":
+                    on_spot.append(iid)
+
+    monkeypatch.setattr(ci_sim.Sim, "dispatch", watch)
+    cfg = dict(DAY, days=2.0, interrupt_rate=0.3, spot_availability=0.7, retry_lane=True)
+    report = ci_sim.simulate(cfg, ("parkingspot", ci_sim.QUEUE_POLICY))
+    for policy in ("parkingspot", ci_sim.QUEUE_POLICY):
+        res = report["results"][policy]
+        assert res["jobs_cut_by_interruption"] > 0 and res["lane_launches"] > 0
+        assert res["jobs_lost_to_interruption"] == 0
+        assert 0 < res["lane_cost_usd"] < res["cost_usd"]
+    assert on_spot == []
+
+
+def test_retry_lane_is_off_by_default_and_a_flag():
+    assert ci_sim.default_config()["retry_lane"] is False
+    assert ci_sim.config_from_args(ci_sim.parse_args(["--retry-lane"]))["retry_lane"] is True

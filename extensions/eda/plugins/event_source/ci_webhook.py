@@ -30,7 +30,9 @@ is dropped: a lost webhook cannot hold a pool up forever (the scheduled keeper r
 Events yielded (one dict per pool and window)::
 
     pool        the pool name
-    demand      {"queued": Q, "busy": B}, the spot_pool demand option
+    demand      {"queued": Q, "busy": B}, the spot_pool demand option; with "retries": R when
+                re-runs wait (GitHub workflow_job.run_attempt > 1, GitLab retries_count > 0):
+                those are counted in R, not in Q, for the pool's on-demand retry lane
     providers   where the jobs of this pool came from (["github"], ["gitlab"], or both)
     time        when the event was made (ISO 8601 UTC)
 
@@ -250,6 +252,18 @@ def parse_job(provider: str, headers: dict, payload: Any):
     return ("gitlab", job_id), state, frozenset(tag.lower() for tag in tags)
 
 
+def is_retry(provider: str, payload: dict) -> bool:
+    """True for a re-run: GitHub ``workflow_job.run_attempt`` above 1, GitLab ``retries_count``
+    above 0. A missing or odd value is a first attempt (older payloads carry neither)."""
+    if provider == "github":
+        value = (payload.get("workflow_job") or {}).get("run_attempt")
+        first = 1
+    else:
+        value = payload.get("retries_count")
+        first = 0
+    return isinstance(value, int) and not isinstance(value, bool) and value > first
+
+
 def pool_for(labels: frozenset, pools) -> str | None:
     """The first pool whose labels cover every label of the job."""
     for name, offered in pools:
@@ -267,11 +281,11 @@ class Demand:
     def __init__(self, job_ttl_seconds, clock=time.monotonic):
         self.ttl = job_ttl_seconds
         self.clock = clock
-        self.jobs: dict = {}  # key -> [pool, state, last_heard]
+        self.jobs: dict = {}  # key -> [pool, state, last_heard, is a re-run]
         self.finished: collections.OrderedDict = collections.OrderedDict()
         self.finished_max = 100000
 
-    def update(self, key, pool, state) -> bool:
+    def update(self, key, pool, state, retry=False) -> bool:
         """Record a job's state; True when the pool's counts changed."""
         now = self.clock()
         if key in self.finished:
@@ -285,25 +299,32 @@ class Demand:
             while len(self.finished) > self.finished_max:
                 self.finished.popitem(last=False)
             return self.jobs.pop(key, None) is not None
-        self.jobs[key] = [pool, state, now]
+        self.jobs[key] = [pool, state, now, bool(retry) or (current is not None and current[3])]
         return True
 
     def expire(self) -> set:
         """Drop jobs not heard of for the TTL; returns the pools that changed."""
         limit = self.clock() - self.ttl
-        stale = [key for key, (_pool, _state, heard) in self.jobs.items() if heard < limit]
+        stale = [key for key, (_pool, _state, heard, _retry) in self.jobs.items() if heard < limit]
         pools = set()
         for key in stale:
             pools.add(self.jobs.pop(key)[0])
         return pools
 
     def counts(self, pool) -> dict:
-        queued = busy = 0
-        for name, state, _heard in self.jobs.values():
+        """``queued`` and ``busy``; ``retries`` (queued re-runs, not in ``queued``) when there are any."""
+        queued = busy = retries = 0
+        for name, state, _heard, retry in self.jobs.values():
             if name == pool:
-                queued += state == QUEUED
+                if state == QUEUED and retry:
+                    retries += 1
+                else:
+                    queued += state == QUEUED
                 busy += state == BUSY
-        return {"queued": queued, "busy": busy}
+        out = {"queued": queued, "busy": busy}
+        if retries:
+            out["retries"] = retries
+        return out
 
 
 class Replay:
@@ -435,7 +456,7 @@ class CIWebhookSource:
                 LOG.warning("jobs with labels %s match no pool; logged once", sorted(labels))
             return 202, {"accepted": True, "pool": None}
         self.providers[pool].add(provider)
-        if self.demand.update(key, pool, state):
+        if self.demand.update(key, pool, state, is_retry(provider, payload)):
             self.changed(pool)
         return 202, {"accepted": True, "pool": pool}
 

@@ -195,3 +195,15 @@ def test_plan_never_drains_a_busy_runner_and_lands_within_bounds(
     # replaced by spot ones, so only spot counts here).
     if spot and sum(1 for i in pool if i["market"] == "spot") >= size:
         assert launched == 0
+
+
+def test_retries_are_counted_apart_and_do_not_size_the_pool():
+    demand, scaling = _demand.validate({"queued": 2, "busy": 1, "retries": 3}, {"max": 10}, (0,))
+    assert demand == {"queued": 2, "busy": 1, "retries": 3}
+    assert _demand.target(0, demand, scaling) == 3
+    assert _demand.summary(0, demand, scaling, 3)["retries"] == 3
+
+
+def test_bad_retries_names_the_key():
+    with pytest.raises(_demand.DemandError, match="demand.retries"):
+        _demand.validate({"retries": -1}, {"max": 3}, (0,))

@@ -263,3 +263,80 @@ def test_property_on_demand_base_holds_under_every_spot_outcome(spot, lane_state
     # The lane is never drained to make room for spot, and spot never replaces it.
     if len(live_lane) <= target:
         assert not any(d["instance_id"].startswith("l-") for d in final["drain"])
+
+
+# ------------------------------------------------------------------ retry lane (demand.retries)
+
+
+def test_queued_re_run_launches_an_on_demand_lane_runner_without_a_base():
+    pool = [inst("i-1"), inst("i-2")]
+    p = plan(pool, 2, retries=1)
+    assert p["launch"]["on_demand_base"] == 1 and p["launch"]["spot"] == 0 and p["launch"]["on_demand"] == 0
+    assert p["on_demand_base"]["retries"] == 1 and p["on_demand_base"]["target"] == 1
+
+
+def test_idle_lane_runner_takes_the_re_run():
+    p = plan([lane("i-od", busy="false"), inst("i-1")], 2, on_demand_base=1, retries=1)
+    assert p["launch"]["on_demand_base"] == 0 and p["on_demand_base"]["target"] == 1
+
+
+def test_re_runs_beyond_the_busy_lane_get_their_own_runners():
+    p = plan([lane("i-od", busy="true"), inst("i-1")], 2, on_demand_base=1, retries=2)
+    assert p["launch"]["on_demand_base"] == 2 and p["on_demand_base"]["target"] == 3
+    assert p["launch"]["spot"] == 0
+
+
+def test_retry_lane_is_not_planned_without_re_runs_or_lane_runners():
+    pool = [inst("i-1"), inst("i-2")]
+    assert plan(pool, 2, retries=0) == plan(pool, 2)
+
+
+def test_retry_lane_scales_in_only_what_is_not_protected():
+    pool = [lane("i-od1", busy="true"), lane("i-od2", busy="false"), inst("i-1")]
+    p = plan(pool, 1, retries=0, protected=["i-od1"])
+    assert [d["instance_id"] for d in p["drain"]] == ["i-od2"]
+    p = plan(pool, 1, retries=0, protected=["i-od1", "i-od2"])
+    assert p["drain"] == []
+
+
+def test_bad_retries_names_the_option():
+    with pytest.raises(PlanError, match="demand.retries"):
+        plan([], 1, retries=-1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    spot=st.lists(spot_outcome, max_size=6),
+    lane_busy=st.lists(st.sampled_from(["true", "false"]), max_size=4),
+    base=st.integers(min_value=0, max_value=3),
+    desired=st.integers(min_value=0, max_value=8),
+    retries=st.integers(min_value=0, max_value=5),
+    spot_launched=st.integers(min_value=0, max_value=8),
+)
+def test_property_retry_lane_never_below_base_and_never_on_spot(spot, lane_busy, base, desired, retries, spot_launched):
+    pool = []
+    for k, outcome in enumerate(spot):
+        if outcome == "terminated-interrupted":
+            pool.append(inst("s-%d" % k, "terminated", reason="Server.SpotInstanceTermination"))
+        elif outcome == "notice":
+            pool.append(inst("s-%d" % k, interrupted=format_time(at(-1))))
+        else:
+            pool.append(inst("s-%d" % k, outcome))
+    pool += [lane("l-%d" % k, busy=b) for k, b in enumerate(lane_busy)]
+    busy_ids = ["l-%d" % k for k, b in enumerate(lane_busy) if b == "true"]
+    without = plan(pool, desired, on_demand_base=base, fallback={"enabled": True, "max": 2}, protected=busy_ids)
+    p = plan(
+        pool, desired, on_demand_base=base, fallback={"enabled": True, "max": 2}, protected=busy_ids, retries=retries
+    )
+    launched = min(spot_launched, p["launch"]["spot"])
+    final = plan_fallback(p, launched, "InsufficientInstanceCapacity") if launched < p["launch"]["spot"] else p
+    lane_after = len(lane_busy) - sum(1 for d in final["drain"] if d["instance_id"].startswith("l-"))
+    lane_after += final["launch"].get("on_demand_base", 0)
+    # Never below the base; every queued re-run has an idle or new lane runner (busy ones are never drained).
+    assert lane_after >= min(base, desired)
+    if retries:
+        assert lane_after >= len(busy_ids) + retries
+    assert not any(d["instance_id"] in busy_ids for d in final["drain"])
+    # A re-run is never planned onto spot: the spot side is planned exactly as without re-runs.
+    assert p["launch"]["spot"] == without["launch"]["spot"]
+    assert p["launch"]["on_demand"] == without["launch"]["on_demand"]

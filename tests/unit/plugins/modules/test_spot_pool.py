@@ -241,7 +241,15 @@ def test_demand_sizes_the_pool_and_scale_in_spares_busy_runners(ec2, pool, run_m
     args = dict(pool, desired=1, scaling={"max": 6, "idle_minutes": 10, "min_running_minutes": 5})
     first = run_module(spot_pool, dict(args, demand={"queued": 4, "busy": 0}))
     assert first["pool"]["desired"] == 4
-    assert first["pool"]["demand"] == {"queued": 4, "busy": 0, "floor": 1, "max": 6, "per_job": 1, "target": 4}
+    assert first["pool"]["demand"] == {
+        "queued": 4,
+        "busy": 0,
+        "retries": 0,
+        "floor": 1,
+        "max": 6,
+        "per_job": 1,
+        "target": 4,
+    }
     held = sorted(pool_instances(ec2, "ci"))
     assert len(held) == 4
     ec2.create_tags(Resources=held[:2], Tags=[{"Key": "parkingspot:busy", "Value": "true"}])

@@ -417,3 +417,22 @@ def test_load_50_queued_jobs_per_second_for_10_seconds():
         assert len(events) <= elapsed / debounce + 1
         assert events[-1][1]["demand"] == {"queued": rate * seconds // 2, "busy": 0}  # no job lost
     assert source.accepted == rate * seconds
+
+
+def test_re_runs_are_counted_as_retries_not_queued():
+    github = github_job("queued", 21)
+    github["workflow_job"]["run_attempt"] = 2
+    gitlab = gitlab_job("pending", 22)
+    gitlab["retries_count"] = 1
+    assert src.is_retry("github", github) and src.is_retry("gitlab", gitlab)
+    assert not src.is_retry("github", github_job("queued", 23)) and not src.is_retry("gitlab", gitlab_job())
+    odd = github_job("queued", 24)
+    odd["workflow_job"]["run_attempt"] = "2"
+    assert not src.is_retry("github", odd)
+    demand = src.Demand(3600)
+    demand.update(("github", 21), "linux", src.QUEUED, retry=True)
+    demand.update(("github", 23), "linux", src.QUEUED)
+    assert demand.counts("linux") == {"queued": 1, "busy": 0, "retries": 1}
+    # A running re-run is busy like any job (it runs on a lane runner); the key goes with the last re-run.
+    demand.update(("github", 21), "linux", src.BUSY)
+    assert demand.counts("linux") == {"queued": 1, "busy": 1}

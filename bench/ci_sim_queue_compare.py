@@ -1,0 +1,186 @@
+"""The queue-driven pool against the schedule at the same p95 wait (bench/ci_sim.py, issue #17).
+
+Usage (from the collection root, with the collection importable, e.g.
+``make bench B=ci_sim_queue_compare``):
+
+    python bench/ci_sim_queue_compare.py [--seeds 1] [--peak 12,14,16,20,24] [--offpeak 3,4,6]
+        [--floors 0,1] [--idle 5,10] [--retry-lane] [ci_sim options after --]
+
+For every seed, on the same jobs and traces:
+
+1. ``parkingspot-queue`` runs with each floor x idle_minutes; ``parkingspot`` runs with the
+   default schedule (``--desired`` off-peak, ``--peak-desired`` in the window).
+2. Schedule searched to the queue's wait: every off-peak x peak size of the schedule runs, and
+   the cheapest whose p95 wait is at most the queue policy's p95 (default queue options) is the
+   schedule "at the same p95". None may reach it; then the table says so.
+3. Queue tuned to the schedule's wait: the cheapest queue option set whose p95 is at most the
+   default schedule's p95.
+
+``--retry-lane`` gives the queue policy the retry lane (spot_pool ``demand.retries``),
+``--schedule-retry-lane`` the schedule policy too. A run that loses a job never counts as
+reaching a wait. One Markdown
+table per seed; ``--json`` prints every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ansible_collections.parkingspot.ec2.bench import ci_sim
+
+QUEUE = ci_sim.QUEUE_POLICY
+SCHEDULE = "parkingspot"
+
+
+def numbers(text, option):
+    try:
+        values = [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise ci_sim.SimError(f"{option}: must be comma-separated whole numbers, got {text!r}") from None
+    if not values:
+        raise ci_sim.SimError(f"{option}: at least one value is needed")
+    return values
+
+
+def brief(res, **labels):
+    return dict(
+        labels,
+        cost_usd=round(res["cost_usd"], 2),
+        wait_p95=res["wait_seconds"]["p95"],
+        lost=res["jobs_lost_to_interruption"] + res["jobs_lost_other"],
+        spot_h=res["instance_hours"]["spot"],
+        on_demand_h=res["instance_hours"]["on_demand"],
+        lane_cost_usd=round(res.get("lane_cost_usd", 0.0), 2),
+    )
+
+
+def cheapest(runs, wait_limit):
+    fits = [r for r in runs if r["wait_p95"] <= wait_limit and r["lost"] == 0]
+    return min(fits, key=lambda r: (r["cost_usd"], r["wait_p95"])) if fits else None
+
+
+def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False):
+    base_cfg = dict(config, seed=seed)
+    # The queue's bounds stay those of the default schedule whatever schedule is searched.
+    queue_max = base_cfg.get("queue_max") or 2 * ci_sim.default_config()["peak_desired"]
+    on_demand = ci_sim.simulate(base_cfg, ("on-demand",))["results"]["on-demand"]
+    # The schedule runs without the retry lane unless asked: it loses no job without it on the
+    # default traces, and with it (demand given) the scale-in rule protects its runners too.
+    queue_runs = []
+    for floor in floors:
+        for idle in idles:
+            cfg = dict(base_cfg, queue_floor=floor, queue_idle_minutes=idle, queue_max=queue_max)
+            res = ci_sim.simulate(cfg, (QUEUE,))["results"][QUEUE]
+            queue_runs.append(brief(res, floor=floor, idle_minutes=idle))
+    schedule_runs = []
+    for off in offpeaks:
+        for peak in peaks:
+            if peak < off:
+                continue
+            cfg = dict(base_cfg, desired=off, peak_desired=peak, queue_max=queue_max, retry_lane=schedule_lane)
+            res = ci_sim.simulate(cfg, (SCHEDULE,))["results"][SCHEDULE]
+            schedule_runs.append(brief(res, desired=off, peak_desired=peak))
+    d = ci_sim.default_config()
+    default_queue = next(
+        (r for r in queue_runs if r["floor"] == d["queue_floor"] and r["idle_minutes"] == d["queue_idle_minutes"]),
+        queue_runs[0],
+    )
+    default_schedule = next(
+        (
+            r
+            for r in schedule_runs
+            if r["desired"] == base_cfg.get("desired", d["desired"])
+            and r["peak_desired"] == base_cfg.get("peak_desired", d["peak_desired"])
+        ),
+        None,
+    )
+    return {
+        "seed": seed,
+        "on_demand_cost_usd": round(on_demand["cost_usd"], 2),
+        "on_demand_wait_p95": on_demand["wait_seconds"]["p95"],
+        "queue_runs": queue_runs,
+        "schedule_runs": schedule_runs,
+        "default_queue": default_queue,
+        "default_schedule": default_schedule,
+        "schedule_at_queue_wait": cheapest(schedule_runs, default_queue["wait_p95"]),
+        "queue_at_schedule_wait": cheapest(queue_runs, default_schedule["wait_p95"]) if default_schedule else None,
+    }
+
+
+def saving(queue, schedule):
+    if not queue or not schedule:
+        return "-"
+    return f"{1 - queue['cost_usd'] / schedule['cost_usd']:.1%}"
+
+
+def row(name, r):
+    if r is None:
+        return f"| {name} | none reaches it | - | - | - | - | - |"
+    opts = (
+        f"floor {r['floor']}, idle {r['idle_minutes']} min"
+        if "floor" in r
+        else f"{r['desired']} off-peak, {r['peak_desired']} in the window"
+    )
+    return (
+        f"| {name} | {opts} | {r['cost_usd']:.2f} | {r['wait_p95']} | {r['lost']} | "
+        f"{r['spot_h']:.1f} / {r['on_demand_h']:.1f} | {r['lane_cost_usd']:.2f} |"
+    )
+
+
+def markdown(result):
+    q, s = result["default_queue"], result["default_schedule"]
+    lines = [
+        f"Seed {result['seed']}: on-demand only {result['on_demand_cost_usd']:.2f} USD, "
+        f"p95 wait {result['on_demand_wait_p95']} s",
+        "",
+        "| run | options | cost USD | wait p95 s | lost | spot h / on-demand h | lane cost USD |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        row("queue (default options)", q),
+        row("schedule (default)", s),
+        row("schedule: cheapest with p95 <= the queue's", result["schedule_at_queue_wait"]),
+        row("queue: cheapest with p95 <= the schedule's", result["queue_at_schedule_wait"]),
+        "",
+        f"- queue vs default schedule: {saving(q, s)} less cost",
+        f"- at the queue's p95 ({q['wait_p95']} s): {saving(q, result['schedule_at_queue_wait'])} less cost",
+        f"- at the schedule's p95 ({s['wait_p95'] if s else '-'} s): "
+        f"{saving(result['queue_at_schedule_wait'], s)} less cost",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
+    p.add_argument("--seeds", default="1")
+    p.add_argument("--peak", default="12,14,16,20,24", help="schedule sizes in the window to search")
+    p.add_argument("--offpeak", default="3,4,6", help="schedule sizes outside the window to search")
+    p.add_argument("--floors", default="0,1", help="queue floors to try")
+    p.add_argument("--idle", default="5,10", help="queue idle_minutes to try")
+    p.add_argument("--retry-lane", action="store_true", help="the queue policy sends re-runs to the retry lane")
+    p.add_argument("--schedule-retry-lane", action="store_true", help="the schedule policy too")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        seeds = numbers(args.seeds, "--seeds")
+        peaks = numbers(args.peak, "--peak")
+        offpeaks = numbers(args.offpeak, "--offpeak")
+        floors = numbers(args.floors, "--floors")
+        idles = numbers(args.idle, "--idle")
+        config = ci_sim.config_from_args(ci_sim.parse_args(args.rest))
+        config["retry_lane"] = config["retry_lane"] or args.retry_lane
+        lane = args.schedule_retry_lane
+        results = [compare(config, seed, peaks, offpeaks, floors, idles, lane) for seed in seeds]
+    except ci_sim.SimError as e:
+        print(f"ci_sim_queue_compare: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(results, sort_keys=True, indent=1))
+    else:
+        print("\n\n".join(markdown(r) for r in results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
