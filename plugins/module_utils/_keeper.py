@@ -279,12 +279,12 @@ def block_user_data(client, params, expires_at):
         if encoded:
             try:
                 own = base64.b64decode(encoded).decode("utf-8")
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError) as e:
                 raise ParkingSpotError(
                     message="launch_template %s: its user data is not UTF-8 text, so the lease backstop cannot be"
                     " added to it; give user_data explicitly"
                     % (params["launch_template"].get("name") or params["launch_template"].get("id"))
-                )
+                ) from e
     return combine_user_data([backstop_script(expires_at), own])
 
 
@@ -323,10 +323,7 @@ def validate_inputs(params, count_option="desired"):
             check_range(quota[key], "quota.%s" % key, 0, MAX_VCPUS)
     if quota.get("owner_tag") is not None:
         _identity.check_tags({quota["owner_tag"]: ""}, "quota.owner_tag")
-    try:
-        _drain.check_command(drain)
-    except _drain.DrainCommandError as e:
-        raise InputError("drain.command", str(e).split(": ", 1)[1])
+    _drain.check_command(drain)
 
 
 def offering_options(params):
@@ -477,27 +474,24 @@ def reconcile(
     planner_fallback = {"enabled": bool(fallback.get("enabled")), "max": fallback.get("max") or 0}
     if asg_capacity is not None:
         planner_fallback["asg_capacity"] = asg_capacity
-    try:
-        plan = _planner.plan_pool(
-            instances,
-            now,
-            desired,
-            market=market,
-            duration_minutes=params.get("duration_minutes"),
-            renew_before_minutes=params.get("renew_before_minutes", RENEW_BEFORE_MINUTES),
-            fallback=planner_fallback,
-            quota=facts["quota"],
-            vcpus=facts["vcpus"],
-            launch_instance_types=_quota.launch_types(params),
-            # Without a drain there is nothing to wait for: leases run to their end.
-            drain_timeout_seconds=drain.get("timeout", DRAIN_TIMEOUT_SECONDS) if _drain.configured(drain) else 0,
-            mode=block_mode,
-            protected=protected,
-            interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
-            **offering_options(params),
-        )
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))
+    plan = _planner.plan_pool(
+        instances,
+        now,
+        desired,
+        market=market,
+        duration_minutes=params.get("duration_minutes"),
+        renew_before_minutes=params.get("renew_before_minutes", RENEW_BEFORE_MINUTES),
+        fallback=planner_fallback,
+        quota=facts["quota"],
+        vcpus=facts["vcpus"],
+        launch_instance_types=_quota.launch_types(params),
+        # Without a drain there is nothing to wait for: leases run to their end.
+        drain_timeout_seconds=drain.get("timeout", DRAIN_TIMEOUT_SECONDS) if _drain.configured(drain) else 0,
+        mode=block_mode,
+        protected=protected,
+        interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
+        **offering_options(params),
+    )
 
     actions = {
         "launched": [],
@@ -587,9 +581,8 @@ def summarize(plan, actions, window, check_mode):
 
 
 def utc(now: Optional[str]) -> datetime.datetime:
+    """The ``now`` option as an aware UTC datetime (the current time when empty); ``InputError`` if bad."""
     try:
         return check_time(_planner.parse_now(now), "now")
-    except OverflowError:
-        raise ParkingSpotError(message="now: %r is out of the range of times ParkingSpot can plan with" % now)
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))
+    except OverflowError as e:
+        raise InputError("now", "%r is out of the range of times ParkingSpot can plan with" % now) from e

@@ -178,6 +178,24 @@ def test_bad_input_fails_before_any_write(ec2, pool, run_module, api_calls, over
     assert api_calls.writes() == []
 
 
+@pytest.mark.parametrize(
+    "override, option",
+    [
+        ({"schedule": [{"days": ["mon"], "start": "08:00", "end": "08:00", "desired": 2}]}, "schedule[0]"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"now": "monday"}, "now"),
+        ({"on_demand_base": -1}, "on_demand_base"),
+        ({"demand": {"queued": 3}}, "scaling.max"),
+        ({"drain": {"command": "echo 'open"}}, "drain.command"),
+    ],
+)
+def test_bad_input_failure_carries_the_option(ec2, pool, run_module, api_calls, override, option):
+    result = run_module(spot_pool, dict(pool, desired=2, **override))
+    assert result["failed"] is True
+    assert result["option"] == option and result["msg"].startswith(option + ": ")
+    assert api_calls.writes() == []
+
+
 def test_block_pool_fallback_instances_are_leases_too(ec2, pool, run_module, capacity_errors, api_calls):
     args = dict(pool, desired=2, market="block", duration_minutes=120, on_demand_fallback={"enabled": True, "max": 2})
     capacity_errors["spot"] = False
