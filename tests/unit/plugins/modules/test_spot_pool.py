@@ -211,26 +211,8 @@ def test_block_pool_fallback_instances_are_leases_too(ec2, pool, run_module, cap
     assert steady["pool"]["terminated"] == [] and steady["plan"]["drain"] == []
 
 
-def test_asg_fallback_raises_then_lowers_the_group(ec2, pool, image_id, run_module, capacity_errors):
-    import boto3
-
-    ec2.create_launch_template(LaunchTemplateName="od-runner", LaunchTemplateData={"ImageId": image_id})
-    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:1]
-    asg = boto3.client("autoscaling", region_name="us-east-1")
-    asg.create_auto_scaling_group(
-        AutoScalingGroupName="ci-on-demand",
-        LaunchTemplate={"LaunchTemplateName": "od-runner"},
-        MinSize=0,
-        MaxSize=5,
-        DesiredCapacity=0,
-        AvailabilityZones=zones,
-    )
-
-    def desired():
-        return asg.describe_auto_scaling_groups(AutoScalingGroupNames=["ci-on-demand"])["AutoScalingGroups"][0][
-            "DesiredCapacity"
-        ]
-
+def test_asg_fallback_raises_then_lowers_the_group(ec2, pool, run_module, capacity_errors, fallback_group):
+    desired = fallback_group
     args = dict(pool, desired=2, on_demand_fallback={"enabled": True, "max": 3, "asg_name": "ci-on-demand"})
     capacity_errors["spot"] = False
     short = run_module(spot_pool, args)

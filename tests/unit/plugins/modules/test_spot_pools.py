@@ -192,26 +192,10 @@ def test_queue_driven_pool_is_sized_by_its_demand(ec2, launch, run_module):
     assert "demand" not in result["pools"]["ci-fixed"]["pool"]
 
 
-def test_asg_fallback_raises_then_lowers_the_group_of_its_pool(ec2, launch, image_id, run_module, capacity_errors):
-    import boto3
-
-    ec2.create_launch_template(LaunchTemplateName="od-runner", LaunchTemplateData={"ImageId": image_id})
-    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:1]
-    asg = boto3.client("autoscaling", region_name="us-east-1")
-    asg.create_auto_scaling_group(
-        AutoScalingGroupName="ci-on-demand",
-        LaunchTemplate={"LaunchTemplateName": "od-runner"},
-        MinSize=0,
-        MaxSize=5,
-        DesiredCapacity=0,
-        AvailabilityZones=zones,
-    )
-
-    def desired():
-        return asg.describe_auto_scaling_groups(AutoScalingGroupNames=["ci-on-demand"])["AutoScalingGroups"][0][
-            "DesiredCapacity"
-        ]
-
+def test_asg_fallback_raises_then_lowers_the_group_of_its_pool(
+    ec2, launch, run_module, capacity_errors, fallback_group
+):
+    desired = fallback_group
     fallback = {"enabled": True, "max": 3, "asg_name": "ci-on-demand"}
     args = {"pools": [dict(launch, name="ci-asg", desired=2, on_demand_fallback=fallback), *pools(launch, ci=1)]}
     capacity_errors["spot"] = False
