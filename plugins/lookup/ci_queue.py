@@ -192,7 +192,9 @@ class Client:
                 raise RateLimited(f"{self.provider} API rate limit on {path} (HTTP {e.code})", until) from None
             if e.code >= 500:
                 raise Transient(f"{self.provider} API error on {path}: HTTP {e.code}") from None
-            raise AnsibleError(f"ci_queue: {self.provider} API refused {path}: HTTP {e.code} (check token and names)")
+            raise AnsibleError(
+                f"ci_queue: {self.provider} API refused {path}: HTTP {e.code} (check token and names)"
+            ) from None
         except (URLError, OSError, ValueError) as e:
             raise Transient(f"{self.provider} API unreachable: {to_native(getattr(e, 'reason', e))}") from None
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime
 import math
 
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as DemandError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_IDLE_SINCE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import parse_time
@@ -61,9 +61,9 @@ SCALING_ARGUMENT_SPEC = dict(
 
 def _count(value, option):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DemandError(option, f"must be a whole number, got {value!r}")
+        raise InputError(option, f"must be a whole number, got {value!r}")
     if value < 0:
-        raise DemandError(option, f"must be 0 or more, got {value}")
+        raise InputError(option, f"must be 0 or more, got {value}")
     return value
 
 
@@ -77,24 +77,24 @@ def validate(demand, scaling, floors=(0,)):
     demand = dict(demand or {})
     unknown = sorted(set(demand) - set(DEMAND_KEYS))
     if unknown:
-        raise DemandError("demand", "unknown key(s) {}".format(", ".join(unknown)))
+        raise InputError("demand", "unknown key(s) {}".format(", ".join(unknown)))
     demand = {key: _count(demand.get(key) or 0, "demand." + key) for key in DEMAND_KEYS}
     scaling = dict(scaling or {})
     unknown = sorted(set(scaling) - {"max", "per_job", "idle_minutes", "min_running_minutes"})
     if unknown:
-        raise DemandError("scaling", "unknown key(s) {}".format(", ".join(unknown)))
+        raise InputError("scaling", "unknown key(s) {}".format(", ".join(unknown)))
     if scaling.get("max") is None:
-        raise DemandError("scaling.max", "is required with demand: the most runners the queue may ask for")
+        raise InputError("scaling.max", "is required with demand: the most runners the queue may ask for")
     top = _count(scaling["max"], "scaling.max")
     highest_floor = max([0] + [f for f in floors if f is not None])
     if top < highest_floor:
-        raise DemandError(
+        raise InputError(
             "scaling.max", f"{top} is less than the floor {highest_floor} (desired or a schedule window's desired)"
         )
     per_job = scaling.get("per_job")
     per_job = DEFAULT_PER_JOB if per_job is None else per_job
     if isinstance(per_job, bool) or not isinstance(per_job, (int, float)) or not math.isfinite(per_job) or per_job <= 0:
-        raise DemandError("scaling.per_job", f"must be a number greater than 0, got {per_job!r}")
+        raise InputError("scaling.per_job", f"must be a number greater than 0, got {per_job!r}")
     idle = scaling.get("idle_minutes")
     running = scaling.get("min_running_minutes")
     return demand, {
@@ -110,10 +110,10 @@ def validate(demand, scaling, floors=(0,)):
 def target(floor, demand, scaling):
     """The pool size the queue asks for, never below ``floor`` nor above ``scaling['max']``.
 
-    ``demand`` and ``scaling`` are the outputs of ``validate``. Partial runners round up: a
-    queued job never waits because of ``per_job`` rounding.
+    ``demand`` and ``scaling`` are the outputs of ``validate`` and ``floor`` a count checked at
+    the module boundary. Partial runners round up: a queued job never waits because of
+    ``per_job`` rounding.
     """
-    floor = _count(floor, "desired")
     wanted = demand["busy"] + int(math.ceil(demand["queued"] * scaling["per_job"] - 1e-9))
     return min(max(wanted, floor), scaling["max"]) if floor <= scaling["max"] else floor
 

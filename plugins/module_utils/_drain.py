@@ -29,23 +29,27 @@ from typing import List
 from typing import Optional
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import DRAIN_TIMEOUT_SECONDS
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 
 MAX_PARALLEL_DRAINS = 16
 PLACEHOLDERS = ("instance_id", "private_dns_name")
 SAMPLE_INSTANCE = {"instance_id": "i-0123456789abcdef0", "private_dns_name": "ip-10-0-0-1.ec2.internal"}
 
 
-class DrainCommandError(ValueError):
-    """A drain command that cannot be rendered; the message names ``drain.command``."""
+class DrainCommandError(InputError):
+    """A drain command that cannot be rendered: bad input of the option ``drain.command``."""
+
+    def __init__(self, message):
+        super().__init__("drain.command", message)
 
 
 def split_command(command: str) -> List[str]:
     try:
         argv = shlex.split(command)
     except ValueError as e:
-        raise DrainCommandError("drain.command: cannot be split into arguments (%s): %s" % (e, command))
+        raise DrainCommandError("cannot be split into arguments (%s): %s" % (e, command)) from e
     if not argv:
-        raise DrainCommandError("drain.command: is empty")
+        raise DrainCommandError("is empty")
     return argv
 
 
@@ -62,7 +66,7 @@ def check_command(drain: Optional[Dict[str, Any]]) -> Optional[List[str]]:
     if not command:
         return None
     if "\x00" in command:
-        raise DrainCommandError("drain.command: must not contain NUL characters")
+        raise DrainCommandError("must not contain NUL characters")
     return [render_argument(part, SAMPLE_INSTANCE) for part in split_command(command)]
 
 

@@ -9,11 +9,13 @@ instances of *all* pools of the account and region (``tag-key`` filter on
 are split by exact equality of their pool tag, so a pool named ``ci*`` never sees the
 instances of ``ci-arm``.
 
-Each pool is planned by the same planner as ``spot_pool``. The writes of all pools are
-then made in phases, in the order ``spot_pool`` makes them for one pool: terminate what
-the plans end (one TerminateInstances per 1000 ids of all pools), launch per pool and
-offering group (with the on-demand or ASG fallback), tag the instances to drain (one
-CreateTags per tag set and 1000 ids), drain, terminate the drained. Every write waits for
+Each pool is read and planned by the steps ``spot_pool`` takes (``_keeper.read_facts``,
+``_keeper.make_plan``). The writes of all pools are then made in phases, in the order
+``spot_pool`` makes them for one pool: terminate what the plans end (one
+TerminateInstances per 1000 ids of all pools), launch per pool and offering group
+(``_keeper.launch_planned``, with the on-demand or ASG fallback), tag the instances to
+drain (one CreateTags per tag set and 1000 ids), drain (``_keeper.drain_planned``),
+terminate the drained. Every write waits for
 a token of its EC2 bucket first (``_pacing``).
 
 A pool's error (bad options, a launch refused, a drain that cannot be tagged) is kept
@@ -34,12 +36,10 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _drain
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pacing
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pool_options
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
@@ -58,17 +58,9 @@ class PoolRun:
         self.window = None
         self.inputs: Dict[str, Any] = {}
         self.instances: List[Dict[str, Any]] = []
+        self.facts: Dict[str, Any] = {}
         self.plan: Optional[Dict[str, Any]] = None
-        self.asg_capacity = None
-        self.actions: Dict[str, Any] = {
-            "launched": [],
-            "terminated": [],
-            "drained": [],
-            "fallback_error": None,
-            "fallback_errors": [],
-            "drain_outcomes": [],
-            "capacity_errors": [],
-        }
+        self.actions: Dict[str, Any] = _keeper.new_actions()
         self.error: Optional[str] = None
 
     @property
@@ -159,39 +151,17 @@ def read_all(client) -> Dict[str, List[Dict[str, Any]]]:
 
 
 def plan_one(module, client, run: PoolRun, asg_client: Callable[[], Any]) -> None:
-    """The pool's plan, as ``_keeper.reconcile`` makes it for spot_pool."""
-    params = run.params
-    facts = _quota.quota_inputs(module, client, params, run.instances)
-    fallback = params.get("on_demand_fallback") or {}
-    drain = dict(params.get("drain") or {}, pool=run.name)
-    planner_fallback = {"enabled": bool(fallback.get("enabled")), "max": fallback.get("max") or 0}
-    if fallback.get("enabled") and fallback.get("asg_name"):
-        group = _aws.describe_asg(asg_client(), fallback["asg_name"])
-        if group is None:
-            raise ParkingSpotError(
-                message="on_demand_fallback.asg_name: no auto scaling group named %s" % fallback["asg_name"]
-            )
-        run.asg_capacity = planner_fallback["asg_capacity"] = int(group["DesiredCapacity"])
-    interrupted = [
-        i["instance_id"] for i in run.instances if i.get("state_reason") in _keeper.SPOT_INTERRUPTION_REASONS
-    ]
-    scaling = run.inputs.get("scaling")
-    protected = _demand.protected_ids(run.instances, run.now, scaling) if scaling else None
-    run.plan = _planner.plan_pool(
+    """The pool's facts and plan, by the steps ``_keeper.reconcile`` takes for spot_pool."""
+    run.facts = _keeper.read_facts(module, client, run.params, run.instances, asg_client)
+    run.plan = _keeper.make_plan(
+        run.params,
         run.instances,
-        run.now,
-        run.desired,
-        market=params["market"],
-        duration_minutes=params.get("duration_minutes"),
-        renew_before_minutes=params.get("renew_before_minutes", 20),
-        fallback=planner_fallback,
-        quota=facts["quota"],
-        vcpus=facts["vcpus"],
-        launch_instance_types=_quota.launch_types(params),
-        drain_timeout_seconds=drain.get("timeout", 600) if _drain.configured(drain) else 0,
-        interrupted_ids=interrupted,
-        protected=protected,
-        **_keeper.offering_options(params),
+        run.facts,
+        pool_key=run.name,
+        desired=run.desired,
+        market=run.params["market"],
+        now=run.now,
+        scaling=run.inputs.get("scaling"),
     )
 
 
@@ -251,14 +221,6 @@ def terminate_phase(client, runs: Dict[int, PoolRun], ids_by_run: Dict[int, List
 
 def launch_phase(module, client, run: PoolRun, asg_client: Callable[[], Any]) -> None:
     """The pool's launches, as spot_pool makes them (``_keeper.launch_planned``)."""
-    fallback = run.params.get("on_demand_fallback") or {}
-    asg_name = fallback.get("asg_name") if fallback.get("enabled") else None
-    set_asg = None
-    if asg_name:
-
-        def set_asg(desired_capacity):
-            _aws.set_asg_desired(asg_client(), asg_name, desired_capacity)
-
     run.plan = _keeper.launch_planned(
         module,
         client,
@@ -270,8 +232,8 @@ def launch_phase(module, client, run: PoolRun, asg_client: Callable[[], Any]) ->
         market=run.params["market"],
         instances=run.instances,
         now=run.now,
-        set_asg=set_asg,
-        asg_capacity=run.asg_capacity,
+        asg_client=asg_client,
+        asg_capacity=run.facts["asg_capacity"],
     )
 
 
@@ -293,18 +255,9 @@ def drain_phase(client, runs: Dict[int, PoolRun]) -> Dict[int, List[str]]:
     for key, run in runs.items():
         if not run.ok or not run.plan["drain"]:
             continue
-        by_id = {i["instance_id"]: i for i in run.instances}
-        drain = dict(run.params.get("drain") or {}, pool=run.name)
-        targets = []
-        for entry in run.plan["drain"]:
-            if entry["instance_id"] not in tagged.get(key, ()):
-                continue
-            seconds = (_planner.parse_time(entry["deadline"]) - run.now).total_seconds()
-            targets.append(dict(by_id[entry["instance_id"]], drain_seconds=max(1.0, seconds)))
-        outcomes = _drain.run_drains(drain, targets)
-        run.actions["drain_outcomes"] = outcomes
-        run.actions["drained"] = [o["instance_id"] for o in outcomes]
-        to_terminate[key] = run.actions["drained"]
+        to_terminate[key] = _keeper.drain_planned(
+            run.params, run.plan, run.instances, run.now, run.actions, pool_key=run.name, tagged=tagged.get(key, set())
+        )
     return to_terminate
 
 
@@ -317,13 +270,7 @@ def keep_pools(module, raw_pools: List[Any], pacer: Optional[_pacing.Pacer] = No
     pacer = pacer or _pacing.Pacer()
     by_key = {run.index: run for run in runs}
     ready = {key: run for key, run in by_key.items() if run.ok}
-    asg: Dict[str, Any] = {}
-
-    def asg_client():
-        if "client" not in asg:
-            asg["client"] = module.client("autoscaling")
-        return asg["client"]
-
+    asg_client = _keeper.lazy_client(module, "autoscaling")
     if ready:
         client = _pacing.PacedClient(module.client("ec2"), pacer)
         instances = read_all(client)

@@ -1,10 +1,14 @@
 # Copyright: ParkingSpot contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""One reconcile of a pool: read, plan (pure), act in batches.
+"""One reconcile of a pool in three steps: read, plan (pure), act.
 
-Shared by ``spot_pool`` (identity tag ``parkingspot:pool``) and ``spot_block``
-(identity tag ``parkingspot:block``). The cost of a reconcile that changes
+``reconcile`` is ``read_pool`` and ``read_facts``, then ``make_plan``, then ``act``
+(``launch_planned``, ``drain_planned``). Shared by ``spot_pool`` (identity tag
+``parkingspot:pool``) and ``spot_block`` (identity tag ``parkingspot:block``);
+``spot_pools`` (``_fleet``) takes the same steps for many pools, with one read for all
+and batched writes. The inputs are checked before any of them (``validate_inputs``,
+``validate_pool_launch``, ``utc``). The cost of a reconcile that changes
 nothing is one paginated DescribeInstances per 1000 instances, plus at most one
 DescribeInstanceTypes and quota reads when quotas are set.
 
@@ -22,6 +26,7 @@ import datetime
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from typing import Any
+from typing import Callable
 from typing import Dict
 from typing import List
 from typing import Optional
@@ -129,6 +134,53 @@ def client_token(pool_key: str, market: str, count: int, instances: List[Dict[st
     return _launch.token_seed([pool_key, market, str(count), now_bucket], [i["instance_id"] for i in instances])
 
 
+# --- inputs: checked once, before any call ------------------------------------------
+
+
+def validate_inputs(params, count_option="desired"):
+    """Names, tags, numbers and the drain command of spot_pool / spot_block, before any AWS call."""
+    _identity.check_module_params(params)
+    check_range(params[count_option], count_option, 0, MAX_COUNT)
+    for index, window in enumerate(params.get("schedule") or []):
+        if isinstance(window, dict) and isinstance(window.get("desired"), int):
+            check_range(window["desired"], "schedule[%d].desired" % index, 0, MAX_COUNT)
+    if params.get("duration_minutes") is not None:
+        check_range(params["duration_minutes"], "duration_minutes", 1, MAX_MINUTES, "minutes")
+    check_range(params["renew_before_minutes"], "renew_before_minutes", 0, MAX_MINUTES, "minutes")
+    drain = params.get("drain") or {}
+    if drain.get("timeout") is not None:
+        check_range(drain["timeout"], "drain.timeout", 0, MAX_DRAIN_SECONDS, "seconds")
+    fallback = params.get("on_demand_fallback") or {}
+    if fallback.get("max") is not None:
+        check_range(fallback["max"], "on_demand_fallback.max", 0, MAX_COUNT)
+    if fallback.get("asg_name") is not None:
+        _identity.check_name(fallback["asg_name"], "on_demand_fallback.asg_name")
+    quota = params.get("quota") or {}
+    for key in ("max_vcpus", "per_owner_max_vcpus"):
+        if quota.get(key) is not None:
+            check_range(quota[key], "quota.%s" % key, 0, MAX_VCPUS)
+    if quota.get("owner_tag") is not None:
+        _identity.check_tags({quota["owner_tag"]: ""}, "quota.owner_tag")
+    _drain.check_command(drain)
+
+
+def validate_pool_launch(params):
+    """Launch settings a pool cannot use, refused before any call."""
+    if params.get("api") == "request_spot_instances":
+        raise ParkingSpotError(
+            message="api: request_spot_instances cannot keep a pool: its instances carry no tags at launch, so"
+            " the next run would not see them and launch again; use auto, run_instances or fleet"
+        )
+
+
+def utc(now: Optional[str]) -> datetime.datetime:
+    """The ``now`` option as an aware UTC datetime (the current time when empty); ``InputError`` if bad."""
+    try:
+        return check_time(_planner.parse_now(now), "now")
+    except OverflowError as e:
+        raise InputError("now", "%r is out of the range of times ParkingSpot can plan with" % now) from e
+
+
 # --- reading -------------------------------------------------------------------------
 
 
@@ -137,7 +189,97 @@ def read_pool(client, identity: Dict[str, str]) -> List[Dict[str, Any]]:
     return _aws.describe_instances_by_tags(client, identity, states=_aws.ALL_STATES)
 
 
+def lazy_client(module, service: str) -> Callable[[], Any]:
+    """A function giving the module's ``service`` client, made on the first call and then kept."""
+    made: Dict[str, Any] = {}
+
+    def get():
+        if "client" not in made:
+            made["client"] = module.client(service)
+        return made["client"]
+
+    return get
+
+
+def read_facts(module, client, params, instances, asg_client: Callable[[], Any]) -> Dict[str, Any]:
+    """What the plan needs beside the pool's instances: ``quota`` and ``vcpus`` (``_quota.quota_inputs``,
+    no call without quotas) and ``asg_capacity``, the fallback group's desired capacity (one
+    DescribeAutoScalingGroups through ``asg_client()``; None without an ASG fallback)."""
+    facts = dict(_quota.quota_inputs(module, client, params, instances), asg_capacity=None)
+    fallback = params.get("on_demand_fallback") or {}
+    asg_name = fallback.get("asg_name") if fallback.get("enabled") else None
+    if asg_name:
+        group = _aws.describe_asg(asg_client(), asg_name)
+        if group is None:
+            raise ParkingSpotError(message="on_demand_fallback.asg_name: no auto scaling group named %s" % asg_name)
+        facts["asg_capacity"] = int(group["DesiredCapacity"])
+    return facts
+
+
+# --- planning ------------------------------------------------------------------------
+
+
+def drain_options(params, pool_key: str) -> Dict[str, Any]:
+    """The pool's ``drain`` option as ``_drain`` takes it (the pool name reaches the drain command)."""
+    return dict(params.get("drain") or {}, pool=pool_key)
+
+
+def offering_options(params):
+    """The planner options of the offerings memory, the on-demand lane and rebalance (spot_pool and spot_pools)."""
+    return dict(
+        on_demand_base=params.get("on_demand_base") or 0,
+        rebalance=params.get("rebalance") or "ignore",
+        offerings=_offerings.offerings_of(params),
+        offering_cooldown_minutes=params.get("offering_cooldown_minutes", _offerings.DEFAULT_COOLDOWN_MINUTES),
+        # Queued re-runs (demand.retries) get on-demand lane runners; without demand no retry lane.
+        retries=(params["demand"].get("retries") or 0) if params.get("demand") is not None else None,
+    )
+
+
+def make_plan(params, instances, facts, *, pool_key, desired, market, now, block_mode="emulated", scaling=None):
+    """The plan of one reconcile from what ``read_pool`` and ``read_facts`` returned; no call.
+
+    With ``scaling`` (a queue-driven pool) only runners idle and old enough may be drained to shrink it.
+    """
+    fallback = params.get("on_demand_fallback") or {}
+    planner_fallback = {"enabled": bool(fallback.get("enabled")), "max": fallback.get("max") or 0}
+    if facts["asg_capacity"] is not None:
+        planner_fallback["asg_capacity"] = facts["asg_capacity"]
+    drain = drain_options(params, pool_key)
+    return _planner.plan_pool(
+        instances,
+        now,
+        desired,
+        market=market,
+        duration_minutes=params.get("duration_minutes"),
+        renew_before_minutes=params.get("renew_before_minutes", RENEW_BEFORE_MINUTES),
+        fallback=planner_fallback,
+        quota=facts["quota"],
+        vcpus=facts["vcpus"],
+        launch_instance_types=_quota.launch_types(params),
+        # Without a drain there is nothing to wait for: leases run to their end.
+        drain_timeout_seconds=drain.get("timeout", DRAIN_TIMEOUT_SECONDS) if _drain.configured(drain) else 0,
+        mode=block_mode,
+        protected=_demand.protected_ids(instances, now, scaling) if scaling else None,
+        interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
+        **offering_options(params),
+    )
+
+
 # --- acting --------------------------------------------------------------------------
+
+
+def new_actions() -> Dict[str, Any]:
+    """What the act steps did, before they start (``summarize`` reads it)."""
+    return {
+        "launched": [],
+        "terminated": [],
+        "drained": [],
+        "fallback_error": None,
+        "fallback_errors": [],
+        "drain_outcomes": [],
+        "capacity_errors": [],
+    }
 
 
 def _instance_tags(base_tags: Dict[str, str], market: str, expires_at: Optional[str]) -> Dict[str, str]:
@@ -279,12 +421,12 @@ def block_user_data(client, params, expires_at):
         if encoded:
             try:
                 own = base64.b64decode(encoded).decode("utf-8")
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError) as e:
                 raise ParkingSpotError(
                     message="launch_template %s: its user data is not UTF-8 text, so the lease backstop cannot be"
                     " added to it; give user_data explicitly"
                     % (params["launch_template"].get("name") or params["launch_template"].get("id"))
-                )
+                ) from e
     return combine_user_data([backstop_script(expires_at), own])
 
 
@@ -297,48 +439,6 @@ def tag_drains(client, plan_drains: List[Dict[str, Any]]) -> int:
     for deadline, ids in sorted(by_deadline.items()):
         calls += _aws.create_tags(client, ids, {TAG_STATE: "draining", TAG_DRAIN_DEADLINE: deadline})
     return calls
-
-
-def validate_inputs(params, count_option="desired"):
-    """Names, tags, numbers and the drain command of spot_pool / spot_block, before any AWS call."""
-    _identity.check_module_params(params)
-    check_range(params[count_option], count_option, 0, MAX_COUNT)
-    for index, window in enumerate(params.get("schedule") or []):
-        if isinstance(window, dict) and isinstance(window.get("desired"), int):
-            check_range(window["desired"], "schedule[%d].desired" % index, 0, MAX_COUNT)
-    if params.get("duration_minutes") is not None:
-        check_range(params["duration_minutes"], "duration_minutes", 1, MAX_MINUTES, "minutes")
-    check_range(params["renew_before_minutes"], "renew_before_minutes", 0, MAX_MINUTES, "minutes")
-    drain = params.get("drain") or {}
-    if drain.get("timeout") is not None:
-        check_range(drain["timeout"], "drain.timeout", 0, MAX_DRAIN_SECONDS, "seconds")
-    fallback = params.get("on_demand_fallback") or {}
-    if fallback.get("max") is not None:
-        check_range(fallback["max"], "on_demand_fallback.max", 0, MAX_COUNT)
-    if fallback.get("asg_name") is not None:
-        _identity.check_name(fallback["asg_name"], "on_demand_fallback.asg_name")
-    quota = params.get("quota") or {}
-    for key in ("max_vcpus", "per_owner_max_vcpus"):
-        if quota.get(key) is not None:
-            check_range(quota[key], "quota.%s" % key, 0, MAX_VCPUS)
-    if quota.get("owner_tag") is not None:
-        _identity.check_tags({quota["owner_tag"]: ""}, "quota.owner_tag")
-    try:
-        _drain.check_command(drain)
-    except _drain.DrainCommandError as e:
-        raise InputError("drain.command", str(e).split(": ", 1)[1])
-
-
-def offering_options(params):
-    """The planner options of the offerings memory, the on-demand lane and rebalance (spot_pool and spot_pools)."""
-    return dict(
-        on_demand_base=params.get("on_demand_base") or 0,
-        rebalance=params.get("rebalance") or "ignore",
-        offerings=_offerings.offerings_of(params),
-        offering_cooldown_minutes=params.get("offering_cooldown_minutes", _offerings.DEFAULT_COOLDOWN_MINUTES),
-        # Queued re-runs (demand.retries) get on-demand lane runners; without demand no retry lane.
-        retries=(params["demand"].get("retries") or 0) if params.get("demand") is not None else None,
-    )
 
 
 def launch_lane(client, params, plan, pool_key, instances, bucket, base_tags):
@@ -364,15 +464,6 @@ def hold_rebalance(plan, planned_launches, launched):
     return dict(plan, drain=[d for d in plan["drain"] if d["instance_id"] not in held])
 
 
-def validate_pool_launch(params):
-    """Launch settings a pool cannot use, refused before any call."""
-    if params.get("api") == "request_spot_instances":
-        raise ParkingSpotError(
-            message="api: request_spot_instances cannot keep a pool: its instances carry no tags at launch, so"
-            " the next run would not see them and launch again; use auto, run_instances or fleet"
-        )
-
-
 def launch_planned(
     module,
     client,
@@ -386,16 +477,24 @@ def launch_planned(
     instances,
     now,
     block_mode="emulated",
-    set_asg=None,
+    asg_client=None,
     asg_capacity=None,
 ):
     """Carry out a plan's launches: spot by offering group, then the on-demand or ASG fallback and the
     on-demand lane. One place for spot_pool, spot_block and every pool of spot_pools.
 
-    ``set_asg(desired)`` raises the fallback group (None: no ASG fallback). Records what happened in
-    ``actions`` and returns the plan as the launches left it (after a fallback, rebalance held).
+    With an ASG fallback, ``asg_client()`` gives the Auto Scaling client that sets the group's
+    capacity (``asg_capacity``, from ``read_facts``). Records what happened in ``actions`` and
+    returns the plan as the launches left it (after a fallback, rebalance held).
     """
     fallback = params.get("on_demand_fallback") or {}
+    asg_name = fallback.get("asg_name") if fallback.get("enabled") else None
+    set_asg = None
+    if asg_name:
+
+        def set_asg(desired_capacity):
+            _aws.set_asg_desired(asg_client(), asg_name, desired_capacity)
+
     base_tags = dict(params.get("tags") or {}, **identity)
     expires_at = plan["launch"].get("expires_at")
     block = None
@@ -444,6 +543,59 @@ def launch_planned(
     return plan
 
 
+def drain_planned(params, plan, instances, now, actions, *, pool_key, tagged=None) -> List[str]:
+    """Drain the plan's instances, each until its deadline; returns the drained ids to terminate.
+
+    ``tagged`` (spot_pools) limits the drains to the instances whose drain tag was written; None:
+    every drain of the plan. Records the outcomes in ``actions``.
+    """
+    by_id = {i["instance_id"]: i for i in instances}
+    targets = []
+    for entry in plan["drain"]:
+        if tagged is not None and entry["instance_id"] not in tagged:
+            continue
+        seconds = (_planner.parse_time(entry["deadline"]) - now).total_seconds()
+        targets.append(dict(by_id[entry["instance_id"]], drain_seconds=max(1.0, seconds)))
+    outcomes = _drain.run_drains(drain_options(params, pool_key), targets)
+    actions["drain_outcomes"] = outcomes
+    actions["drained"] = [o["instance_id"] for o in outcomes]
+    return actions["drained"]
+
+
+def act(module, client, params, plan, instances, facts, *, pool_key, identity, market, now, block_mode, asg_client):
+    """Carry out one pool's plan: terminate, launch (``launch_planned``), tag the drains, drain, terminate
+    the drained. Returns the plan as the launches left it and the actions."""
+    actions = new_actions()
+    if plan["terminate"]:
+        _aws.terminate_instances(client, plan["terminate"])
+        actions["terminated"] += plan["terminate"]
+    plan = launch_planned(
+        module,
+        client,
+        params,
+        plan,
+        actions,
+        pool_key=pool_key,
+        identity=identity,
+        market=market,
+        instances=instances,
+        now=now,
+        block_mode=block_mode,
+        asg_client=asg_client,
+        asg_capacity=facts["asg_capacity"],
+    )
+    if plan["drain"]:
+        tag_drains(client, plan["drain"])
+        drained = drain_planned(params, plan, instances, now, actions, pool_key=pool_key)
+        _aws.terminate_instances(client, drained)
+        actions["terminated"] += drained
+    actions["terminated"] = sorted(set(actions["terminated"]))
+    return plan, actions
+
+
+# --- one reconcile -------------------------------------------------------------------
+
+
 def reconcile(
     module,
     client,
@@ -458,100 +610,40 @@ def reconcile(
     window=None,
     scaling=None,
 ):
-    """Plan and (unless in check mode) carry out one reconcile; returns the module result pieces.
+    """Read, plan and (unless in check mode or nothing changes) act; returns ``(instances, plan, actions)``.
 
-    With ``scaling`` (a queue-driven pool) only runners idle and old enough may be drained to shrink it.
+    spot_pools makes the same steps for many pools, with one read and batched writes (``_fleet``).
     """
+    asg_client = lazy_client(module, "autoscaling")
     instances = read_pool(client, identity)
-    protected = _demand.protected_ids(instances, now, scaling) if scaling else None
-    facts = _quota.quota_inputs(module, client, params, instances)
-    fallback = params.get("on_demand_fallback") or {}
-    drain = dict(params.get("drain") or {}, pool=pool_key)
-    asg_name = fallback.get("asg_name")
-    asg_capacity = None
-    asg_client = None
-    if fallback.get("enabled") and asg_name:
-        asg_client = module.client("autoscaling")
-        group = _aws.describe_asg(asg_client, asg_name)
-        if group is None:
-            raise ParkingSpotError(message="on_demand_fallback.asg_name: no auto scaling group named %s" % asg_name)
-        asg_capacity = int(group["DesiredCapacity"])
-    planner_fallback = {"enabled": bool(fallback.get("enabled")), "max": fallback.get("max") or 0}
-    if asg_capacity is not None:
-        planner_fallback["asg_capacity"] = asg_capacity
-    try:
-        plan = _planner.plan_pool(
-            instances,
-            now,
-            desired,
-            market=market,
-            duration_minutes=params.get("duration_minutes"),
-            renew_before_minutes=params.get("renew_before_minutes", RENEW_BEFORE_MINUTES),
-            fallback=planner_fallback,
-            quota=facts["quota"],
-            vcpus=facts["vcpus"],
-            launch_instance_types=_quota.launch_types(params),
-            # Without a drain there is nothing to wait for: leases run to their end.
-            drain_timeout_seconds=drain.get("timeout", DRAIN_TIMEOUT_SECONDS) if _drain.configured(drain) else 0,
-            mode=block_mode,
-            protected=protected,
-            interrupted_ids=[i["instance_id"] for i in instances if i.get("state_reason") in SPOT_INTERRUPTION_REASONS],
-            **offering_options(params),
-        )
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))
-
-    actions = {
-        "launched": [],
-        "terminated": [],
-        "drained": [],
-        "fallback_error": None,
-        "fallback_errors": [],
-        "drain_outcomes": [],
-        "capacity_errors": [],
-    }
+    facts = read_facts(module, client, params, instances, asg_client)
+    plan = make_plan(
+        params,
+        instances,
+        facts,
+        pool_key=pool_key,
+        desired=desired,
+        market=market,
+        now=now,
+        block_mode=block_mode,
+        scaling=scaling,
+    )
     if module.check_mode or not plan["changed"]:
-        return instances, plan, actions
-
-    by_id = {i["instance_id"]: i for i in instances}
-    if plan["terminate"]:
-        _aws.terminate_instances(client, plan["terminate"])
-        actions["terminated"] += plan["terminate"]
-
-    set_asg = None
-    if asg_client is not None:
-
-        def set_asg(desired_capacity):
-            _aws.set_asg_desired(asg_client, asg_name, desired_capacity)
-
-    plan = launch_planned(
+        return instances, plan, new_actions()
+    plan, actions = act(
         module,
         client,
         params,
         plan,
-        actions,
+        instances,
+        facts,
         pool_key=pool_key,
         identity=identity,
         market=market,
-        instances=instances,
         now=now,
         block_mode=block_mode,
-        set_asg=set_asg,
-        asg_capacity=asg_capacity,
+        asg_client=asg_client,
     )
-
-    if plan["drain"]:
-        tag_drains(client, plan["drain"])
-        targets = []
-        for entry in plan["drain"]:
-            seconds = (_planner.parse_time(entry["deadline"]) - now).total_seconds()
-            targets.append(dict(by_id[entry["instance_id"]], drain_seconds=max(1.0, seconds)))
-        outcomes = _drain.run_drains(drain, targets)
-        actions["drain_outcomes"] = outcomes
-        actions["drained"] = [o["instance_id"] for o in outcomes]
-        _aws.terminate_instances(client, actions["drained"])
-        actions["terminated"] += actions["drained"]
-    actions["terminated"] = sorted(set(actions["terminated"]))
     return instances, plan, actions
 
 
@@ -586,12 +678,3 @@ def summarize(plan, actions, window, check_mode):
         "offerings": dict(plan.get("offerings") or {}, capacity_errors=actions.get("capacity_errors") or []),
         "window": window,
     }
-
-
-def utc(now: Optional[str]) -> datetime.datetime:
-    try:
-        return check_time(_planner.parse_now(now), "now")
-    except OverflowError:
-        raise ParkingSpotError(message="now: %r is out of the range of times ParkingSpot can plan with" % now)
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))

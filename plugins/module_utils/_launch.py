@@ -79,10 +79,10 @@ def parse_time(value: str, option: str) -> datetime.datetime:
     """ISO 8601 to an aware UTC datetime; naive values are taken as UTC."""
     try:
         return _time.to_utc(value)
-    except OverflowError:
-        raise ParkingSpotError(message="%s: %r is out of the range of representable times" % (option, value))
-    except (ValueError, TypeError):
-        raise ParkingSpotError(message="%s: %r is not an ISO 8601 date and time" % (option, value))
+    except OverflowError as e:
+        raise ParkingSpotError(message="%s: %r is out of the range of representable times" % (option, value)) from e
+    except (ValueError, TypeError) as e:
+        raise ParkingSpotError(message="%s: %r is not an ISO 8601 date and time" % (option, value)) from e
 
 
 def utcnow() -> datetime.datetime:

@@ -23,7 +23,7 @@ import datetime
 import fnmatch
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _offerings
-from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError as PlanError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
@@ -60,7 +60,7 @@ def parse_now(value, option="now"):
         return datetime.datetime.now(_UTC)
     parsed = parse_time(value)
     if parsed is None:
-        raise PlanError(
+        raise InputError(
             option, f"must be an ISO 8601 time with a time zone such as 2026-11-23T08:00:00Z, got {value!r}"
         )
     return parsed
@@ -112,9 +112,9 @@ def _whole(value, option, minimum=0, allow_none=False):
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PlanError(option, f"must be a whole number, got {value!r}")
+        raise InputError(option, f"must be a whole number, got {value!r}")
     if value < minimum:
-        raise PlanError(option, f"must be {minimum} or more, got {value}")
+        raise InputError(option, f"must be {minimum} or more, got {value}")
     return value
 
 
@@ -126,20 +126,20 @@ def validate_block_options(duration_minutes, renew_before_minutes=20, mode="emul
     longer than the renewal margin (otherwise every block would be renewed at once).
     """
     if mode not in ("emulated", "native"):
-        raise PlanError("mode", f"must be emulated or native, got {mode!r}")
+        raise InputError("mode", f"must be emulated or native, got {mode!r}")
     if duration_minutes is None:
-        raise PlanError("duration_minutes", "is required for blocks")
+        raise InputError("duration_minutes", "is required for blocks")
     duration = _whole(duration_minutes, "duration_minutes", minimum=1)
     renew = _whole(renew_before_minutes, "renew_before_minutes", minimum=0)
     if mode == "native" and duration not in NATIVE_BLOCK_DURATIONS:
-        raise PlanError(
+        raise InputError(
             "duration_minutes",
             "{} is not allowed with mode native; use one of {}".format(
                 duration, ", ".join(str(d) for d in NATIVE_BLOCK_DURATIONS)
             ),
         )
     if renew >= duration:
-        raise PlanError(
+        raise InputError(
             "renew_before_minutes",
             f"{renew} must be less than duration_minutes ({duration})",
         )
@@ -158,27 +158,27 @@ def _validate_instance(index, inst, seen, times=None):
         return f"instances[{index}]" + field
 
     if not isinstance(inst, dict):
-        raise PlanError(path(), f"must be a dict, got {inst!r}")
+        raise InputError(path(), f"must be a dict, got {inst!r}")
     iid = inst.get("instance_id")
     if not isinstance(iid, str) or not iid:
-        raise PlanError(path(".instance_id"), "must be a non-empty string")
+        raise InputError(path(".instance_id"), "must be a non-empty string")
     if iid in seen:
-        raise PlanError(path(".instance_id"), f"{iid} is listed twice")
+        raise InputError(path(".instance_id"), f"{iid} is listed twice")
     seen.add(iid)
     state = inst.get("state")
     if state not in STATES:
-        raise PlanError(path(".state"), "must be one of {}, got {!r}".format(", ".join(STATES), state))
+        raise InputError(path(".state"), "must be one of {}, got {!r}".format(", ".join(STATES), state))
     launched = (times or _Times()).parse(inst.get("launch_time"))
     if launched is None:
-        raise PlanError(
+        raise InputError(
             path(".launch_time"), "must be an aware date and time, got {!r}".format(inst.get("launch_time"))
         )
     tags = inst.get("tags") or {}
     if not isinstance(tags, dict):
-        raise PlanError(path(".tags"), f"must be a dict, got {tags!r}")
+        raise InputError(path(".tags"), f"must be a dict, got {tags!r}")
     market = inst.get("market") or tags.get(TAG_MARKET) or "spot"
     if market not in MARKETS:
-        raise PlanError(path(".market"), f"must be spot or on-demand, got {market!r}")
+        raise InputError(path(".market"), f"must be spot or on-demand, got {market!r}")
     busy = tags.get(TAG_BUSY)
     return {
         "id": iid,
@@ -196,7 +196,7 @@ def _validate_quota(quota):
     known = ("max_vcpus", "per_owner_max_vcpus", "owner_used_vcpus", "account_available_vcpus")
     unknown = sorted(set(quota) - set(known))
     if unknown:
-        raise PlanError("quota", "unknown key(s) {}".format(", ".join(unknown)))
+        raise InputError("quota", "unknown key(s) {}".format(", ".join(unknown)))
     out = {key: _whole(quota.get(key), "quota." + key, allow_none=True) for key in known}
     if out["owner_used_vcpus"] is None:
         out["owner_used_vcpus"] = 0
@@ -207,7 +207,7 @@ def _validate_fallback(fallback):
     fallback = dict(fallback or {})
     enabled = fallback.get("enabled", False)
     if not isinstance(enabled, bool):
-        raise PlanError("on_demand_fallback.enabled", f"must be true or false, got {enabled!r}")
+        raise InputError("on_demand_fallback.enabled", f"must be true or false, got {enabled!r}")
     fmax = _whole(fallback.get("max", 0), "on_demand_fallback.max")
     asg = _whole(fallback.get("asg_capacity"), "on_demand_fallback.asg_name", allow_none=True)
     return {"enabled": enabled, "max": fmax, "asg_capacity": asg}
@@ -242,7 +242,7 @@ def _first(instances, count):
 def _vcpus_of(instance_type, vcpus, option):
     count = vcpus.get(instance_type)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise PlanError(option, f"no vCPU count for instance type {instance_type!r}")
+        raise InputError(option, f"no vCPU count for instance type {instance_type!r}")
     return count
 
 
@@ -457,19 +457,19 @@ def plan_pool(
         )
     now = parse_time(now)
     if now is None:
-        raise PlanError("now", "must be an aware date and time")
+        raise InputError("now", "must be an aware date and time")
     desired = _whole(desired, "desired")
     if market not in POOL_MARKETS:
-        raise PlanError("market", f"must be spot or block, got {market!r}")
+        raise InputError("market", f"must be spot or block, got {market!r}")
     if market == "block":
         duration_minutes, renew_before_minutes = validate_block_options(duration_minutes, renew_before_minutes, mode)
     drain_timeout = _whole(drain_timeout_seconds, "drain.timeout")
     fallback = _validate_fallback(fallback)
     quota = _validate_quota(quota)
     if not isinstance(spot_available, bool):
-        raise PlanError("spot_available", "must be true or false")
+        raise InputError("spot_available", "must be true or false")
     if not isinstance(instances, (list, tuple)):
-        raise PlanError("instances", "must be a list")
+        raise InputError("instances", "must be a list")
     interrupted_ids = set(interrupted_ids or ())
     protected = set(protected or ())
     seen = set()
@@ -483,7 +483,7 @@ def plan_pool(
     each = 1
     if quota_set:
         if not launch_types:
-            raise PlanError("vcpus", "quotas need the instance type(s) the pool launches")
+            raise InputError("vcpus", "quotas need the instance type(s) the pool launches")
         each = max(_vcpus_of(t, vcpus, "vcpus") for t in launch_types)
 
     default_deadline = now + datetime.timedelta(seconds=drain_timeout)
@@ -655,7 +655,7 @@ def plan_pool(
     try:
         plan["offerings"] = _offerings.plan_offerings(instances, now, list(offerings or []), offering_cooldown_minutes)
     except ValueError as e:
-        raise PlanError("offering_cooldown_minutes", str(e).split(": ", 1)[-1])
+        raise InputError("offering_cooldown_minutes", str(e).split(": ", 1)[-1]) from e
     plan["reasons"] += [
         "offering {} / {} left out of the next launch: {} at {}".format(
             o["instance_type"], o["subnet_id"], o["reason"], o["at"]
@@ -672,7 +672,7 @@ def plan_pool(
 def _rebalance_ids(pool, rebalance):
     """Live instances with a rebalance recommendation that ``rebalance: replace`` acts on."""
     if rebalance not in ("ignore", "replace"):
-        raise PlanError("rebalance", f"must be ignore or replace, got {rebalance!r}")
+        raise InputError("rebalance", f"must be ignore or replace, got {rebalance!r}")
     if rebalance == "ignore":
         return set()
     return {
@@ -747,7 +747,7 @@ def _plan_with_base(instances, now, desired, on_demand_base, options, retries=No
     desired = _whole(desired, "desired")
     base = min(_whole(on_demand_base, "on_demand_base"), desired)
     if not isinstance(instances, (list, tuple)):
-        raise PlanError("instances", "must be a list")
+        raise InputError("instances", "must be a list")
     lane = [i for i in instances if isinstance(i, dict) and _in_lane(i)]
     rest = [i for i in instances if not (isinstance(i, dict) and _in_lane(i))]
     target = _lane_target(base, lane, retries)
@@ -795,12 +795,12 @@ def pool_status(instances, now, market="spot", renew_before_minutes=20, vcpus=No
     """
     now = parse_time(now)
     if now is None:
-        raise PlanError("now", "must be an aware date and time")
+        raise InputError("now", "must be an aware date and time")
     if market not in POOL_MARKETS:
-        raise PlanError("market", f"must be spot or block, got {market!r}")
+        raise InputError("market", f"must be spot or block, got {market!r}")
     renew_before_minutes = _whole(renew_before_minutes, "renew_before_minutes")
     if not isinstance(instances, (list, tuple)):
-        raise PlanError("instances", "must be a list")
+        raise InputError("instances", "must be a list")
     seen = set()
     times = _Times()
     pool = sorted((_validate_instance(i, inst, seen, times) for i, inst in enumerate(instances)), key=lambda x: x["id"])
@@ -872,7 +872,7 @@ def plan_fallback(plan, launched_spot, error):
     asked = plan["launch"]["spot"]
     launched_spot = _whole(launched_spot, "launched_spot")
     if launched_spot > asked:
-        raise PlanError("launched_spot", f"{launched_spot} is more than the {asked} planned")
+        raise InputError("launched_spot", f"{launched_spot} is more than the {asked} planned")
     # A copy of the parts this step changes; the per-instance lists are shared, never changed.
     new = dict(plan)
     for key in ("launch", "fallback"):

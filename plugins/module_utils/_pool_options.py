@@ -19,8 +19,8 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
-from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 
 
 def pool_argument_spec() -> Dict[str, Any]:
@@ -59,32 +59,25 @@ def pool_argument_spec() -> Dict[str, Any]:
 
 
 def desired_now(params, now):
-    """The desired count and window in force at ``now``; validation errors name the option."""
-    try:
-        _schedule.validate_desired(params["desired"])
-        tz = _schedule.validate_timezone(params["timezone"])
-        windows = _schedule.validate_schedule(params["schedule"])
-        if params["market"] == "block":
-            _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"])
-        if params["on_demand_fallback"].get("max", 0) < 0:
-            raise ValueError("on_demand_fallback.max: must be 0 or more")
-        if params["drain"].get("timeout", 0) < 0:
-            raise ValueError("drain.timeout: must be 0 or more")
-        for option in ("on_demand_base", "offering_cooldown_minutes"):
-            if params.get(option) is not None and params[option] < 0:
-                raise ValueError("%s: must be 0 or more" % option)
-        return _schedule.desired_at(now, params["desired"], windows, tz)
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))
+    """The desired count and window in force at ``now``; ``InputError`` names the option at fault.
+
+    ``desired``, ``drain.timeout`` and ``on_demand_fallback.max`` were range-checked by
+    ``_keeper.validate_inputs`` already.
+    """
+    tz = _schedule.validate_timezone(params["timezone"])
+    windows = _schedule.validate_schedule(params["schedule"])
+    if params["market"] == "block":
+        _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"])
+    for option in ("on_demand_base", "offering_cooldown_minutes"):
+        if params.get(option) is not None and params[option] < 0:
+            raise InputError(option, "must be 0 or more")
+    return _schedule.desired_at(now, params["desired"], windows, tz)
 
 
 def queue_demand(params):
-    """The validated ``demand`` and ``scaling`` of a queue-driven pool; errors name the option."""
+    """The validated ``demand`` and ``scaling`` of a queue-driven pool; ``InputError`` names the option."""
     floors = [params["desired"]] + [w.get("desired") for w in params["schedule"] or []]
-    try:
-        return _demand.validate(params["demand"], params["scaling"], floors)
-    except ValueError as e:
-        raise ParkingSpotError(message=str(e))
+    return _demand.validate(params["demand"], params["scaling"], floors)
 
 
 def pool_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
@@ -92,7 +85,8 @@ def pool_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
 
     Returns ``params``, ``now``, ``desired``, ``window`` and, for a queue-driven pool,
     ``floor``, ``demand`` and ``scaling`` (else None). Everything wrong with the options is
-    raised here (``InputError`` or ``ParkingSpotError``, naming the option), before any call.
+    raised here, before any call: ``InputError`` carrying the option, or ``ParkingSpotError``
+    from the launch checks (``_launch.validate_launch``, ``_keeper.validate_pool_launch``).
     ``state: absent`` wants nothing and never falls back.
     """
     _keeper.validate_inputs(params, "desired")

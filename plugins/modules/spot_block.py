@@ -136,7 +136,6 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
-from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BLOCK
 
@@ -145,8 +144,6 @@ def do(module):
     params = module.params
     _keeper.validate_inputs(params, "count")
     now = _keeper.utc(params["now"])
-    if params["count"] < 0:
-        raise ParkingSpotError(message="count must be 0 or more, got %d" % params["count"])
     _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"], params["mode"])
     desired = params["count"] if params["state"] == "present" else 0
     _keeper.validate_pool_launch(params)

@@ -141,9 +141,9 @@ msg:
   type: str
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _fleet
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 
 
 def do(module):
@@ -160,10 +160,7 @@ def do(module):
 def main():
     argument_spec = dict(pools=dict(type="list", elements="dict", required=True))
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        do(module)
-    except AnsibleAWSError as e:
-        module.fail_json_aws_error(e)
+    _module.run(module, do)
 
 
 if __name__ == "__main__":

@@ -177,6 +177,34 @@ def capacity_errors(monkeypatch):
 
 
 @pytest.fixture
+def fallback_group(ec2, image_id):
+    """An Auto Scaling group ``ci-on-demand`` (desired 0, at most 5) for ``on_demand_fallback.asg_name``.
+
+    Returns a function that reads the group's desired capacity.
+    """
+    import boto3
+
+    ec2.create_launch_template(LaunchTemplateName="od-runner", LaunchTemplateData={"ImageId": image_id})
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:1]
+    asg = boto3.client("autoscaling", region_name="us-east-1")
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="ci-on-demand",
+        LaunchTemplate={"LaunchTemplateName": "od-runner"},
+        MinSize=0,
+        MaxSize=5,
+        DesiredCapacity=0,
+        AvailabilityZones=zones,
+    )
+
+    def desired():
+        return asg.describe_auto_scaling_groups(AutoScalingGroupNames=["ci-on-demand"])["AutoScalingGroups"][0][
+            "DesiredCapacity"
+        ]
+
+    return desired
+
+
+@pytest.fixture
 def spot_vcpu_quota(monkeypatch):
     """Answer Service Quotas' GetServiceQuota for the EC2 spot vCPU quotas (moto has none for EC2).
 

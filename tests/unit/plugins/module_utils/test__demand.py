@@ -205,5 +205,5 @@ def test_retries_are_counted_apart_and_do_not_size_the_pool():
 
 
 def test_bad_retries_names_the_key():
-    with pytest.raises(_demand.DemandError, match="demand.retries"):
+    with pytest.raises(InputError, match="demand.retries"):
         _demand.validate({"retries": -1}, {"max": 3}, (0,))

@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The lease backstop script, run for real with fake date/shutdown; client tokens."""
+"""The lease backstop script, run for real with fake date/shutdown; client tokens; the read and drain steps."""
 
 import os
 import stat
@@ -55,3 +55,63 @@ def test_client_token_depends_on_what_the_run_saw():
         _keeper.client_token("other", "spot", 2, seen, "2026-11-30T10:00"),
     ]
     assert token not in others and len(set(others)) == len(others)
+
+
+def test_read_facts_calls_nothing_without_quotas_or_an_asg_fallback():
+    def no_asg_client():
+        raise AssertionError("no Auto Scaling client is needed")
+
+    params = {"on_demand_fallback": {"enabled": False, "asg_name": "ci-on-demand"}, "quota": {}}
+    facts = _keeper.read_facts(None, None, params, [], no_asg_client)
+    assert facts == {"quota": {}, "vcpus": {}, "asg_capacity": None}
+
+
+class FakeAutoScaling:
+    def __init__(self, groups):
+        self.groups = groups
+
+    def describe_auto_scaling_groups(self, AutoScalingGroupNames):
+        return {"AutoScalingGroups": [g for g in self.groups if g["AutoScalingGroupName"] in AutoScalingGroupNames]}
+
+
+def test_read_facts_reads_the_fallback_group_once():
+    made = []
+
+    def asg_client():
+        made.append(1)
+        return FakeAutoScaling([{"AutoScalingGroupName": "ci-on-demand", "DesiredCapacity": 3}])
+
+    params = {"on_demand_fallback": {"enabled": True, "asg_name": "ci-on-demand"}}
+    assert _keeper.read_facts(None, None, params, [], asg_client)["asg_capacity"] == 3
+    assert made == [1]
+    params = {"on_demand_fallback": {"enabled": True, "asg_name": "nope"}}
+    with pytest.raises(
+        _keeper.ParkingSpotError, match="^on_demand_fallback.asg_name: no auto scaling group named nope"
+    ):
+        _keeper.read_facts(None, None, params, [], lambda: FakeAutoScaling([]))
+
+
+def test_lazy_client_makes_the_client_once():
+    class Module:
+        made = []
+
+        def client(self, service):
+            self.made.append(service)
+            return object()
+
+    get = _keeper.lazy_client(Module(), "autoscaling")
+    assert get() is get()
+    assert Module.made == ["autoscaling"]
+
+
+def test_drain_planned_drains_only_what_was_tagged():
+    import datetime
+
+    now = datetime.datetime(2026, 11, 30, 10, 0, tzinfo=datetime.timezone.utc)
+    instances = [{"instance_id": "i-1"}, {"instance_id": "i-2"}]
+    plan = {"drain": [{"instance_id": i, "deadline": "2026-11-30T10:10:00Z"} for i in ("i-1", "i-2")]}
+    actions = _keeper.new_actions()
+    drained = _keeper.drain_planned({}, plan, instances, now, actions, pool_key="ci", tagged={"i-2"})
+    assert drained == ["i-2"] == actions["drained"]
+    assert actions["drain_outcomes"] == [{"instance_id": "i-2", "status": "skipped", "detail": "no drain configured"}]
+    assert _keeper.drain_planned({}, plan, instances, now, _keeper.new_actions(), pool_key="ci") == ["i-1", "i-2"]

@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _offerings
-from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import PlanError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import format_time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import plan_fallback
 from ansible_collections.parkingspot.ec2.plugins.module_utils._planner import plan_pool
@@ -120,7 +120,7 @@ def test_fleet_errors_without_an_override_name_every_offering_asked():
 
 
 def test_bad_cooldown_names_the_option():
-    with pytest.raises(PlanError, match="offering_cooldown_minutes"):
+    with pytest.raises(InputError, match="offering_cooldown_minutes"):
         plan([], 1, offering_cooldown_minutes=-1)
 
 
@@ -171,7 +171,7 @@ def test_rebalance_tagged_instance_already_draining_is_left_to_its_drain():
 
 
 def test_bad_rebalance_value_names_the_option():
-    with pytest.raises(PlanError, match="rebalance"):
+    with pytest.raises(InputError, match="rebalance"):
         plan([], 1, rebalance="maybe")
 
 
@@ -300,7 +300,7 @@ def test_retry_lane_scales_in_only_what_is_not_protected():
 
 
 def test_bad_retries_names_the_option():
-    with pytest.raises(PlanError, match="demand.retries"):
+    with pytest.raises(InputError, match="demand.retries"):
         plan([], 1, retries=-1)
 
 

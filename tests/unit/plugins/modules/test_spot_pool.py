@@ -178,6 +178,24 @@ def test_bad_input_fails_before_any_write(ec2, pool, run_module, api_calls, over
     assert api_calls.writes() == []
 
 
+@pytest.mark.parametrize(
+    "override, option",
+    [
+        ({"schedule": [{"days": ["mon"], "start": "08:00", "end": "08:00", "desired": 2}]}, "schedule[0]"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"now": "monday"}, "now"),
+        ({"on_demand_base": -1}, "on_demand_base"),
+        ({"demand": {"queued": 3}}, "scaling.max"),
+        ({"drain": {"command": "echo 'open"}}, "drain.command"),
+    ],
+)
+def test_bad_input_failure_carries_the_option(ec2, pool, run_module, api_calls, override, option):
+    result = run_module(spot_pool, dict(pool, desired=2, **override))
+    assert result["failed"] is True
+    assert result["option"] == option and result["msg"].startswith(option + ": ")
+    assert api_calls.writes() == []
+
+
 def test_block_pool_fallback_instances_are_leases_too(ec2, pool, run_module, capacity_errors, api_calls):
     args = dict(pool, desired=2, market="block", duration_minutes=120, on_demand_fallback={"enabled": True, "max": 2})
     capacity_errors["spot"] = False
@@ -193,26 +211,8 @@ def test_block_pool_fallback_instances_are_leases_too(ec2, pool, run_module, cap
     assert steady["pool"]["terminated"] == [] and steady["plan"]["drain"] == []
 
 
-def test_asg_fallback_raises_then_lowers_the_group(ec2, pool, image_id, run_module, capacity_errors):
-    import boto3
-
-    ec2.create_launch_template(LaunchTemplateName="od-runner", LaunchTemplateData={"ImageId": image_id})
-    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:1]
-    asg = boto3.client("autoscaling", region_name="us-east-1")
-    asg.create_auto_scaling_group(
-        AutoScalingGroupName="ci-on-demand",
-        LaunchTemplate={"LaunchTemplateName": "od-runner"},
-        MinSize=0,
-        MaxSize=5,
-        DesiredCapacity=0,
-        AvailabilityZones=zones,
-    )
-
-    def desired():
-        return asg.describe_auto_scaling_groups(AutoScalingGroupNames=["ci-on-demand"])["AutoScalingGroups"][0][
-            "DesiredCapacity"
-        ]
-
+def test_asg_fallback_raises_then_lowers_the_group(ec2, pool, run_module, capacity_errors, fallback_group):
+    desired = fallback_group
     args = dict(pool, desired=2, on_demand_fallback={"enabled": True, "max": 3, "asg_name": "ci-on-demand"})
     capacity_errors["spot"] = False
     short = run_module(spot_pool, args)

@@ -190,3 +190,40 @@ def test_queue_driven_pool_is_sized_by_its_demand(ec2, launch, run_module):
     assert result["pools"]["ci-queue"]["pool"]["desired"] == 3
     assert "demand" in result["pools"]["ci-queue"]["pool"]
     assert "demand" not in result["pools"]["ci-fixed"]["pool"]
+
+
+def test_asg_fallback_raises_then_lowers_the_group_of_its_pool(
+    ec2, launch, run_module, capacity_errors, fallback_group
+):
+    desired = fallback_group
+    fallback = {"enabled": True, "max": 3, "asg_name": "ci-on-demand"}
+    args = {"pools": [dict(launch, name="ci-asg", desired=2, on_demand_fallback=fallback), *pools(launch, ci=1)]}
+    capacity_errors["spot"] = False
+    short = run_module(spot_pools, args)
+    assert short["failed"] == {}
+    assert short["pools"]["ci-asg"]["pool"]["fallback"]["error"] == "InsufficientInstanceCapacity"
+    assert short["pools"]["ci-asg"]["pool"]["fallback"]["asg_desired"] == 2
+    assert desired() == 2
+    assert live(ec2) == {}  # the ASG's instances are not the pool's
+
+    capacity_errors["spot"] = True
+    run_module(spot_pools, args)  # spot replacements launch; the ASG keeps serving until they run
+    run_module(spot_pools, args)
+    assert desired() == 0
+    assert by_pool(ec2) == {"ci-asg": 2, "ci": 1}
+
+
+def test_drains_run_for_the_surplus_of_each_pool(ec2, launch, run_module, api_calls, tmp_path):
+    log = tmp_path / "drained"
+    drain = {"command": "sh -c 'echo {instance_id} >> %s'" % log}
+    run_module(spot_pools, {"pools": pools(launch, ci_a=2, ci_b=2)})
+    api_calls.clear()
+    shrunk = run_module(spot_pools, {"pools": [dict(p, drain=drain) for p in pools(launch, ci_a=1, ci_b=1)]})
+    outcomes = [shrunk["pools"][name]["pool"]["drain_outcomes"] for name in ("ci-a", "ci-b")]
+    assert [[o["status"] for o in pool] for pool in outcomes] == [["drained"], ["drained"]]
+    drained = sorted(pool[0]["instance_id"] for pool in outcomes)
+    assert sorted(log.read_text().split()) == drained
+    assert by_pool(ec2) == {"ci-a": 1, "ci-b": 1}
+    assert not set(drained) & set(live(ec2))
+    # One drain tag call and one termination call for both pools.
+    assert api_calls.count("CreateTags") == 1 and api_calls.count("TerminateInstances") == 1
