@@ -67,7 +67,7 @@ def main(argv):
         reset(url)
         started = time.monotonic()
         code = subprocess.call(
-            [ansible_test, "integration", "--local", "--python", python, "--color", "no", "-v", name],
+            [ansible_test, "integration", "--local", "--python", python, "--color", "no", name],
             cwd=collection_root,
             env=env,
         )
