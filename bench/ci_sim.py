@@ -61,6 +61,17 @@ class SimError(ValueError):
     """Bad simulator input; the message names the option."""
 
 
+def whole_numbers(text, option):
+    """``"1,2,3"`` as ``[1, 2, 3]`` (for the sweeps' list options); SimError naming ``option`` otherwise."""
+    try:
+        values = [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise SimError(f"{option}: must be comma-separated whole numbers, got {text!r}") from None
+    if not values:
+        raise SimError(f"{option}: at least one value is needed")
+    return values
+
+
 def default_config():
     """Every knob of the simulation with its default (the command-line options map onto these)."""
     return {

@@ -34,16 +34,6 @@ QUEUE = ci_sim.QUEUE_POLICY
 SCHEDULE = "parkingspot"
 
 
-def numbers(text, option):
-    try:
-        values = [int(v) for v in text.split(",") if v]
-    except ValueError:
-        raise ci_sim.SimError(f"{option}: must be comma-separated whole numbers, got {text!r}") from None
-    if not values:
-        raise ci_sim.SimError(f"{option}: at least one value is needed")
-    return values
-
-
 def brief(res, **labels):
     return dict(
         labels,
@@ -163,11 +153,11 @@ def main(argv=None):
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        seeds = numbers(args.seeds, "--seeds")
-        peaks = numbers(args.peak, "--peak")
-        offpeaks = numbers(args.offpeak, "--offpeak")
-        floors = numbers(args.floors, "--floors")
-        idles = numbers(args.idle, "--idle")
+        seeds = ci_sim.whole_numbers(args.seeds, "--seeds")
+        peaks = ci_sim.whole_numbers(args.peak, "--peak")
+        offpeaks = ci_sim.whole_numbers(args.offpeak, "--offpeak")
+        floors = ci_sim.whole_numbers(args.floors, "--floors")
+        idles = ci_sim.whole_numbers(args.idle, "--idle")
         config = ci_sim.config_from_args(ci_sim.parse_args(args.rest))
         config["retry_lane"] = config["retry_lane"] or args.retry_lane
         lane = args.schedule_retry_lane

@@ -22,16 +22,6 @@ from ansible_collections.parkingspot.ec2.bench import ci_sim
 POLICY = "parkingspot-blocks"
 
 
-def numbers(text, option):
-    try:
-        values = [int(v) for v in text.split(",") if v]
-    except ValueError:
-        raise ci_sim.SimError(f"{option}: must be comma-separated whole numbers, got {text!r}") from None
-    if not values:
-        raise ci_sim.SimError(f"{option}: at least one value is needed")
-    return values
-
-
 def sweep(config, margins, seeds):
     rows = []
     for margin in margins:
@@ -59,8 +49,8 @@ def main(argv=None):
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        margins = numbers(args.renew, "--renew")
-        seeds = numbers(args.seeds, "--seeds")
+        margins = ci_sim.whole_numbers(args.renew, "--renew")
+        seeds = ci_sim.whole_numbers(args.seeds, "--seeds")
         config = ci_sim.config_from_args(ci_sim.parse_args(args.rest))
         rows = sweep(config, margins, seeds)
     except ci_sim.SimError as e:

@@ -233,6 +233,19 @@ def test_spot_fallback_does_not_count_the_lane_launch_as_missing():
 spot_outcome = st.sampled_from(["running", "terminated-interrupted", "notice", "stopped", "pending"])
 
 
+def spot_instances(outcomes):
+    """Spot instances s-0, s-1, ... in the given outcomes (a state, an interruption or a notice)."""
+    pool = []
+    for k, outcome in enumerate(outcomes):
+        if outcome == "terminated-interrupted":
+            pool.append(inst("s-%d" % k, "terminated", reason="Server.SpotInstanceTermination"))
+        elif outcome == "notice":
+            pool.append(inst("s-%d" % k, interrupted=format_time(at(-1))))
+        else:
+            pool.append(inst("s-%d" % k, outcome))
+    return pool
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     spot=st.lists(spot_outcome, max_size=6),
@@ -242,14 +255,7 @@ spot_outcome = st.sampled_from(["running", "terminated-interrupted", "notice", "
     spot_launched=st.integers(min_value=0, max_value=8),
 )
 def test_property_on_demand_base_holds_under_every_spot_outcome(spot, lane_states, base, desired, spot_launched):
-    pool = []
-    for k, outcome in enumerate(spot):
-        if outcome == "terminated-interrupted":
-            pool.append(inst("s-%d" % k, "terminated", reason="Server.SpotInstanceTermination"))
-        elif outcome == "notice":
-            pool.append(inst("s-%d" % k, interrupted=format_time(at(-1))))
-        else:
-            pool.append(inst("s-%d" % k, outcome))
+    pool = spot_instances(spot)
     pool += [lane("l-%d" % k, state=s) for k, s in enumerate(lane_states)]
     p = plan(pool, desired, on_demand_base=base, fallback={"enabled": True, "max": 2})
     # Whatever spot does next (all, some or none of its launch succeeds):
@@ -314,14 +320,7 @@ def test_bad_retries_names_the_option():
     spot_launched=st.integers(min_value=0, max_value=8),
 )
 def test_property_retry_lane_never_below_base_and_never_on_spot(spot, lane_busy, base, desired, retries, spot_launched):
-    pool = []
-    for k, outcome in enumerate(spot):
-        if outcome == "terminated-interrupted":
-            pool.append(inst("s-%d" % k, "terminated", reason="Server.SpotInstanceTermination"))
-        elif outcome == "notice":
-            pool.append(inst("s-%d" % k, interrupted=format_time(at(-1))))
-        else:
-            pool.append(inst("s-%d" % k, outcome))
+    pool = spot_instances(spot)
     pool += [lane("l-%d" % k, busy=b) for k, b in enumerate(lane_busy)]
     busy_ids = ["l-%d" % k for k, b in enumerate(lane_busy) if b == "true"]
     without = plan(pool, desired, on_demand_base=base, fallback={"enabled": True, "max": 2}, protected=busy_ids)
