@@ -41,7 +41,11 @@ def fixtures(url):
     import boto3
 
     ec2 = boto3.client("ec2", endpoint_url=url, region_name="us-east-1")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    # A Linux image, as CI runners use: the report prices each instance by its platform, and the local
+    # API's first stock image is a Windows one.
+    linux = [{"Name": "name", "Values": ["amzn2-ami-hvm-*-x86_64-gp2"]}]
+    images = ec2.describe_images(Owners=["amazon"], Filters=linux)["Images"]
+    image = sorted(images or ec2.describe_images(Owners=["amazon"])["Images"], key=lambda i: i["ImageId"])[0]["ImageId"]
     ec2.create_launch_template(
         LaunchTemplateName="ci-runner",
         LaunchTemplateData={
