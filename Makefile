@@ -166,6 +166,7 @@ unit-fast: setup
 	    PYTHONPATH=$(DEV_COLLECTIONS) $(PY) -m pytest $(PYTEST_ARGS) -x $(or $(T),tests/unit)
 
 # Benchmarks: make bench B=pool_api_calls ARGS="--sizes 10,100,1000"
+# End to end with ansible-playbook: make bench B=ci_webhook_launch ARGS="--rate 50 --seconds 60 --pools 2"
 # Benchmarks run from their own copy, so tests can rebuild the main one meanwhile.
 BENCH_COLLECTIONS := $(abspath $(BUILD))/bench-collections
 bench: setup

@@ -65,12 +65,13 @@ async def deliver(port, job_id, labels):
     return int(response.split(b" ")[1])
 
 
-async def run(args, src):
+async def run(args, src, queue=None):
+    """Send the deliveries; ``queue`` gets the source's events (default: a TimedQueue that keeps them)."""
     pools = [{"name": "pool-%d" % n, "labels": ["self-hosted", "pool-%d" % n]} for n in range(args.pools)]
     source = src.CIWebhookSource(
         src.parse_args({"pools": pools, "github_secret": SECRET.decode(), "port": 0, "debounce_seconds": args.debounce})
     )
-    queue = TimedQueue()
+    queue = TimedQueue() if queue is None else queue
     port = await source.start(queue)
     total = args.rate * args.seconds
     sent, statuses, tasks = [], [], []

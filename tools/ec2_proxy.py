@@ -21,6 +21,10 @@ the text it comes from is listed in docs/ec2-contracts.md; in short:
 
 Control endpoints (not forwarded):
   GET  /_proxy/counts             {"Action": n, ...}
+  GET  /_proxy/calls[?since=T]    every forwarded call (after wall-clock time T), in order:
+        [{"at": epoch seconds it arrived, "action": A, "status": S}, ...]; a launch that
+        succeeded (RunInstances, CreateFleet) also has "instances" (ids launched) and "tags"
+        (its TagSpecification tags, e.g. "parkingspot:pool")
   POST /_proxy/reset              clear the counts, client tokens and every played behaviour
   POST /_proxy/spot?available=0[&code=C][&limit=K]
         available=0: refuse spot launches with error code C (default
@@ -114,6 +118,7 @@ class ProxyState:
         self.token_params = {}
         self.token_locks = {}
         self.refusals = Counter()
+        self.calls = []
         self.reset_behaviour()
 
     def reset_behaviour(self):
@@ -241,6 +246,16 @@ def launched_ids(action, data):
         for item in group.iter(_tag("instanceIds", ns)):
             ids += [e.text for e in item.findall(_tag("item", ns))]
     return ids
+
+
+def request_tags(fields):
+    """The tags of a request's TagSpecifications (or Tag.N), as one dict."""
+    pairs = {}
+    for key, value in fields:
+        match = _TAG_FIELD.match(key)
+        if match:
+            pairs.setdefault(key.rsplit(".", 1)[0], {})[match.group(1)] = value
+    return {pair["Key"]: pair.get("Value", "") for pair in pairs.values() if "Key" in pair}
 
 
 def rewrite_describe(data, state, now):
@@ -379,12 +394,17 @@ def make_handler(state):
             if url.path == "/_proxy/counts":
                 with state.lock:
                     return self._reply(200, json.dumps(dict(state.counts), sort_keys=True))
+            if url.path == "/_proxy/calls":
+                since = float(arg("since", "0"))
+                with state.lock:
+                    return self._reply(200, json.dumps([c for c in state.calls if c["at"] >= since]))
             if url.path == "/_proxy/refusals":
                 with state.lock:
                     return self._reply(200, json.dumps(dict(state.refusals), sort_keys=True))
             if url.path == "/_proxy/reset":
                 with state.lock:
                     state.counts.clear()
+                    state.calls.clear()
                     state.refusals.clear()
                     state.tokens.clear()
                     state.token_params.clear()
@@ -429,15 +449,23 @@ def make_handler(state):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             action = _action(self.headers, body)
+            call = {"at": time.time(), "action": action}
             with state.lock:
                 state.counts[action] += 1
+                state.calls.append(call)
             fields = [] if self.headers.get("X-Amz-Target") else _fields(body)
             try:
                 status, headers, data = self._handle(action, body, fields)
             except Refusal as refusal:
                 with state.lock:
                     state.refusals[refusal.code] += 1
+                    call["status"] = 400
                 return self._reply(400, error_xml(refusal.code, refusal.message), "text/xml")
+            with state.lock:
+                call["status"] = status
+                if status == 200 and action in ("RunInstances", "CreateFleet"):
+                    call["instances"] = launched_ids(action, data)
+                    call["tags"] = request_tags(fields)
             self.send_response(status)
             for key, value in headers:
                 self.send_header(key, value)

@@ -144,3 +144,24 @@ def test_spot_limit_gives_partial_runinstances(strict_ec2):
     assert code_of(excinfo) == "InsufficientInstanceCapacity"
     launched = run(strict_ec2, count=1, MaxCount=3, InstanceMarketOptions={"MarketType": "spot"})
     assert len(launched) == 2
+
+
+def test_calls_log_every_call_and_what_a_launch_launched(strict_ec2):
+    import json
+    import time
+    import urllib.request
+
+    before = time.time()
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "parkingspot:pool", "Value": "ci"}]}]
+    launched = [i["InstanceId"] for i in run(strict_ec2, count=2, TagSpecifications=tags)]
+    strict_ec2.client.describe_instances(InstanceIds=launched)
+    with urllib.request.urlopen(strict_ec2.url + "/_proxy/calls?since=%f" % before, timeout=30) as response:
+        calls = json.loads(response.read())
+    assert [c["action"] for c in calls] == ["RunInstances", "DescribeInstances"]
+    assert all(c["at"] >= before and c["status"] == 200 for c in calls)
+    assert sorted(calls[0]["instances"]) == sorted(launched)
+    assert calls[0]["tags"] == {"parkingspot:pool": "ci"}
+    assert "instances" not in calls[1]
+    strict_ec2.play("/_proxy/reset")
+    with urllib.request.urlopen(strict_ec2.url + "/_proxy/calls", timeout=30) as response:
+        assert json.loads(response.read()) == []

@@ -1,0 +1,357 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Webhook -> launch call, end to end on loopback: the issue #17 target.
+
+Signed GitHub ``workflow_job`` (queued) deliveries at --rate for --seconds go into the real
+``ci_webhook`` source, loaded in-process and driven by bench/ci_webhook_load.py. Every event the
+source emits starts a keeper run for its pool the way extensions/eda/rulebooks/ci_queue.yml does:
+``ansible-playbook playbooks/runner_pool.yml`` with ``parkingspot_pool_names: [pool]`` and
+``parkingspot_demand: {queued, busy}`` as extra vars, the pools in the inventory. The keeper talks
+to moto behind the strict counting proxy (tools/ec2_proxy.py), whose ``/_proxy/calls`` log gives
+the time of every RunInstances / CreateFleet and the instances it launched for which pool.
+
+How the runs are started (--strategy):
+  sequential  ansible-rulebook's default for a ruleset (ci_queue.yml sets no execution_strategy):
+              one action at a time, the next event waits until the running playbook ends
+  parallel    ``execution_strategy: parallel``: every event starts its playbook at once
+
+Reported, per queued job (the k-th job sent for a pool):
+  covered       webhook sent -> the first launch call, at or after it, that brings the pool's
+                launched instances to k or more (the launch that gives this job its runner)
+  first after   webhook sent -> the first launch call of its pool at or after it (a lower bound)
+and p50 / p95 / max of both; keeper runs started per pool within any one debounce window (must
+be <= 1); instances launched per pool against the pool's final demand (more is a double launch);
+what one keeper run costs (ansible-playbook start-up against the module's EC2 calls).
+
+    python bench/ci_webhook_launch.py [--rate 50] [--seconds 60] [--pools 2] [--debounce 2]
+        [--strategy sequential|parallel]
+
+Needs moto[server] and boto3 (started in-process) and the collection on ANSIBLE_COLLECTIONS_PATH:
+    make bench B=ci_webhook_launch ARGS="--rate 50 --seconds 60"
+Prints a Markdown block for docs/benchmarks.md.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PLAYBOOK = os.path.join(HERE, "..", "playbooks", "runner_pool.yml")
+TEMPLATE = "bench-runner"
+POOL_TAG = "parkingspot:pool"
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def launch_latencies(sent, launches):
+    """Seconds from each job's webhook to the launch that covers it, and to the first launch after it.
+
+    ``sent``: ``[(time, pool), ...]`` one per queued job; ``launches``: ``[(time, pool, new), ...]``
+    launch calls with the number of instances they launched that no earlier call had. The k-th
+    job of a pool (in sending order) is covered by the first launch at or after its sending that
+    brings the pool's launched instances to k or more. Returns two lists in the order of
+    ``sent``: covered and first-after latencies, None where no such launch happened.
+    """
+    by_pool = {}
+    for at, pool, new in sorted(launches, key=lambda launch: launch[0]):
+        total = by_pool.setdefault(pool, [])
+        total.append((at, (total[-1][1] if total else 0) + new))
+    seen, covered, first = {}, [], []
+    for at, pool in sent:
+        seen[pool] = seen.get(pool, 0) + 1
+        after = [(t, total) for t, total in by_pool.get(pool, []) if t >= at]
+        first.append(after[0][0] - at if after else None)
+        hit = next((t for t, total in after if total >= seen[pool]), None)
+        covered.append(None if hit is None else hit - at)
+    return covered, first
+
+
+def most_runs_in_a_window(starts, window):
+    """The most keeper runs that started within any ``window`` seconds (a half-open interval)."""
+    starts = sorted(starts)
+    most, low = 0, 0
+    for high, at in enumerate(starts):
+        while starts[low] <= at - window:
+            low += 1
+        most = max(most, high - low + 1)
+    return most
+
+
+def percentiles(values):
+    """(p50, p95, max) of the values that are not None; NaNs when there are too few."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return (values[0],) * 3 if values else (float("nan"),) * 3
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[94], max(values)
+
+
+# ------------------------------------------------------------------ the run
+
+
+def http(url, method="GET"):
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read() or b"null")
+
+
+class Keeper:
+    """Starts ansible-playbook runner_pool.yml for each event, as the ci_queue rulebook's rule does."""
+
+    def __init__(self, inventory, env, strategy):
+        self.inventory = inventory
+        self.env = env
+        self.strategy = strategy
+        self.events = []  # (monotonic time, event): what bench/ci_webhook_load.py reads
+        self.runs = []
+        self.tasks = []
+        self.backlog = asyncio.Queue()
+        self.worker = None
+
+    async def put(self, event):
+        self.events.append((time.monotonic(), event))
+        if self.strategy == "parallel":
+            self.tasks.append(asyncio.get_running_loop().create_task(self.run(event)))
+            return
+        if self.worker is None:
+            self.worker = asyncio.get_running_loop().create_task(self.work())
+        self.backlog.put_nowait(event)
+
+    async def work(self):
+        while True:
+            event = await self.backlog.get()
+            try:
+                await self.run(event)
+            finally:
+                self.backlog.task_done()
+
+    async def run(self, event):
+        extra = {
+            "parkingspot_pool_names": [event["pool"]],
+            "parkingspot_demand": {"queued": event["demand"]["queued"], "busy": event["demand"]["busy"]},
+        }
+        command = [playbook_command(), "-i", self.inventory, PLAYBOOK, "-e", json.dumps(extra)]
+        record = {"pool": event["pool"], "demand": extra["parkingspot_demand"], "start": time.time()}
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=self.env
+        )
+        output, _ = await process.communicate()
+        record.update(end=time.time(), rc=process.returncode)
+        if process.returncode:
+            record["tail"] = output.decode("utf-8", "replace")[-1500:]
+        self.runs.append(record)
+
+    async def drain(self):
+        if self.worker is not None:
+            await self.backlog.join()
+            self.worker.cancel()
+        await asyncio.gather(*self.tasks)
+
+
+def playbook_command():
+    beside = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    return beside if os.path.exists(beside) else "ansible-playbook"
+
+
+def write_inventory(workdir, args, proxy_url):
+    jobs_per_pool = -(-args.rate * args.seconds // args.pools)
+    pools = [
+        {
+            "name": "pool-%d" % n,
+            "desired": 0,
+            "scaling": {"max": jobs_per_pool + 1},
+            "launch_template": {"name": TEMPLATE},
+            "instance_type": "m6i.large",
+        }
+        for n in range(args.pools)
+    ]
+    inventory = {
+        "all": {
+            "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+            "vars": {
+                "parkingspot_pools": pools,
+                "parkingspot_region": "us-east-1",
+                "parkingspot_endpoint_url": proxy_url,
+            },
+        }
+    }
+    path = os.path.join(workdir, "inventory.json")
+    with open(path, "w") as handle:
+        json.dump(inventory, handle)
+    return path
+
+
+def startup_seconds(workdir, env, times=3):
+    """Wall time of ansible-playbook on a one-task play: the start-up every keeper run pays."""
+    import subprocess
+
+    play = os.path.join(workdir, "noop.yml")
+    with open(play, "w") as handle:
+        handle.write("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n    - meta: noop\n")
+    spent = []
+    for _ in range(times):
+        began = time.monotonic()
+        subprocess.run([playbook_command(), "-i", "localhost,", play], env=env, capture_output=True, check=True)
+        spent.append(time.monotonic() - began)
+    return statistics.median(spent)
+
+
+def run_cost(runs, calls):
+    """Per sequential run: start -> first EC2 call, first -> last EC2 call, last call -> end (seconds)."""
+    parts = []
+    for run in runs:
+        inside = [c["at"] for c in calls if run["start"] <= c["at"] <= run["end"]]
+        if inside:
+            parts.append((inside[0] - run["start"], inside[-1] - inside[0], run["end"] - inside[-1]))
+    return parts
+
+
+def measure(args):
+    sys.path.insert(0, HERE)
+    sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+    import boto3
+    import ci_webhook_load
+    import ec2_proxy
+    from moto.server import ThreadedMotoServer
+    from with_moto import fake_credentials_env
+    from with_moto import free_port
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    direct = "http://127.0.0.1:%d" % port
+    proxy, proxy_url, _state = ec2_proxy.start(direct)
+    env = fake_credentials_env(proxy_url)
+    env["ANSIBLE_LOCALHOST_WARNING"] = "false"
+    os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
+    try:
+        ec2 = boto3.client("ec2", endpoint_url=direct, region_name="us-east-1")
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        ec2.create_launch_template(LaunchTemplateName=TEMPLATE, LaunchTemplateData={"ImageId": image})
+        with tempfile.TemporaryDirectory() as workdir:
+            startup = startup_seconds(workdir, env)
+            keeper = Keeper(write_inventory(workdir, args, proxy_url), env, args.strategy)
+            src = ci_webhook_load.load_source()
+            wall = time.time() - time.monotonic()
+            began = time.time()
+
+            async def go():
+                outcome = await ci_webhook_load.run(args, src, keeper)
+                await keeper.drain()
+                return outcome
+
+            source, _queue, sent, statuses, _elapsed = asyncio.run(go())
+            elapsed = time.time() - began
+        calls = http(proxy_url + "/_proxy/calls?since=%f" % began)
+        live = {}
+        for page in ec2.get_paginator("describe_instances").paginate():
+            for reservation in page["Reservations"]:
+                for instance in reservation["Instances"]:
+                    pool = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}.get(POOL_TAG)
+                    live[pool] = live.get(pool, 0) + 1
+    finally:
+        proxy.shutdown()
+        server.stop()
+    sent = sorted((at + wall, pool) for at, pool in sent)
+    return {
+        "source": source,
+        "keeper": keeper,
+        "sent": sent,
+        "statuses": statuses,
+        "calls": calls,
+        "live": live,
+        "startup": startup,
+        "elapsed": elapsed,
+    }
+
+
+def report(args, result):
+    keeper, sent, calls = result["keeper"], result["sent"], result["calls"]
+    seen, launches = set(), []
+    for call in calls:
+        if "instances" in call:
+            new = [i for i in call["instances"] if i not in seen]
+            seen.update(new)
+            launches.append((call["at"], call["tags"].get(POOL_TAG), len(new)))
+    covered, first = launch_latencies(sent, launches)
+    pools = ["pool-%d" % n for n in range(args.pools)]
+    final = {pool: 0 for pool in pools}
+    for _at, event in keeper.events:
+        final[event["pool"]] = event["demand"]["queued"]
+    launched = {pool: sum(new for _at, p, new in launches if p == pool) for pool in pools}
+    windows = {
+        pool: most_runs_in_a_window([r["start"] for r in keeper.runs if r["pool"] == pool], args.debounce)
+        for pool in pools
+    }
+    durations = [r["end"] - r["start"] for r in keeper.runs]
+    failed = [r for r in keeper.runs if r["rc"]]
+    double = {pool: launched[pool] - final[pool] for pool in pools if launched[pool] > final[pool]}
+    c50, c95, cmax = percentiles(covered)
+    f50, f95, fmax = percentiles(first)
+    lines = [
+        "### ci_webhook -> launch call: %d queued jobs/s for %d s, %d pools, debounce %.1f s, %s keeper runs"
+        % (args.rate, args.seconds, args.pools, args.debounce, args.strategy),
+        "",
+        "Machine: %s, %d CPUs, Python %s; moto behind the strict counting proxy on loopback."
+        % (platform.machine(), os.cpu_count() or 0, platform.python_version()),
+        "",
+        "| measure | value |",
+        "| --- | --- |",
+        "| deliveries | %d (%d accepted, HTTP %s) |"
+        % (len(sent), result["source"].accepted, sorted(set(result["statuses"]))),
+        "| events (keeper runs started) | %d, %d failed; whole run %.1f s |"
+        % (len(keeper.runs), len(failed), result["elapsed"]),
+        "| webhook -> launch covering the job, p50 / p95 / max | %.2f / %.2f / %.2f s |" % (c50, c95, cmax),
+        "| webhook -> first launch of its pool after it, p50 / p95 / max | %.2f / %.2f / %.2f s |" % (f50, f95, fmax),
+        "| jobs without a launch covering them | %d |" % sum(1 for c in covered if c is None),
+        "| most keeper runs of one pool started within one debounce window | %s |"
+        % ", ".join("%s %d" % kv for kv in windows.items()),
+        "| instances launched / final queued demand | %s |"
+        % ", ".join("%s %d / %d" % (pool, launched[pool], final[pool]) for pool in pools),
+        "| double launches (instances above demand) | %s |" % (double or "none"),
+        "| instances in moto per pool | %s |"
+        % ", ".join("%s %d" % kv for kv in sorted(result["live"].items(), key=str)),
+        "| launch calls | %s |"
+        % ", ".join(
+            "%s %d" % (a, sum(1 for c in calls if c["action"] == a and "instances" in c))
+            for a in ("RunInstances", "CreateFleet")
+        ),
+        "| keeper run wall time p50 / p95 / max | %.2f / %.2f / %.2f s |" % percentiles(durations),
+        "| ansible-playbook start-up (one-task play, median of 3) | %.2f s |" % result["startup"],
+    ]
+    if args.strategy == "sequential":
+        parts = run_cost(keeper.runs, calls)
+        if parts:
+            lines.append(
+                "| one keeper run: start -> first EC2 call / EC2 calls / last call -> end (medians) | "
+                "%.2f / %.2f / %.2f s |" % tuple(statistics.median(p[i] for p in parts) for i in range(3))
+            )
+    for run in failed[:1]:
+        lines += ["", "First failed keeper run (%s):" % run["pool"], "", "```", run["tail"], "```"]
+    print("\n".join(lines))
+    ok = c95 <= 5.0 and max(windows.values() or [0]) <= 1 and not double and not failed
+    return 0 if ok else 1
+
+
+def main(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--pools", type=int, default=2)
+    parser.add_argument("--debounce", type=float, default=2.0)
+    parser.add_argument("--strategy", choices=("sequential", "parallel"), default="sequential")
+    args = parser.parse_args(argv)
+    return report(args, measure(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,55 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Matching queued jobs to the launch calls that give them runners, and keeper runs per window (plain data)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import launch_latencies
+from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import most_runs_in_a_window
+from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import percentiles
+
+
+def test_the_kth_job_of_a_pool_waits_for_the_launch_that_reaches_k_instances():
+    sent = [(0.0, "a"), (0.5, "a"), (1.0, "b"), (1.5, "a")]
+    launches = [(2.0, "a", 1), (3.0, "b", 1), (4.0, "a", 2)]
+    covered, first = launch_latencies(sent, launches)
+    assert covered == [2.0, 3.5, 2.0, 2.5]
+    assert first == [2.0, 1.5, 2.0, 0.5]
+
+
+def test_a_launch_before_the_webhook_covers_nothing_and_uncovered_jobs_are_none():
+    # The pool already had 2 instances before the third job was sent: only a later launch serves it.
+    sent = [(0.0, "a"), (0.1, "a"), (5.0, "a"), (6.0, "a")]
+    launches = [(1.0, "a", 2), (7.0, "a", 1), (2.0, "other", 9)]
+    covered, first = launch_latencies(sent, launches)
+    assert covered == [1.0, 0.9, 2.0, None]
+    assert first == [1.0, 0.9, 2.0, 1.0]
+
+
+def test_a_launch_of_another_pool_never_serves_a_job():
+    covered, first = launch_latencies([(0.0, "a")], [(1.0, "b", 5)])
+    assert covered == [None] and first == [None]
+
+
+@pytest.mark.parametrize(
+    ("starts", "window", "most"),
+    [
+        ([], 2.0, 0),
+        ([0.0], 2.0, 1),
+        ([0.0, 2.0, 4.0], 2.0, 1),  # exactly one window apart: one run per window
+        ([0.0, 1.99, 4.0], 2.0, 2),
+        ([5.0, 0.0, 0.5, 1.0, 9.0], 2.0, 3),  # unsorted input
+    ],
+)
+def test_most_runs_in_a_window(starts, window, most):
+    assert most_runs_in_a_window(starts, window) == most
+
+
+def test_percentiles_skip_missing_values():
+    p50, p95, top = percentiles([1.0, None, 3.0, 2.0])
+    assert (p50, top) == (2.0, 3.0) and 2.0 <= p95 <= 3.0
+    assert all(math.isnan(v) for v in percentiles([None]))
+    assert percentiles([4.0]) == (4.0, 4.0, 4.0)
