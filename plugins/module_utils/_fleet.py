@@ -40,7 +40,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pacing
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pool_options
-from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
@@ -104,19 +104,19 @@ def prepare(raw_pools: List[Any]) -> List[PoolRun]:
     pool, with a message that names the pool and the option.
     """
     if not isinstance(raw_pools, list):
-        raise ParkingSpotError(message="pools: must be a list of spot_pool option dicts")
+        raise InputError("pools", "must be a list of spot_pool option dicts")
     runs: List[PoolRun] = []
     seen: Dict[str, int] = {}
     for index, raw in enumerate(raw_pools):
         if not isinstance(raw, dict):
-            raise ParkingSpotError(message="pools[%d]: must be a dict of spot_pool options, got %r" % (index, raw))
+            raise InputError("pools[%d]" % index, "must be a dict of spot_pool options, got %r" % (raw,))
         name = raw.get("name")
         if not isinstance(name, str) or not name:
-            raise ParkingSpotError(message="pools[%d].name: every pool needs a name" % index)
+            raise InputError("pools[%d].name" % index, "every pool needs a name")
         if name in seen:
-            raise ParkingSpotError(
-                message="pools[%d].name: pool %r is listed twice (also pools[%d]); each pool once per run"
-                % (index, name, seen[name])
+            raise InputError(
+                "pools[%d].name" % index,
+                "pool %r is listed twice (also pools[%d]); each pool once per run" % (name, seen[name]),
             )
         seen[name] = index
         runs.append(PoolRun(index, name))

@@ -167,9 +167,10 @@ def validate_inputs(params, count_option="desired"):
 def validate_pool_launch(params):
     """Launch settings a pool cannot use, refused before any call."""
     if params.get("api") == "request_spot_instances":
-        raise ParkingSpotError(
-            message="api: request_spot_instances cannot keep a pool: its instances carry no tags at launch, so"
-            " the next run would not see them and launch again; use auto, run_instances or fleet"
+        raise InputError(
+            "api",
+            "request_spot_instances cannot keep a pool: its instances carry no tags at launch, so the next run"
+            " would not see them and launch again; use auto, run_instances or fleet",
         )
 
 
@@ -211,7 +212,7 @@ def read_facts(module, client, params, instances, asg_client: Callable[[], Any])
     if asg_name:
         group = _aws.describe_asg(asg_client(), asg_name)
         if group is None:
-            raise ParkingSpotError(message="on_demand_fallback.asg_name: no auto scaling group named %s" % asg_name)
+            raise InputError("on_demand_fallback.asg_name", "no auto scaling group named %s" % asg_name)
         facts["asg_capacity"] = int(group["DesiredCapacity"])
     return facts
 

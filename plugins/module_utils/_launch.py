@@ -6,8 +6,8 @@
 One argument spec, one validation and one translation into EC2 launch calls:
 RunInstances with InstanceMarketOptions (one type), CreateFleet type=instant
 (several types or subnets), or RequestSpotInstances (``api: request_spot_instances``,
-for EC2-compatible clouds). Validation raises ``ParkingSpotError`` naming the
-option, before any write call.
+for EC2-compatible clouds). Validation raises ``InputError`` naming the
+option, before any call.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Optional
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _time
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 
 LAUNCH_ARGUMENT_SPEC: Dict[str, Any] = dict(
     launch_template=dict(
@@ -76,13 +77,13 @@ RESOURCE_TAG_TYPES = ("instance", "volume")
 
 
 def parse_time(value: str, option: str) -> datetime.datetime:
-    """ISO 8601 to an aware UTC datetime; naive values are taken as UTC."""
+    """ISO 8601 to an aware UTC datetime; naive values are taken as UTC. ``InputError`` naming ``option`` if bad."""
     try:
         return _time.to_utc(value)
     except OverflowError as e:
-        raise ParkingSpotError(message="%s: %r is out of the range of representable times" % (option, value)) from e
+        raise InputError(option, "%r is out of the range of representable times" % value) from e
     except (ValueError, TypeError) as e:
-        raise ParkingSpotError(message="%s: %r is not an ISO 8601 date and time" % (option, value)) from e
+        raise InputError(option, "%r is not an ISO 8601 date and time" % value) from e
 
 
 def utcnow() -> datetime.datetime:
@@ -98,82 +99,87 @@ def choose_api(params: Dict[str, Any]) -> str:
 
 
 def validate_launch(params: Dict[str, Any], now: datetime.datetime, spot: bool = True, block: bool = False) -> None:
-    """Reject unusable launch settings with a message naming the option.
+    """Reject unusable launch settings, before any call, with an ``InputError`` naming the option to change.
 
     ``block``: the launch goes through RunInstances per instance type and subnet (a lease's
     backstop is user data), so the settings a fleet cannot carry are fine there.
     """
     template = params.get("launch_template")
     if template and params.get("image_id"):
-        raise ParkingSpotError(message="launch_template and image_id are mutually exclusive: give one of them")
+        raise InputError("launch_template", "mutually exclusive with image_id: give one of them")
     if not template and not params.get("image_id"):
-        raise ParkingSpotError(message="one of launch_template or image_id is required to launch instances")
+        raise InputError("launch_template", "one of launch_template or image_id is required to launch instances")
     if template and bool(template.get("id")) == bool(template.get("name")):
-        raise ParkingSpotError(message="launch_template: give exactly one of id or name")
+        raise InputError("launch_template", "give exactly one of id or name")
     if params.get("image_id") and not (params.get("instance_type") or params.get("instance_types")):
-        raise ParkingSpotError(message="instance_type (or instance_types) is required with image_id")
+        raise InputError("instance_type", "required with image_id (or give instance_types)")
     if params.get("instance_type") and params.get("instance_types"):
-        raise ParkingSpotError(message="instance_type and instance_types are mutually exclusive")
+        raise InputError("instance_types", "mutually exclusive with instance_type")
     if params.get("subnet_id") and params.get("subnet_ids"):
-        raise ParkingSpotError(message="subnet_id and subnet_ids are mutually exclusive")
+        raise InputError("subnet_ids", "mutually exclusive with subnet_id")
     if params.get("max_price") is not None:
         try:
             price = Decimal(str(params["max_price"]))
         except InvalidOperation:
             price = Decimal(0)
         if not price.is_finite() or price <= 0:
-            raise ParkingSpotError(message="max_price: %r is not a positive decimal" % params["max_price"])
+            raise InputError("max_price", "%r is not a positive decimal" % params["max_price"])
     hop_limit = (params.get("metadata_options") or {}).get("http_put_response_hop_limit")
     if hop_limit is not None and not 1 <= hop_limit <= 64:
-        raise ParkingSpotError(message="metadata_options.http_put_response_hop_limit must be between 1 and 64")
+        raise InputError("metadata_options.http_put_response_hop_limit", "must be between 1 and 64")
 
     api = choose_api(params)
     if api == "request_spot_instances" and template:
-        raise ParkingSpotError(message="api=request_spot_instances cannot use launch_template: give image_id")
+        raise InputError("api", "request_spot_instances cannot use launch_template: give image_id")
     if api == "fleet" and not template:
-        raise ParkingSpotError(
-            message="instance_types/subnet_ids diversify through CreateFleet, which launches from a launch template:"
-            " set launch_template"
+        raise InputError(
+            "launch_template",
+            "instance_types/subnet_ids diversify through CreateFleet, which launches from a launch template:"
+            " set launch_template",
         )
     if api == "fleet" and not block:
         # CreateFleet's launch template overrides have no security groups, user data or metadata tags.
         for option in ("security_group_ids", "user_data"):
             if params.get(option):
-                raise ParkingSpotError(
-                    message="%s cannot reach instances launched by CreateFleet (instance_types/subnet_ids or"
-                    " api: fleet): its launch template overrides have no such field; put it in the launch template"
-                    " or launch one instance type in one subnet" % option
+                raise InputError(
+                    option,
+                    "cannot reach instances launched by CreateFleet (instance_types/subnet_ids or api: fleet): its"
+                    " launch template overrides have no such field; put it in the launch template or launch one"
+                    " instance type in one subnet",
                 )
         if (params.get("metadata_options") or {}).get("instance_metadata_tags") == "enabled":
-            raise ParkingSpotError(
-                message="metadata_options.instance_metadata_tags cannot reach instances launched by CreateFleet: set"
-                " it in the launch template"
+            raise InputError(
+                "metadata_options.instance_metadata_tags",
+                "cannot reach instances launched by CreateFleet: set it in the launch template",
             )
     if not spot:
         return
     request_type = params.get("request_type", "one-time")
     behavior = params.get("interruption_behavior", "terminate")
     if behavior not in ("terminate", "stop", "hibernate"):
-        raise ParkingSpotError(message="interruption_behavior: unknown value %r" % behavior)
+        raise InputError("interruption_behavior", "unknown value %r" % behavior)
     if request_type == "persistent" and behavior == "terminate" and api != "request_spot_instances":
-        raise ParkingSpotError(
-            message="request_type=persistent needs interruption_behavior stop or hibernate with RunInstances"
-            " (AWS refuses persistent spot that terminates); set interruption_behavior: stop"
+        raise InputError(
+            "interruption_behavior",
+            "request_type=persistent needs interruption_behavior stop or hibernate with RunInstances"
+            " (AWS refuses persistent spot that terminates); set interruption_behavior: stop",
         )
     if request_type == "one-time" and behavior != "terminate":
-        raise ParkingSpotError(
-            message="interruption_behavior=%s is only allowed with request_type=persistent" % behavior
+        raise InputError(
+            "interruption_behavior",
+            "%s is only allowed with request_type=persistent" % behavior,
         )
     if request_type == "persistent" and api == "fleet":
-        raise ParkingSpotError(
-            message="request_type=persistent cannot be combined with instance_types/subnet_ids (instant fleets are"
-            " one-time): use one instance type, or api: request_spot_instances"
+        raise InputError(
+            "request_type",
+            "persistent cannot be combined with instance_types/subnet_ids (instant fleets are"
+            " one-time): use one instance type, or api: request_spot_instances",
         )
     if params.get("valid_until"):
         if request_type != "persistent":
-            raise ParkingSpotError(message="valid_until applies to persistent requests only (request_type=persistent)")
+            raise InputError("valid_until", "applies to persistent requests only (request_type=persistent)")
         if parse_time(params["valid_until"], "valid_until") <= now:
-            raise ParkingSpotError(message="valid_until: %s is in the past" % params["valid_until"])
+            raise InputError("valid_until", "%s is in the past" % params["valid_until"])
 
 
 def template_spec(template: Dict[str, Any]) -> Dict[str, str]:

@@ -85,8 +85,8 @@ def pool_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
 
     Returns ``params``, ``now``, ``desired``, ``window`` and, for a queue-driven pool,
     ``floor``, ``demand`` and ``scaling`` (else None). Everything wrong with the options is
-    raised here, before any call: ``InputError`` carrying the option, or ``ParkingSpotError``
-    from the launch checks (``_launch.validate_launch``, ``_keeper.validate_pool_launch``).
+    raised here, before any call, as ``InputError`` carrying the option (the launch checks too:
+    ``_launch.validate_launch``, ``_keeper.validate_pool_launch``).
     ``state: absent`` wants nothing and never falls back.
     """
     _keeper.validate_inputs(params, "desired")

@@ -16,6 +16,7 @@ from typing import List
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 
 QUOTA_ARGUMENT_SPEC = dict(
     type="dict",
@@ -62,15 +63,15 @@ def quota_inputs(module, client, params, instances) -> Dict[str, Any]:
         return {"quota": {}, "vcpus": {}}
     types = launch_types(params)
     if not types:
-        raise ParkingSpotError(message="quota: vCPU quotas need instance_type or instance_types to count vCPUs")
+        raise InputError("quota", "vCPU quotas need instance_type or instance_types to count vCPUs")
     owner_used = 0
     owner_instances = []
     if quota.get("per_owner_max_vcpus") is not None:
         key = quota.get("owner_tag")
         owner = (params.get("tags") or {}).get(key) if key else None
         if not key or owner is None:
-            raise ParkingSpotError(
-                message="quota.per_owner_max_vcpus needs quota.owner_tag and that tag in tags to know the owner"
+            raise InputError(
+                "quota.per_owner_max_vcpus", "needs quota.owner_tag and that tag in tags to know the owner"
             )
         owner_instances = _aws.describe_instances_by_tags(
             client, {key: owner}, states=["pending", "running", "stopping"]
@@ -96,7 +97,8 @@ def quota_inputs(module, client, params, instances) -> Dict[str, Any]:
     vcpus = _aws.instance_type_vcpus(client, all_types)
     unknown = sorted(t for t in types if t not in vcpus)
     if unknown:
-        raise ParkingSpotError(message="instance_type: unknown instance type(s) %s" % ", ".join(unknown))
+        option = "instance_types" if params.get("instance_types") else "instance_type"
+        raise InputError(option, "unknown instance type(s) %s" % ", ".join(unknown))
     if owner_instances:
         pool_ids = {i["instance_id"] for i in instances}
         owner_used = sum(vcpus.get(i["instance_type"], 0) for i in owner_instances if i["instance_id"] not in pool_ids)

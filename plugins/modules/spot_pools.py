@@ -114,13 +114,13 @@ failed:
   returned: always
   type: dict
   sample:
-    ci-gpu: "pools[2] (ci-gpu): instance_type and instance_types are mutually exclusive"
+    ci-gpu: "instance_types: mutually exclusive with instance_type"
 failed_pools:
   description: The same as RV(failed), under a name that reaches registered variables as it is.
   returned: always
   type: dict
   sample:
-    ci-gpu: "pools[2] (ci-gpu): instance_type and instance_types are mutually exclusive"
+    ci-gpu: "instance_types: mutually exclusive with instance_type"
 pacing:
   description: Writes made per action and the seconds this run waited for EC2 request tokens before them.
   returned: always

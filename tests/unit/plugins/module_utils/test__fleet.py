@@ -5,6 +5,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _fleet
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 
 
 class FakeEC2:
@@ -67,9 +68,10 @@ def test_a_failed_pool_gets_no_further_writes():
     ],
 )
 def test_prepare_refuses_pools_it_cannot_tell_apart(pools_arg, message):
-    with pytest.raises(_fleet.ParkingSpotError) as raised:
+    with pytest.raises(InputError) as raised:
         _fleet.prepare(pools_arg)
-    assert message in raised.value.message
+    assert message in str(raised.value)
+    assert str(raised.value).startswith(raised.value.option + ": ")
 
 
 def test_prepare_keeps_a_bad_pool_to_itself():

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 
 END = "2026-11-30T10:00:00Z"
 END_EPOCH = 1796032800
@@ -85,10 +86,9 @@ def test_read_facts_reads_the_fallback_group_once():
     assert _keeper.read_facts(None, None, params, [], asg_client)["asg_capacity"] == 3
     assert made == [1]
     params = {"on_demand_fallback": {"enabled": True, "asg_name": "nope"}}
-    with pytest.raises(
-        _keeper.ParkingSpotError, match="^on_demand_fallback.asg_name: no auto scaling group named nope"
-    ):
+    with pytest.raises(InputError, match="^on_demand_fallback.asg_name: no auto scaling group named nope") as raised:
         _keeper.read_facts(None, None, params, [], lambda: FakeAutoScaling([]))
+    assert raised.value.option == "on_demand_fallback.asg_name"
 
 
 def test_lazy_client_makes_the_client_once():

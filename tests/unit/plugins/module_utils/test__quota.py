@@ -8,6 +8,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.ec2 import AnsibleEC2Er
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _quota
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError
+from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.modules import spot_request
 
 
@@ -36,8 +37,9 @@ def test_launch_types_prefers_the_list():
 
 
 def test_quotas_need_an_instance_type(ec2):
-    with pytest.raises(ParkingSpotError, match=r"^quota: vCPU quotas need instance_type"):
+    with pytest.raises(InputError, match=r"^quota: vCPU quotas need instance_type") as raised:
         _quota.quota_inputs(Module(), ec2, {"quota": {"max_vcpus": 4}}, [])
+    assert raised.value.option == "quota"
 
 
 def test_pool_limit_refuses_before_any_write(ec2, image_id, api_calls):
@@ -67,8 +69,9 @@ def test_owner_limit_counts_the_owners_other_instances(ec2, image_id):
 
 def test_owner_limit_needs_the_owner_tag(ec2):
     params = {"instance_type": "t3.micro", "tags": {}, "quota": {"owner_tag": "owner", "per_owner_max_vcpus": 8}}
-    with pytest.raises(ParkingSpotError, match=r"^quota.per_owner_max_vcpus needs quota.owner_tag"):
+    with pytest.raises(InputError, match=r"^quota.per_owner_max_vcpus: needs quota.owner_tag") as raised:
         _quota.quota_inputs(Module(), ec2, params, [])
+    assert raised.value.option == "quota.per_owner_max_vcpus"
 
 
 def test_unknown_instance_type_fails_the_describe(ec2, api_calls):

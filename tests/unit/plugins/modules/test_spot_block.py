@@ -80,6 +80,7 @@ def test_native_mode_passes_block_duration(ec2, block, run_module, api_calls):
 def test_bad_input_fails_before_any_write(ec2, block, run_module, api_calls, override, message):
     result = run_module(spot_block, dict(block, **override))
     assert result["failed"] is True and message in result["msg"]
+    assert result["msg"].startswith(result["option"] + ": ")
     assert api_calls.writes() == []
     assert blocks(ec2) == {}
 

@@ -231,6 +231,7 @@ def test_asg_fallback_names_a_missing_group(ec2, pool, run_module, api_calls):
     args = dict(pool, desired=1, on_demand_fallback={"enabled": True, "max": 1, "asg_name": "nope"})
     result = run_module(spot_pool, args)
     assert result["failed"] is True and "on_demand_fallback.asg_name: no auto scaling group named nope" in result["msg"]
+    assert result["option"] == "on_demand_fallback.asg_name"
     assert api_calls.writes() == []
 
 

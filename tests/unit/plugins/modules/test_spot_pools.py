@@ -107,7 +107,7 @@ def test_one_bad_pool_does_not_stop_the_others(ec2, launch, run_module, api_call
     assert by_pool(ec2) == {"good": 2}
     assert sorted(result["failed"]) == ["bad", "neg", "typo"]
     assert result["failed_pools"] == result["failed"]
-    assert "instance_type and instance_types are mutually exclusive" in result["failed"]["bad"]
+    assert "instance_types: mutually exclusive with instance_type" in result["failed"]["bad"]
     assert "desird" in result["failed"]["typo"] and "pools[2] (typo)" in result["failed"]["typo"]
     assert "on_demand_fallback.max" in result["failed"]["neg"]
     assert sorted(result["pools"]) == ["good"]
@@ -131,6 +131,7 @@ def test_pools_that_cannot_be_told_apart_fail_before_any_call(ec2, run_module, a
     result = run_module(spot_pools, {"pools": pools_arg})
     assert result["failed"] is True
     assert message in result["msg"]
+    assert result["option"] == message.split(":")[0]
     assert api_calls.names() == []
 
 

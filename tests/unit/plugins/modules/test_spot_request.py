@@ -175,7 +175,7 @@ def test_legacy_api_tags_instances_in_one_batch(ec2, base, run_module, api_calls
             {"valid_until": "2001-01-01T00:00:00Z", "request_type": "persistent", "interruption_behavior": "stop"},
             "valid_until: 2001-01-01T00:00:00Z is in the past",
         ),
-        ({"valid_until": "2099-01-01T00:00:00Z"}, "valid_until applies to persistent requests only"),
+        ({"valid_until": "2099-01-01T00:00:00Z"}, "valid_until: applies to persistent requests only"),
         (
             {"valid_until": "tomorrow", "request_type": "persistent", "interruption_behavior": "stop"},
             "valid_until: 'tomorrow' is not an ISO 8601",
@@ -187,7 +187,7 @@ def test_legacy_api_tags_instances_in_one_batch(ec2, base, run_module, api_calls
         ({"tags": {"parkingspot:pool": "ci"}}, "tags: tag key 'parkingspot:pool' is reserved"),
         ({"name": "x" * 257}, "name: is 257 characters long; at most 256"),
         ({"interruption_behavior": "explode"}, "interruption_behavior"),
-        ({"launch_template": {"name": "x"}}, "launch_template and image_id are mutually exclusive"),
+        ({"launch_template": {"name": "x"}}, "launch_template: mutually exclusive with image_id"),
         ({"image_id": None}, "one of launch_template or image_id is required"),
         ({"max_price": "-0.1"}, "max_price: '-0.1' is not a positive decimal"),
         ({"max_price": "cheap"}, "max_price: 'cheap' is not a positive decimal"),
@@ -196,7 +196,7 @@ def test_legacy_api_tags_instances_in_one_batch(ec2, base, run_module, api_calls
         ({"instance_types": ["t3.micro", "t3.small"], "instance_type": None}, "set launch_template"),
         (
             {"api": "request_spot_instances", "launch_template": {"name": "x"}, "image_id": None},
-            "api=request_spot_instances cannot use launch_template",
+            "api: request_spot_instances cannot use launch_template",
         ),
     ],
 )
@@ -208,6 +208,27 @@ def test_bad_input_fails_before_any_write(ec2, base, run_module, api_calls, over
     assert message in result["msg"]
     assert api_calls.writes() == []
     assert live(ec2, "runners") == []
+
+
+@pytest.mark.parametrize(
+    "override, option",
+    [
+        ({"launch_template": {"name": "x"}}, "launch_template"),
+        ({"image_id": None}, "launch_template"),
+        ({"max_price": "cheap"}, "max_price"),
+        ({"instance_types": ["t3.micro", "t3.small"]}, "instance_types"),
+        ({"request_type": "persistent"}, "interruption_behavior"),
+        ({"instance_types": ["t3.micro", "t3.small"], "instance_type": None}, "launch_template"),
+        ({"valid_until": "2099-01-01T00:00:00Z"}, "valid_until"),
+        ({"quota": {"owner_tag": "owner", "per_owner_max_vcpus": 6}}, "quota.per_owner_max_vcpus"),
+    ],
+)
+def test_launch_refusals_name_the_option(ec2, base, run_module, api_calls, override, option):
+    args = {k: v for k, v in dict(base, **override).items() if v is not None}
+    result = run_module(spot_request, args)
+    assert result["failed"] is True and result["option"] == option
+    assert result["msg"].startswith(option + ": ")
+    assert api_calls.writes() == []
 
 
 def test_owner_quota_fails_before_any_write(ec2, base, image_id, run_module, api_calls):
