@@ -143,7 +143,7 @@ class Keeper:
         process = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=self.env
         )
-        output, _ = await process.communicate()
+        output = (await process.communicate())[0]
         record.update(end=time.time(), rc=process.returncode)
         if process.returncode:
             record["tail"] = output.decode("utf-8", "replace")[-1500:]
@@ -197,7 +197,7 @@ def startup_seconds(workdir, env, times=3):
     with open(play, "w") as handle:
         handle.write("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n    - meta: noop\n")
     spent = []
-    for _ in range(times):
+    for _attempt in range(times):
         began = time.monotonic()
         subprocess.run([playbook_command(), "-i", "localhost,", play], env=env, capture_output=True, check=True)
         spent.append(time.monotonic() - began)
