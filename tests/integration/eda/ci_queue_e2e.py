@@ -176,7 +176,7 @@ def main():
             mine = [run for run in runs() if run["pools"] == [pool]]
             return mine[-1]["demand"] if mine else None
 
-        want = {"ci-linux": {"queued": 2, "busy": 1}, "ci-docker": {"queued": 1, "busy": 0}}
+        want = {"ci-linux": {"queued": 2, "busy": 1, "retries": 0}, "ci-docker": {"queued": 1, "busy": 0, "retries": 0}}
 
         def settled():
             return all(

@@ -59,7 +59,11 @@ def test_ci_queue_rulebooks_match_except_for_the_action():
     assert run["name"] == "parkingspot.ec2.runner_pool"
     expected = {
         "parkingspot_pool_names": ["{{ event.pool }}"],
-        "parkingspot_demand": {"queued": "{{ event.demand.queued }}", "busy": "{{ event.demand.busy }}"},
+        "parkingspot_demand": {
+            "queued": "{{ event.demand.queued }}",
+            "busy": "{{ event.demand.busy }}",
+            "retries": "{{ event.demand.retries | default(0) }}",
+        },
     }
     assert run["extra_vars"] == launch["job_args"]["extra_vars"] == expected
     # The source debounces; a rulebook throttle would drop the newest demand.
