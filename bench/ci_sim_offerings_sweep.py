@@ -221,12 +221,9 @@ def main(argv=None):
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s]
-    except ValueError:
-        print(f"--seeds: must be comma-separated whole numbers, got {args.seeds!r}", file=sys.stderr)
-        return 2
-    if not seeds:
-        print("--seeds: at least one seed is needed", file=sys.stderr)
+        seeds = ci_sim.whole_numbers(args.seeds, "--seeds")
+    except ci_sim.SimError as e:
+        print(e, file=sys.stderr)
         return 2
     if not 1 <= args.offerings <= len(offerings_sim.AWS_PREEMPTION):
         print(f"--offerings: must be between 1 and {len(offerings_sim.AWS_PREEMPTION)}", file=sys.stderr)

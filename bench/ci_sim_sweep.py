@@ -58,9 +58,9 @@ def main(argv=None):
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s]
-    except ValueError:
-        print(f"--seeds: must be comma-separated whole numbers, got {args.seeds!r}", file=sys.stderr)
+        seeds = ci_sim.whole_numbers(args.seeds, "--seeds")
+    except ci_sim.SimError as e:
+        print(e, file=sys.stderr)
         return 2
     base = ci_sim.config_from_args(ci_sim.parse_args(args.rest))
     print(

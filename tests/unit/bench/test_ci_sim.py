@@ -210,3 +210,20 @@ def test_sweep_prints_one_row_per_trace_pair(tmp_path, capsys):
     assert [row.split(" | ")[1] for row in rows] == ["a1", "a2"]
     # Spot never available in a2: the keeper's pool is all on-demand, no discount.
     assert rows[1].split(" | ")[2] == "24.0" and rows[1].split(" | ")[4] == "0.0% (0.0%-0.0%)"
+
+
+def test_list_options_are_whole_numbers_naming_the_option():
+    assert ci_sim.whole_numbers("1,2,,3", "--seeds") == [1, 2, 3]
+    with pytest.raises(ci_sim.SimError, match="^--seeds: must be comma-separated whole numbers, got '1,x'$"):
+        ci_sim.whole_numbers("1,x", "--seeds")
+    with pytest.raises(ci_sim.SimError, match="^--renew: at least one value is needed$"):
+        ci_sim.whole_numbers(",", "--renew")
+
+
+@pytest.mark.parametrize("module", ["ci_sim_sweep", "ci_sim_offerings", "ci_sim_offerings_sweep"])
+def test_sweeps_refuse_bad_seeds_before_simulating(module, capsys):
+    import importlib
+
+    sweep = importlib.import_module("ansible_collections.parkingspot.ec2.bench." + module)
+    assert sweep.main(["--seeds", "1,one"]) == 2
+    assert "--seeds: must be comma-separated whole numbers" in capsys.readouterr().err
