@@ -124,7 +124,7 @@ system-packages:
 # VM tiers (lane B: mostly waiting on booting systems) run beside the others (lane A, whose output
 # is shown as it comes). A failed lane-B tier has the end of its log shown.
 TEST_LANE_A := lint sanity units integration test-awx test-artifact
-TEST_LANE_B := test-roles test-boot
+TEST_LANE_B := test-roles test-boot unit-floor
 TEST_TIERS := $(TEST_LANE_A) $(TEST_LANE_B)
 TEST_LOGS := $(abspath $(BUILD))/test-logs
 TIER = PYTEST_ADDOPTS="-rfEs $${PYTEST_ADDOPTS:-}" $(MAKE) --no-print-directory -o collection -o setup -o $(VENV)/.stamp
@@ -174,14 +174,25 @@ bench: setup
 	cd $(BENCH_COLLECTIONS)/ansible_collections/parkingspot/ec2 && ANSIBLE_COLLECTIONS_PATH=$(BENCH_COLLECTIONS) \
 	    PYTHONPATH=$(BENCH_COLLECTIONS) $(PY) bench/$(B).py $(ARGS)
 
-# The unit tier against the dependency floor: galaxy.yml asks for amazon.aws >= 11.3.0 (error messages
-# name what failed only from that release on), which the ansible 14.0.0 wheel ships.
+# The unit tier against the dependency floor, in a venv of its own: galaxy.yml asks for amazon.aws
+# >= 11.3.0 (error messages name what failed only from that release on), which the ansible 14.0.0
+# wheel ships, and requirements.txt for boto3 / botocore (the first release whose fleet overrides take
+# KeyName, IamInstanceProfile and MetadataOptions). Run by make test (lane B).
 # make unit-floor [T=tests/unit/plugins/module_utils]
 .PHONY: unit-floor
 FLOOR_ANSIBLE_WHEEL := ansible==14.0.0
 FLOOR_DEPS := $(abspath $(BUILD))/floor-deps
 FLOOR_COLLECTIONS := $(abspath $(BUILD))/floor-collections
-unit-floor: setup
+FLOOR_VENV := $(abspath $(BUILD))/floor-venv
+# boto3==... botocore==... from requirements.txt's ">=" lines; the test tools as pinned.
+FLOOR_PINS = $$(sed -n 's/^\(boto3\|botocore\)>=/\1==/p' requirements.txt) \
+    $$(grep -E '^(ansible-core|moto|pytest|pytest-xdist|hypothesis)(\[[a-z]+\])?==' requirements-dev.txt)
+$(FLOOR_VENV)/.stamp: requirements.txt requirements-dev.txt
+	rm -rf $(FLOOR_VENV) && $(PYTHON_BIN) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/python -m pip install --quiet $(FLOOR_PINS)
+	touch $@
+unit-floor: setup $(FLOOR_VENV)/.stamp
 	$(PY) tools/bootstrap_collections.py $(FLOOR_DEPS) $(FLOOR_ANSIBLE_WHEEL) amazon.aws
 	rm -rf $(FLOOR_COLLECTIONS) && mkdir -p $(FLOOR_COLLECTIONS)/ansible_collections/parkingspot/ec2 \
 	    $(FLOOR_COLLECTIONS)/ansible_collections/amazon
@@ -189,5 +200,5 @@ unit-floor: setup
 	ln -s $(COLLECTIONS)/ansible_collections/community $(FLOOR_COLLECTIONS)/ansible_collections/community
 	tar -c $(TAR_EXCLUDES) . | tar -x -C $(FLOOR_COLLECTIONS)/ansible_collections/parkingspot/ec2
 	cd $(FLOOR_COLLECTIONS)/ansible_collections/parkingspot/ec2 && ANSIBLE_COLLECTIONS_PATH=$(FLOOR_COLLECTIONS) \
-	    PARKINGSPOT_EXPECT_AMAZON_AWS=floor PYTHONPATH=$(FLOOR_COLLECTIONS) \
-	    $(PY) -m pytest $(PYTEST_ARGS) -n $(UNIT_WORKERS) $(or $(T),tests/unit/plugins tests/unit/extensions)
+	    PARKINGSPOT_DEPENDENCY_FLOOR=1 PYTHONPATH=$(FLOOR_COLLECTIONS) $(FLOOR_VENV)/bin/python -m pytest \
+	    $(PYTEST_ARGS) -n $(UNIT_WORKERS) $(or $(T),tests/unit/test_dependency_floor.py tests/unit/plugins tests/unit/extensions)

@@ -66,8 +66,8 @@ options:
     default: false
 requirements:
   - python >= 3.9
-  - boto3 >= 1.34.0
-  - botocore >= 1.34.0
+  - boto3 >= 1.43.45
+  - botocore >= 1.43.45
 notes:
   - Credentials are looked up as boto3 does (options, environment variables, shared files, instance profile)
     unless given here. The options and C(group/parkingspot.ec2.aws) module defaults work the same as

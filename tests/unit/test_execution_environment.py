@@ -110,7 +110,7 @@ def test_image_introspection_finds_the_collection_dependencies(context, tmp_path
     )
     found = yaml.safe_load(result.stdout)
     python = [line.split("#")[0].strip() for line in found["python"]]
-    assert "boto3>=1.34.0" in python
-    assert "botocore>=1.34.0" in python
+    assert "boto3>=1.43.45" in python
+    assert "botocore>=1.43.45" in python
     # bindep.txt lists no system package (only comments), so none may appear.
     assert found["system"] == []

@@ -1,12 +1,15 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every request shape _launch builds, checked against botocore's EC2 service model.
 
-Two models: the installed (pinned) botocore's, and the oldest botocore requirements.txt allows
-(1.34.0), whose wheel is fetched from the package index into .build/ at test time (pip's cache
-makes that a copy after the first time). Every member must be known and every required one
-present; where the oldest model lacks fleet overrides, the collection must refuse before any call.
+Two models: the installed (pinned) botocore's, and the oldest botocore requirements.txt allows,
+whose wheel is fetched from the package index into .build/ at test time (pip's cache makes that a
+copy after the first time). Every member must be known and every required one present. Older
+botocore releases lack the fleet overrides KeyName, IamInstanceProfile and MetadataOptions, which
+is why the floor is where it is; with such a botocore installed anyway, the collection refuses a
+diversified launch before any call (checked on the installed model with those members taken out).
 """
 
+import copy
 import datetime
 import gzip
 import json
@@ -19,14 +22,26 @@ import zipfile
 import pytest
 
 botocore = pytest.importorskip("botocore")
+from botocore.loaders import Loader  # noqa: E402
 from botocore.model import ServiceModel  # noqa: E402
 from botocore.validate import ParamValidator  # noqa: E402
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch  # noqa: E402
 from ansible_collections.parkingspot.ec2.plugins.module_utils._aws import ParkingSpotError  # noqa: E402
 
-FLOOR = "1.34.0"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+
+
+def requirement_floor(name):
+    with open(os.path.join(ROOT, "requirements.txt")) as handle:
+        for line in handle:
+            package, sep, low = line.partition(">=")
+            if sep and package.strip() == name:
+                return low.strip()
+    raise AssertionError("requirements.txt gives no floor for %s" % name)
+
+
+FLOOR = requirement_floor("botocore")
 FLEET_ONLY_NEWER = {"KeyName", "IamInstanceProfile", "MetadataOptions"}
 
 BASE = {
@@ -129,36 +144,58 @@ def floor_model():
     return ServiceModel(json.loads(data), service_name="ec2")
 
 
-def test_every_shape_matches_the_installed_model():
-    model = installed_model()
+def takes_fleet_overrides(model):
+    """Whether the model's CreateFleet overrides have the members newer botocore releases added."""
+    configs = model.operation_model("CreateFleet").input_shape.members["LaunchTemplateConfigs"]
+    overrides = configs.member.members["Overrides"].member
+    return FLEET_ONLY_NEWER <= set(overrides.members)
+
+
+def without_fleet_overrides(model):
+    """``model`` as botocore releases before the floor had it: no KeyName, IamInstanceProfile and
+    MetadataOptions in CreateFleet's launch template overrides."""
+    data = copy.deepcopy(Loader().load_service_model("ec2", "service-2", model.api_version))
+    members = data["shapes"]["FleetLaunchTemplateOverridesRequest"]["members"]
+    for member in FLEET_ONLY_NEWER:
+        members.pop(member)
+    return ServiceModel(data, service_name="ec2")
+
+
+def check_every_shape(model):
+    """Every shape is valid for ``model``, and the fleet check lets every fleet shape through."""
+    assert takes_fleet_overrides(model)
+    client = types.SimpleNamespace(meta=types.SimpleNamespace(service_model=model))
     for operation, request in shapes():
+        if operation == "CreateFleet":
+            _launch.check_fleet_model(client, request)
         assert errors(model, operation, request) == "", operation
 
 
-def test_every_shape_matches_the_oldest_supported_model_or_is_refused_before_the_call():
-    model = floor_model()
+def test_every_shape_matches_the_installed_model():
+    check_every_shape(installed_model())
+
+
+def test_every_shape_matches_the_oldest_supported_model():
+    check_every_shape(floor_model())
+
+
+def test_an_older_botocore_refuses_a_diversified_launch_before_the_call():
+    model = without_fleet_overrides(installed_model())
+    assert not takes_fleet_overrides(model)
     client = types.SimpleNamespace(meta=types.SimpleNamespace(service_model=model))
-    for operation, request in shapes():
-        if operation != "CreateFleet":
-            assert errors(model, operation, request) == "", operation
-            continue
-        # The oldest model lacks these overrides: the launch stops before the call, naming the options.
+    fleets = [request for operation, request in shapes() if operation == "CreateFleet"]
+    assert fleets
+    for request in fleets:
         with pytest.raises(ParkingSpotError) as excinfo:
             _launch.check_fleet_model(client, request)
         message = excinfo.value.message
         assert "metadata_options" in message and "key_name" in message and "iam_instance_profile" in message
+        # Without those overrides the rest of the request is what that model takes.
         for config in request["LaunchTemplateConfigs"]:
             for override in config["Overrides"]:
                 for member in FLEET_ONLY_NEWER:
                     override.pop(member, None)
-        assert errors(model, operation, request) == "", operation
-
-
-def test_the_installed_model_takes_the_fleet_overrides():
-    client = types.SimpleNamespace(meta=types.SimpleNamespace(service_model=installed_model()))
-    for operation, request in shapes():
-        if operation == "CreateFleet":
-            _launch.check_fleet_model(client, request)
+        assert errors(model, "CreateFleet", request) == ""
 
 
 def test_client_tokens_fit_and_follow_the_request():
