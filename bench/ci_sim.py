@@ -456,7 +456,8 @@ class Sim:
                 "min_running_minutes": cfg["queue_min_running_minutes"],
             }
             if self.policy != QUEUE_POLICY:
-                # A schedule pool with demand {retries: R} only: the floor is the schedule.
+                # A schedule pool with demand {retries: R} only: its size stays the schedule's and
+                # the scale-in rule guards the lane's runners alone (scope "lane").
                 demand, scaling = _demand.validate({"retries": retries}, scaling, [desired])
                 desired = _demand.target(desired, demand, scaling)
                 protected = _demand.protected_ids(view, now, scaling)

@@ -151,8 +151,8 @@ class OfferingsSim(ci_sim.Sim):
         if why == "queue":
             self.queue_run_pending = False
         if self.retry_lane:
-            # The schedule pool with demand {retries: R} (and scaling.max): the schedule stays the
-            # floor and the scale-in rule of queue-driven pools protects busy and recently idle runners.
+            # The schedule pool with demand {retries: R} only: its size stays the schedule's and the
+            # scale-in rule guards the on-demand lane's runners alone (busy or recently idle ones).
             retries = sum(1 for j in self.queue if self.jobs[j]["retry"])
             demand, scaling = _demand.validate(
                 {"retries": retries},

@@ -14,6 +14,11 @@ runners may go when it asks for fewer.
 * Re-runs: ``retries`` counts queued re-runs apart from ``queued``. They never size the spot
   pool; the keeper passes them to the planner, which keeps one on-demand lane runner for each
   re-run no idle lane runner can take (a retry lane that exists only while re-runs wait).
+* Only re-runs: a ``demand`` without ``queued`` and ``busy`` asks for the retry lane alone. The
+  pool keeps its ``desired`` / schedule size, ``scaling.max`` is optional, and the scale-in rule
+  guards the lane's runners only: the others come and go as in a schedule pool (drained by
+  the ``drain`` hooks, which wait for a running job), so on-demand fallback runners are not kept
+  for ``idle_minutes`` after spot is back.
 * Idle since: the built-in CI hooks write ``parkingspot:idle-since`` (ISO 8601 UTC) when
   they set ``parkingspot:busy=false``. Without a valid ``idle-since`` (hooks not installed,
   or a runner that never took a job) the launch time stands in, so a runner that never
@@ -30,6 +35,8 @@ import math
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_IDLE_SINCE
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_LANE
+from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
 from ansible_collections.parkingspot.ec2.plugins.module_utils._time import parse_time
 
 DEFAULT_PER_JOB = 1
@@ -38,12 +45,15 @@ DEFAULT_MIN_RUNNING_MINUTES = 5
 # ``retries``: queued re-runs (jobs being retried). They are not in ``queued`` and do not size the
 # spot pool: the planner puts one on-demand lane runner under each (planner ``retries``).
 DEMAND_KEYS = ("queued", "busy", "retries")
-# The argument spec of spot_pool's two options; each default lives here.
+# ``queued`` / ``busy`` given: the queue sizes the pool. Neither given: only the retry lane.
+SIZING_KEYS = ("queued", "busy")
+# The argument spec of spot_pool's two options; each default lives here. ``queued`` and ``busy``
+# have no default so that a demand of re-runs alone can be told from a queue of 0 (both read as 0).
 DEMAND_ARGUMENT_SPEC = dict(
     type="dict",
     options=dict(
-        queued=dict(type="int", default=0),
-        busy=dict(type="int", default=0),
+        queued=dict(type="int"),
+        busy=dict(type="int"),
         retries=dict(type="int", default=0),
     ),
 )
@@ -78,16 +88,19 @@ def validate(demand, scaling, floors=(0,)):
     unknown = sorted(set(demand) - set(DEMAND_KEYS))
     if unknown:
         raise InputError("demand", "unknown key(s) {}".format(", ".join(unknown)))
+    sizing = any(demand.get(key) is not None for key in SIZING_KEYS)
     demand = {key: _count(demand.get(key) or 0, "demand." + key) for key in DEMAND_KEYS}
     scaling = dict(scaling or {})
     unknown = sorted(set(scaling) - {"max", "per_job", "idle_minutes", "min_running_minutes"})
     if unknown:
         raise InputError("scaling", "unknown key(s) {}".format(", ".join(unknown)))
-    if scaling.get("max") is None:
-        raise InputError("scaling.max", "is required with demand: the most runners the queue may ask for")
-    top = _count(scaling["max"], "scaling.max")
+    if scaling.get("max") is None and sizing:
+        raise InputError(
+            "scaling.max", "is required with demand.queued or demand.busy: the most runners the queue may ask for"
+        )
+    top = None if scaling.get("max") is None else _count(scaling["max"], "scaling.max")
     highest_floor = max([0] + [f for f in floors if f is not None])
-    if top < highest_floor:
+    if top is not None and top < highest_floor:
         raise InputError(
             "scaling.max", f"{top} is less than the floor {highest_floor} (desired or a schedule window's desired)"
         )
@@ -98,6 +111,9 @@ def validate(demand, scaling, floors=(0,)):
     idle = scaling.get("idle_minutes")
     running = scaling.get("min_running_minutes")
     return demand, {
+        # "pool": the queue sizes the pool and the scale-in rule guards every runner;
+        # "lane": re-runs only, the rule guards the on-demand lane's runners alone.
+        "scope": "pool" if sizing else "lane",
         "max": top,
         "per_job": per_job,
         "idle_minutes": _count(DEFAULT_IDLE_MINUTES if idle is None else idle, "scaling.idle_minutes"),
@@ -114,6 +130,8 @@ def target(floor, demand, scaling):
     the module boundary. Partial runners round up: a queued job never waits because of
     ``per_job`` rounding.
     """
+    if scaling.get("scope") == "lane":
+        return floor
     wanted = demand["busy"] + int(math.ceil(demand["queued"] * scaling["per_job"] - 1e-9))
     return min(max(wanted, floor), scaling["max"]) if floor <= scaling["max"] else floor
 
@@ -149,9 +167,20 @@ def may_scale_in(instance, now, scaling):
     )
 
 
+def in_lane(instance):
+    """A runner of the on-demand lane (tags ``parkingspot:market`` and ``parkingspot:lane`` on-demand)."""
+    tags = instance.get("tags") or {}
+    market = instance.get("market") or tags.get(TAG_MARKET)
+    return market == "on-demand" and tags.get(TAG_LANE) == "on-demand"
+
+
 def protected_ids(instances, now, scaling):
-    """Ids of the pool's instances that scale-in must leave alone (busy, too young, idle too briefly)."""
-    return sorted(i["instance_id"] for i in instances if not may_scale_in(i, now, scaling))
+    """Ids of the pool's instances that scale-in must leave alone (busy, too young, idle too briefly).
+
+    With re-runs only (``scaling['scope'] == 'lane'``) the rule guards the lane's runners alone.
+    """
+    guarded = [i for i in instances if in_lane(i)] if scaling.get("scope") == "lane" else instances
+    return sorted(i["instance_id"] for i in guarded if not may_scale_in(i, now, scaling))
 
 
 def summary(floor, demand, scaling, size):

@@ -23,12 +23,12 @@ import datetime
 import fnmatch
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _offerings
+from ansible_collections.parkingspot.ec2.plugins.module_utils._demand import in_lane
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_EXPIRES_AT
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
-from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_LANE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_MARKET
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REBALANCE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
@@ -695,19 +695,13 @@ def _drain_rebalanced(drain, terminate, rebalance_ids, deadline):
             drain[iid] = (deadline, "has a rebalance recommendation: replacement launched first, draining it")
 
 
-def _in_lane(inst):
-    tags = inst.get("tags") or {}
-    market = inst.get("market") or tags.get(TAG_MARKET) or "spot"
-    return market == "on-demand" and tags.get(TAG_LANE) == "on-demand"
-
-
 def _retry_lane_in_use(instances, retries):
     """The retry lane is planned while re-runs wait or lane runners are left to scale in."""
     if retries is None:
         return False
     if _whole(retries, "demand.retries"):
         return True
-    return isinstance(instances, (list, tuple)) and any(isinstance(i, dict) and _in_lane(i) for i in instances)
+    return isinstance(instances, (list, tuple)) and any(isinstance(i, dict) and in_lane(i) for i in instances)
 
 
 def _lane_busy(lane):
@@ -748,8 +742,8 @@ def _plan_with_base(instances, now, desired, on_demand_base, options, retries=No
     base = min(_whole(on_demand_base, "on_demand_base"), desired)
     if not isinstance(instances, (list, tuple)):
         raise InputError("instances", "must be a list")
-    lane = [i for i in instances if isinstance(i, dict) and _in_lane(i)]
-    rest = [i for i in instances if not (isinstance(i, dict) and _in_lane(i))]
+    lane = [i for i in instances if isinstance(i, dict) and in_lane(i)]
+    rest = [i for i in instances if not (isinstance(i, dict) and in_lane(i))]
     target = _lane_target(base, lane, retries)
     main = plan_pool(rest, now, desired - base, **options)
     lane_options = dict(options, market="spot", fallback={"enabled": True, "max": target}, spot_available=False)

@@ -194,17 +194,18 @@ options:
         O(desired) or the O(schedule) window in force, and only runners idle for O(scaling.idle_minutes) and running
         for O(scaling.min_running_minutes) are drained to shrink it; a busy runner (tag C(parkingspot:busy=true))
         never is. See the collection's C(docs/queue-driven-pools.md).
-      - Requires O(scaling.max).
+      - With O(demand.queued) or O(demand.busy), O(scaling.max) is required.
+      - With neither (only O(demand.retries)), the queue does not size the pool, which keeps its O(desired) or
+        O(schedule) count; only the on-demand lane's runners follow the O(scaling) idle rule, and O(scaling.max) may
+        be left out.
     type: dict
     suboptions:
       queued:
-        description: Jobs waiting for a runner of this pool.
+        description: Jobs waiting for a runner of this pool (counted as 0 when only O(demand.busy) is given).
         type: int
-        default: 0
       busy:
-        description: Jobs running on runners of this pool.
+        description: Jobs running on runners of this pool (counted as 0 when only O(demand.queued) is given).
         type: int
-        default: 0
       retries:
         description:
           - Re-runs (retried jobs) waiting for a runner, not counted in O(demand.queued). They never size the spot part
@@ -222,7 +223,9 @@ options:
     default: {}
     suboptions:
       max:
-        description: Most runners the queue may ask for; at least O(desired) and every window's desired.
+        description:
+          - Most runners the queue may ask for; at least O(desired) and every window's desired.
+          - Required when O(demand.queued) or O(demand.busy) is given.
         type: int
       per_job:
         description: Runners launched per queued job (fractions round up).

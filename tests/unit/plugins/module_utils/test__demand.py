@@ -34,7 +34,8 @@ def runner(iid, age=60, busy=None, idle_for=None, state="running"):
 
 
 def checked(demand=None, scaling=None, floors=(0,)):
-    return _demand.validate(demand or {}, dict(SCALING, **(scaling or {})), floors)
+    """A queue-driven pool's demand (``queued`` given) unless ``demand`` says otherwise."""
+    return _demand.validate({"queued": 0} if demand is None else demand, dict(SCALING, **(scaling or {})), floors)
 
 
 # ------------------------------------------------------------------ size
@@ -59,7 +60,7 @@ def test_per_job_fractions_round_up():
 
 def test_defaults_fill_in():
     _counts, scaling = checked()
-    assert scaling == {"max": 20, "per_job": 1, "idle_minutes": 10, "min_running_minutes": 5}
+    assert scaling == {"scope": "pool", "max": 20, "per_job": 1, "idle_minutes": 10, "min_running_minutes": 5}
 
 
 @pytest.mark.parametrize(
@@ -68,8 +69,10 @@ def test_defaults_fill_in():
         ({"queued": -1}, {}, (0,), "demand.queued"),
         ({"busy": "x"}, {}, (0,), "demand.busy"),
         ({"waiting": 1}, {}, (0,), "demand"),
-        ({}, {"max": None}, (0,), "scaling.max"),
+        ({"queued": 0}, {"max": None}, (0,), "scaling.max"),
+        ({"busy": 1}, {"max": None}, (0,), "scaling.max"),
         ({}, {"max": 3}, (2, 5), "scaling.max"),
+        ({"retries": 1}, {"max": 3}, (2, 5), "scaling.max"),
         ({}, {"per_job": 0}, (0,), "scaling.per_job"),
         ({}, {"per_job": True}, (0,), "scaling.per_job"),
         ({}, {"idle_minutes": -1}, (0,), "scaling.idle_minutes"),
@@ -207,3 +210,62 @@ def test_retries_are_counted_apart_and_do_not_size_the_pool():
 def test_bad_retries_names_the_key():
     with pytest.raises(InputError, match="demand.retries"):
         _demand.validate({"retries": -1}, {"max": 3}, (0,))
+
+
+# ------------------------------------------------------------------ re-runs only
+
+
+def lane_runner(iid, **kwargs):
+    inst = runner(iid, **kwargs)
+    inst["market"] = "on-demand"
+    inst["tags"].update({"parkingspot:market": "on-demand", "parkingspot:lane": "on-demand"})
+    return inst
+
+
+def test_retries_alone_keep_the_floor_and_need_no_max():
+    demand, scaling = _demand.validate({"retries": 2}, {"max": None}, (4,))
+    assert scaling["scope"] == "lane" and scaling["max"] is None
+    assert demand == {"queued": 0, "busy": 0, "retries": 2}
+    assert _demand.target(4, demand, scaling) == 4
+    assert _demand.summary(4, demand, scaling, 4)["max"] is None
+    # Either sizing key makes it a queue-driven pool again.
+    for sizing in ({"queued": 0, "retries": 2}, {"busy": 3}):
+        assert _demand.validate(sizing, {"max": 9}, (4,))[1]["scope"] == "pool"
+
+
+def test_retries_alone_guard_only_the_lane():
+    pool = [
+        runner("i-spot-busy", busy=True),
+        runner("i-spot-fresh", age=2),
+        dict(runner("i-fallback", busy=False, idle_for=2), market="on-demand"),
+        lane_runner("i-lane-busy", busy=True),
+        lane_runner("i-lane-fresh", busy=False, idle_for=2),
+        lane_runner("i-lane-idle", busy=False, idle_for=30),
+    ]
+    _demand_only, lane = _demand.validate({"retries": 0}, {}, (0,))
+    assert _demand.protected_ids(pool, NOW, lane) == ["i-lane-busy", "i-lane-fresh"]
+    _counts, whole = checked()
+    assert _demand.protected_ids(pool, NOW, whole) == [
+        "i-fallback",
+        "i-lane-busy",
+        "i-lane-fresh",
+        "i-spot-busy",
+        "i-spot-fresh",
+    ]
+
+
+def test_retries_alone_let_a_fallback_runner_go_once_spot_is_back():
+    # A schedule pool of 2: spot is back, and the on-demand fallback runner became idle 2 minutes ago.
+    pool = [
+        runner("i-spot-a"),
+        runner("i-spot-b"),
+        dict(runner("i-fallback", busy=False, idle_for=2), market="on-demand"),
+    ]
+    fallback = {"enabled": True, "max": 2}
+    _demand_only, lane = _demand.validate({"retries": 0}, {}, (2,))
+    plan = plan_pool(pool, NOW, 2, fallback=fallback, protected=_demand.protected_ids(pool, NOW, lane), retries=0)
+    assert [d["instance_id"] for d in plan["drain"]] == ["i-fallback"]
+    # A queue-driven pool keeps it until it has been idle for idle_minutes.
+    _counts, whole = checked(floors=(2,))
+    plan = plan_pool(pool, NOW, 2, fallback=fallback, protected=_demand.protected_ids(pool, NOW, whole), retries=0)
+    assert plan["drain"] == []

@@ -263,6 +263,18 @@ def test_demand_sizes_the_pool_and_scale_in_spares_busy_runners(ec2, pool, run_m
     assert sorted(pool_instances(ec2, "ci")) == held[:2]
 
 
+def test_retries_alone_keep_the_schedule_size_and_need_no_scaling(ec2, pool, run_module):
+    # A schedule pool that only wants the retry lane: no queued, no busy, no scaling.max.
+    result = run_module(spot_pool, dict(pool, desired=2, demand={"retries": 1}))
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["pool"]["desired"] == 2
+    assert result["pool"]["demand"]["max"] is None and result["pool"]["demand"]["target"] == 2
+    held = pool_instances(ec2, "ci")
+    assert sorted(tags["parkingspot:market"] for tags in held.values()) == ["on-demand", "spot", "spot"]
+    lane = [tags for tags in held.values() if tags.get("parkingspot:lane") == "on-demand"]
+    assert len(lane) == 1 and lane[0]["parkingspot:market"] == "on-demand"
+
+
 def test_demand_without_scaling_max_fails_before_any_write(ec2, pool, run_module, api_calls):
     result = run_module(spot_pool, dict(pool, desired=1, demand={"queued": 3}))
     assert result["failed"] is True
