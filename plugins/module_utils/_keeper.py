@@ -7,8 +7,9 @@
 (``launch_planned``, ``drain_planned``). Shared by ``spot_pool`` (identity tag
 ``parkingspot:pool``) and ``spot_block`` (identity tag ``parkingspot:block``);
 ``spot_pools`` (``_fleet``) takes the same steps for many pools, with one read for all
-and batched writes. The inputs are checked before any of them (``validate_inputs``,
-``validate_pool_launch``, ``utc``). The cost of a reconcile that changes
+and batched writes. The inputs are checked once, before any of them, by
+``_pool_options.pool_inputs`` / ``block_inputs`` (with ``validate_inputs``,
+``validate_pool_launch`` and ``utc`` from here). The cost of a reconcile that changes
 nothing is one paginated DescribeInstances per 1000 instances, plus at most one
 DescribeInstanceTypes and quota reads when quotas are set.
 

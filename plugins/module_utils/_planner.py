@@ -197,20 +197,20 @@ def _validate_quota(quota):
     unknown = sorted(set(quota) - set(known))
     if unknown:
         raise InputError("quota", "unknown key(s) {}".format(", ".join(unknown)))
-    out = {key: _whole(quota.get(key), "quota." + key, allow_none=True) for key in known}
+    # The two limits are options checked at the module boundary; the usage numbers were read.
+    out = {key: quota.get(key) for key in known}
+    for key in ("owner_used_vcpus", "account_available_vcpus"):
+        out[key] = _whole(out[key], "quota." + key, allow_none=True)
     if out["owner_used_vcpus"] is None:
         out["owner_used_vcpus"] = 0
     return out
 
 
 def _validate_fallback(fallback):
+    # ``enabled`` and ``max`` are options checked at the module boundary; the ASG's capacity was read.
     fallback = dict(fallback or {})
-    enabled = fallback.get("enabled", False)
-    if not isinstance(enabled, bool):
-        raise InputError("on_demand_fallback.enabled", f"must be true or false, got {enabled!r}")
-    fmax = _whole(fallback.get("max", 0), "on_demand_fallback.max")
     asg = _whole(fallback.get("asg_capacity"), "on_demand_fallback.asg_name", allow_none=True)
-    return {"enabled": enabled, "max": fmax, "asg_capacity": asg}
+    return {"enabled": fallback.get("enabled", False), "max": fallback.get("max", 0), "asg_capacity": asg}
 
 
 # ---------------------------------------------------------------- planning
@@ -429,6 +429,11 @@ def plan_pool(
     ``offerings`` (``[{instance_type, subnet_id}]``) are narrowed for the next launch (``_offerings``).
     ``retries`` (queued re-runs, None: no retry lane) grows the lane by one on-demand runner for each
     re-run that no idle lane runner can take (``_lane_target``).
+
+    The options that the module boundary checks (``_pool_options.pool_inputs``, ``_keeper.validate_inputs``)
+    are trusted: ``now`` (aware), ``desired``, ``market``, ``rebalance``, ``fallback`` ``enabled`` and
+    ``max``, the ``quota`` limits. What was read from AWS (``instances``, the ASG capacity, the vCPU
+    usage) and the options checked there for a present pool only are checked here.
     """
     if on_demand_base or _retry_lane_in_use(instances, retries):
         return _plan_with_base(
@@ -456,11 +461,6 @@ def plan_pool(
             retries,
         )
     now = parse_time(now)
-    if now is None:
-        raise InputError("now", "must be an aware date and time")
-    desired = _whole(desired, "desired")
-    if market not in POOL_MARKETS:
-        raise InputError("market", f"must be spot or block, got {market!r}")
     if market == "block":
         duration_minutes, renew_before_minutes = validate_block_options(duration_minutes, renew_before_minutes, mode)
     drain_timeout = _whole(drain_timeout_seconds, "drain.timeout")
@@ -671,9 +671,7 @@ def plan_pool(
 
 def _rebalance_ids(pool, rebalance):
     """Live instances with a rebalance recommendation that ``rebalance: replace`` acts on."""
-    if rebalance not in ("ignore", "replace"):
-        raise InputError("rebalance", f"must be ignore or replace, got {rebalance!r}")
-    if rebalance == "ignore":
+    if rebalance != "replace":
         return set()
     return {
         i["id"]
@@ -738,7 +736,6 @@ def _plan_with_base(instances, now, desired, on_demand_base, options, retries=No
     ``retries`` (queued re-runs) add lane runners beyond the base while they wait; they are on top
     of ``desired`` and go again, like any lane surplus, through the scale-in rule (``protected``).
     """
-    desired = _whole(desired, "desired")
     base = min(_whole(on_demand_base, "on_demand_base"), desired)
     if not isinstance(instances, (list, tuple)):
         raise InputError("instances", "must be a list")

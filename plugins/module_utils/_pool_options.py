@@ -5,7 +5,8 @@
 
 ``spot_pool`` takes these options at the top level; ``spot_pools`` takes a list of them
 (``pools``) and validates each item with the same spec, so a pool means the same thing
-in both modules.
+in both modules. ``spot_block`` keeps a pool of leases with options of its own; its
+preparation (``block_inputs``) shares the first and the last step of ``pool_inputs``.
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ def queue_demand(params):
     return _demand.validate(params["demand"], params["scaling"], floors)
 
 
+def _checked_now(params, count_option):
+    """First step of every preparation: names, tags and numbers (``_keeper.validate_inputs``), then ``now``."""
+    _keeper.validate_inputs(params, count_option)
+    return _keeper.utc(params["now"])
+
+
+def _check_launch(params, now, desired, block):
+    """Last step: launch settings a pool cannot use, then (when it launches) the launch shape."""
+    _keeper.validate_pool_launch(params)
+    if desired > 0:
+        _launch.validate_launch(params, now, block=block)
+
+
 def pool_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
     """Validated inputs of one pool's reconcile, as spot_pool prepares them.
 
@@ -89,8 +103,7 @@ def pool_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
     ``_launch.validate_launch``, ``_keeper.validate_pool_launch``).
     ``state: absent`` wants nothing and never falls back.
     """
-    _keeper.validate_inputs(params, "desired")
-    now = _keeper.utc(params["now"])
+    now = _checked_now(params, "desired")
     out = {"params": params, "now": now, "desired": 0, "window": None, "floor": None, "demand": None, "scaling": None}
     if params["state"] == "absent":
         out["params"] = dict(params, on_demand_fallback=dict(params["on_demand_fallback"], enabled=False))
@@ -100,7 +113,19 @@ def pool_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
         out["floor"] = out["desired"]
         out["demand"], out["scaling"] = queue_demand(params)
         out["desired"] = _demand.target(out["floor"], out["demand"], out["scaling"])
-    _keeper.validate_pool_launch(params)
-    if out["desired"] > 0:
-        _launch.validate_launch(params, now, block=params.get("market") == "block")
+    _check_launch(params, now, out["desired"], block=params.get("market") == "block")
     return out
+
+
+def block_inputs(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Validated inputs of one spot_block reconcile: ``params``, ``now`` and ``desired``.
+
+    ``desired`` is ``count`` (0 for ``state: absent``). As in ``pool_inputs`` everything wrong
+    with the options is raised before any call, as ``InputError`` carrying the option; the lease
+    options (``mode`` too) are checked whatever the state.
+    """
+    now = _checked_now(params, "count")
+    _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"], params["mode"])
+    desired = params["count"] if params["state"] == "present" else 0
+    _check_launch(params, now, desired, block=True)
+    return {"params": params, "now": now, "desired": desired}

@@ -179,11 +179,9 @@ def desired_at(now, default, windows, tz):
     ``windows`` is the output of :func:`validate_schedule`; ``tz`` a tzinfo (see
     :func:`validate_timezone`).  ``window`` is a plain dict describing the window in force
     (``index``, ``days``, ``start``, ``end``, ``desired``, ``local_time``) or None when the
-    ``default`` applies.
+    ``default`` applies.  ``now`` (aware) and ``default`` (a count of 0 or more) are trusted:
+    the module boundary checked them (``_keeper.utc``, ``_keeper.validate_inputs``).
     """
-    if not isinstance(now, datetime.datetime) or now.tzinfo is None or now.utcoffset() is None:
-        raise InputError("now", f"must be a date and time with a time zone, got {now!r}")
-    default = validate_desired(default)
     local = now.astimezone(tz)
     weekday = local.weekday()
     minute = local.hour * 60 + local.minute

@@ -136,19 +136,14 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _pool_options
 from ansible_collections.parkingspot.ec2.plugins.module_utils._defaults import RENEW_BEFORE_MINUTES
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BLOCK
 
 
 def do(module):
-    params = module.params
-    _keeper.validate_inputs(params, "count")
-    now = _keeper.utc(params["now"])
-    _planner.validate_block_options(params["duration_minutes"], params["renew_before_minutes"], params["mode"])
-    desired = params["count"] if params["state"] == "present" else 0
-    _keeper.validate_pool_launch(params)
-    if desired:
-        _launch.validate_launch(params, now, block=True)
+    inputs = _pool_options.block_inputs(module.params)
+    params, now, desired = inputs["params"], inputs["now"], inputs["desired"]
     client = module.client("ec2")
     _instances, plan, actions = _keeper.reconcile(
         module,

@@ -170,11 +170,6 @@ def test_rebalance_tagged_instance_already_draining_is_left_to_its_drain():
     assert p["drain"] == [] and p["launch"]["spot"] == 1
 
 
-def test_bad_rebalance_value_names_the_option():
-    with pytest.raises(InputError, match="rebalance"):
-        plan([], 1, rebalance="maybe")
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     tagged=st.lists(st.booleans(), max_size=8),

@@ -262,16 +262,6 @@ def test_dst_new_york_overnight_window():
     assert desired_at(utc(2026, 3, 1, 10, 30), 0, windows, NEW_YORK)[0] == 4
 
 
-def test_now_must_be_aware():
-    with pytest.raises(InputError, match=r"^now: must be a date and time with a time zone"):
-        desired_at(datetime.datetime(2026, 11, 23, 8, 0), 0, [], UTC)
-
-
-def test_default_is_validated():
-    with pytest.raises(InputError, match=r"^desired: must be 0 or more"):
-        desired_at(utc(2026, 11, 23, 8, 0), -1, [], UTC)
-
-
 # ------------------------------------------------------------------ property
 
 

@@ -159,7 +159,9 @@ def test_absent_twice(ec2, pool, run_module, api_calls):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ({"desired": -1}, "desired"),
+        ({"market": "blocks"}, "value of market must be one of: spot, block, got: blocks"),
+        ({"on_demand_fallback": {"enabled": "maybe"}}, "unable to convert to bool"),
+        ({"rebalance": "maybe"}, "value of rebalance must be one of: ignore, replace, got: maybe"),
         ({"schedule": [{"days": ["mondy"], "start": "08:00", "end": "18:00", "desired": 2}]}, "mondy"),
         ({"schedule": [{"days": ["mon"], "start": "08:00", "end": "08:00", "desired": 2}]}, "schedule[0]"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
@@ -185,6 +187,8 @@ def test_bad_input_fails_before_any_write(ec2, pool, run_module, api_calls, over
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"now": "monday"}, "now"),
         ({"on_demand_base": -1}, "on_demand_base"),
+        ({"on_demand_fallback": {"enabled": True, "max": -1}}, "on_demand_fallback.max"),
+        ({"quota": {"max_vcpus": -3}}, "quota.max_vcpus"),
         ({"demand": {"queued": 3}}, "scaling.max"),
         ({"drain": {"command": "echo 'open"}}, "drain.command"),
     ],
@@ -194,6 +198,21 @@ def test_bad_input_failure_carries_the_option(ec2, pool, run_module, api_calls, 
     assert result["failed"] is True
     assert result["option"] == option and result["msg"].startswith(option + ": ")
     assert api_calls.writes() == []
+
+
+@pytest.mark.parametrize(
+    "desired, message",
+    [
+        (-1, "desired: must be from 0 to 10000, got -1"),
+        (True, "desired: must be a whole number from 0 to 10000, got True"),
+    ],
+)
+def test_bad_desired_is_refused_at_the_boundary(ec2, pool, run_module, api_calls, desired, message):
+    # The only check of desired: the schedule and the planner take the count as it was checked here.
+    result = run_module(spot_pool, dict(pool, desired=desired))
+    assert result["failed"] is True
+    assert result["option"] == "desired" and result["msg"] == message
+    assert api_calls.names() == []
 
 
 def test_block_pool_fallback_instances_are_leases_too(ec2, pool, run_module, capacity_errors, api_calls):
