@@ -122,7 +122,8 @@ system-packages:
 # <tier>.seconds; the last line names every skipped test by reason (pytest's -rs summaries and
 # ansible-test's skip warnings). The collection copy is built once first; then the container and
 # VM tiers (lane B: mostly waiting on booting systems) run beside the others (lane A, whose output
-# is shown as it comes). A failed lane-B tier has the end of its log shown.
+# is shown as it comes). A failed lane-B tier has the end of its log shown. Lane B's unit tier
+# (unit-floor) takes one core, so that the two lanes share the machine's two.
 TEST_LANE_A := lint sanity units integration test-awx test-artifact
 TEST_LANE_B := test-roles test-boot unit-floor
 TEST_TIERS := $(TEST_LANE_A) $(TEST_LANE_B)
@@ -135,7 +136,7 @@ test: system-packages
 	    || { tail -n 60 $(TEST_LOGS)/setup.log; echo "make test: FAILED in setup"; exit 1; }
 	@( for tier in $(TEST_LANE_B); do \
 	    started=$$(date +%s); \
-	    $(TIER) $$tier > $(TEST_LOGS)/$$tier.log 2>&1 || echo $$tier >> $(TEST_LOGS)/failed; \
+	    UNIT_WORKERS=1 $(TIER) $$tier > $(TEST_LOGS)/$$tier.log 2>&1 || echo $$tier >> $(TEST_LOGS)/failed; \
 	    echo $$(( $$(date +%s) - started )) > $(TEST_LOGS)/$$tier.seconds; \
 	    echo "make test: tier $$tier (lane B) ended after $$(cat $(TEST_LOGS)/$$tier.seconds)s"; \
 	  done ) & lane_b=$$!; \
