@@ -10,7 +10,10 @@ runners may go when it asks for fewer.
 * Scale-in: only a runner that is idle (tag ``parkingspot:busy`` not ``true``) for at least
   ``idle_minutes`` and has run for at least ``min_running_minutes`` may be drained. A busy
   runner is never chosen, whatever the counts say: the pool then stays above its target
-  until the job ends.
+  until the job ends. An on-demand runner (a fallback or retry lane runner) waits
+  ``on_demand_idle_minutes`` instead (0 by default): it costs about three times a spot
+  runner, so the pool's spare idle capacity is kept on spot, and an on-demand fallback
+  runner leaves as soon as it is idle once spot runners cover the target.
 * Re-runs: ``retries`` counts queued re-runs apart from ``queued``. They never size the spot
   pool; the keeper passes them to the planner, which keeps one on-demand lane runner for each
   re-run no idle lane runner can take (a retry lane that exists only while re-runs wait).
@@ -42,6 +45,8 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._time import parse
 DEFAULT_PER_JOB = 1
 DEFAULT_IDLE_MINUTES = 10
 DEFAULT_MIN_RUNNING_MINUTES = 5
+# On-demand runners are not kept idle: see may_scale_in.
+DEFAULT_ON_DEMAND_IDLE_MINUTES = 0
 # ``retries``: queued re-runs (jobs being retried). They are not in ``queued`` and do not size the
 # spot pool: the planner puts one on-demand lane runner under each (planner ``retries``).
 DEMAND_KEYS = ("queued", "busy", "retries")
@@ -65,8 +70,10 @@ SCALING_ARGUMENT_SPEC = dict(
         per_job=dict(type="float", default=DEFAULT_PER_JOB),
         idle_minutes=dict(type="int", default=DEFAULT_IDLE_MINUTES),
         min_running_minutes=dict(type="int", default=DEFAULT_MIN_RUNNING_MINUTES),
+        on_demand_idle_minutes=dict(type="int", default=DEFAULT_ON_DEMAND_IDLE_MINUTES),
     ),
 )
+SCALING_KEYS = ("max", "per_job", "idle_minutes", "min_running_minutes", "on_demand_idle_minutes")
 
 
 def _count(value, option):
@@ -91,7 +98,7 @@ def validate(demand, scaling, floors=(0,)):
     sizing = any(demand.get(key) is not None for key in SIZING_KEYS)
     demand = {key: _count(demand.get(key) or 0, "demand." + key) for key in DEMAND_KEYS}
     scaling = dict(scaling or {})
-    unknown = sorted(set(scaling) - {"max", "per_job", "idle_minutes", "min_running_minutes"})
+    unknown = sorted(set(scaling) - set(SCALING_KEYS))
     if unknown:
         raise InputError("scaling", "unknown key(s) {}".format(", ".join(unknown)))
     if scaling.get("max") is None and sizing:
@@ -110,6 +117,7 @@ def validate(demand, scaling, floors=(0,)):
         raise InputError("scaling.per_job", f"must be a number greater than 0, got {per_job!r}")
     idle = scaling.get("idle_minutes")
     running = scaling.get("min_running_minutes")
+    on_demand_idle = scaling.get("on_demand_idle_minutes")
     return demand, {
         # "pool": the queue sizes the pool and the scale-in rule guards every runner;
         # "lane": re-runs only, the rule guards the on-demand lane's runners alone.
@@ -119,6 +127,10 @@ def validate(demand, scaling, floors=(0,)):
         "idle_minutes": _count(DEFAULT_IDLE_MINUTES if idle is None else idle, "scaling.idle_minutes"),
         "min_running_minutes": _count(
             DEFAULT_MIN_RUNNING_MINUTES if running is None else running, "scaling.min_running_minutes"
+        ),
+        "on_demand_idle_minutes": _count(
+            DEFAULT_ON_DEMAND_IDLE_MINUTES if on_demand_idle is None else on_demand_idle,
+            "scaling.on_demand_idle_minutes",
         ),
     }
 
@@ -152,6 +164,26 @@ def idle_since(instance):
     return max(since, launched) if launched is not None else since
 
 
+def market(instance):
+    """``spot`` or ``on-demand``, read as the planner reads it (``market``, else the market tag)."""
+    tags = instance.get("tags") or {}
+    return instance.get("market") or tags.get(TAG_MARKET) or "spot"
+
+
+def required_idle_minutes(instance, scaling):
+    """How long the runner must be idle before scale-in may drain it.
+
+    ``idle_minutes`` keeps a spot runner for a queue that comes back soon. An on-demand runner
+    waits ``on_demand_idle_minutes`` (default 0): it costs about three times a spot runner, and
+    when the queue comes back the pool launches again (spot first). Once spot runners cover the
+    target, this is what lets an on-demand fallback runner go as soon as its job ends, rather
+    than take the next job that a spot runner is idle for.
+    """
+    if market(instance) == "on-demand":
+        return scaling.get("on_demand_idle_minutes", DEFAULT_ON_DEMAND_IDLE_MINUTES)
+    return scaling["idle_minutes"]
+
+
 def may_scale_in(instance, now, scaling):
     """True when the runner may be drained because the queue asks for fewer runners."""
     if instance.get("state") != "running":
@@ -163,15 +195,14 @@ def may_scale_in(instance, now, scaling):
     ran = now - launched
     idle = now - since
     return ran >= datetime.timedelta(minutes=scaling["min_running_minutes"]) and idle >= datetime.timedelta(
-        minutes=scaling["idle_minutes"]
+        minutes=required_idle_minutes(instance, scaling)
     )
 
 
 def in_lane(instance):
     """A runner of the on-demand lane (tags ``parkingspot:market`` and ``parkingspot:lane`` on-demand)."""
     tags = instance.get("tags") or {}
-    market = instance.get("market") or tags.get(TAG_MARKET)
-    return market == "on-demand" and tags.get(TAG_LANE) == "on-demand"
+    return market(instance) == "on-demand" and tags.get(TAG_LANE) == "on-demand"
 
 
 def protected_ids(instances, now, scaling):

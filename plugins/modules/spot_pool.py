@@ -191,9 +191,9 @@ options:
     description:
       - What the CI queue asks for, from the C(parkingspot.ec2.ci_queue) lookup or the C(ci_webhook) event source.
       - When given, the pool is sized C(clamp(busy + queued * per_job, floor, scaling.max)), where the floor is
-        O(desired) or the O(schedule) window in force, and only runners idle for O(scaling.idle_minutes) and running
-        for O(scaling.min_running_minutes) are drained to shrink it; a busy runner (tag C(parkingspot:busy=true))
-        never is. See the collection's C(docs/queue-driven-pools.md).
+        O(desired) or the O(schedule) window in force, and only runners idle for O(scaling.idle_minutes) (on-demand
+        runners O(scaling.on_demand_idle_minutes)) and running for O(scaling.min_running_minutes) are drained to shrink
+        it; a busy runner (tag C(parkingspot:busy=true)) never is. See the collection's C(docs/queue-driven-pools.md).
       - With O(demand.queued) or O(demand.busy), O(scaling.max) is required.
       - With neither (only O(demand.retries)), the queue does not size the pool, which keeps its O(desired) or
         O(schedule) count; only the on-demand lane's runners follow the O(scaling) idle rule, and O(scaling.max) may
@@ -241,6 +241,17 @@ options:
         description: A runner is never drained to shrink the pool before it has run this long.
         type: int
         default: 5
+      on_demand_idle_minutes:
+        description:
+          - An on-demand runner (an O(on_demand_fallback) runner, or a retry lane runner of O(demand.retries)) idle this
+            long may be drained, instead of O(scaling.idle_minutes). O(scaling.min_running_minutes) still applies.
+          - With the default V(0) an on-demand runner the pool no longer needs goes at the first run that finds it
+            idle; so a fallback runner leaves as soon as its job ends once spot runners cover the target, and the
+            pool's idle spare capacity stays on spot, which costs about a third. If the queue comes back the pool
+            launches again, spot first. Set it to O(scaling.idle_minutes) to keep on-demand runners as long as spot
+            ones.
+        type: int
+        default: 0
   now:
     description:
       - Plan as of this time (ISO 8601 with a zone) instead of the current time, for what-if questions in check

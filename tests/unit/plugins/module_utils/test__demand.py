@@ -24,13 +24,17 @@ def at(minutes):
     return NOW + datetime.timedelta(minutes=minutes)
 
 
-def runner(iid, age=60, busy=None, idle_for=None, state="running"):
+def runner(iid, age=60, busy=None, idle_for=None, state="running", market="spot", lane=False):
     tags = {"parkingspot:pool": "ci"}
     if busy is not None:
         tags["parkingspot:busy"] = "true" if busy else "false"
     if idle_for is not None:
         tags["parkingspot:idle-since"] = format_time(at(-idle_for))
-    return {"instance_id": iid, "state": state, "launch_time": at(-age), "market": "spot", "tags": tags}
+    if market == "on-demand":
+        tags["parkingspot:market"] = "on-demand"
+    if lane:
+        tags["parkingspot:lane"] = "on-demand"
+    return {"instance_id": iid, "state": state, "launch_time": at(-age), "market": market, "tags": tags}
 
 
 def checked(demand=None, scaling=None, floors=(0,)):
@@ -60,7 +64,14 @@ def test_per_job_fractions_round_up():
 
 def test_defaults_fill_in():
     _counts, scaling = checked()
-    assert scaling == {"scope": "pool", "max": 20, "per_job": 1, "idle_minutes": 10, "min_running_minutes": 5}
+    assert scaling == {
+        "scope": "pool",
+        "max": 20,
+        "per_job": 1,
+        "idle_minutes": 10,
+        "min_running_minutes": 5,
+        "on_demand_idle_minutes": 0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -77,6 +88,8 @@ def test_defaults_fill_in():
         ({}, {"per_job": True}, (0,), "scaling.per_job"),
         ({}, {"idle_minutes": -1}, (0,), "scaling.idle_minutes"),
         ({}, {"min_running_minutes": 1.5}, (0,), "scaling.min_running_minutes"),
+        ({}, {"on_demand_idle_minutes": -1}, (0,), "scaling.on_demand_idle_minutes"),
+        ({}, {"on_demand_idle_minutes": "x"}, (0,), "scaling.on_demand_idle_minutes"),
         ({}, {"cooldown": 1}, (0,), "scaling"),
     ],
 )
@@ -242,9 +255,11 @@ def test_retries_alone_guard_only_the_lane():
         lane_runner("i-lane-fresh", busy=False, idle_for=2),
         lane_runner("i-lane-idle", busy=False, idle_for=30),
     ]
-    _demand_only, lane = _demand.validate({"retries": 0}, {}, (0,))
+    # On-demand runners waiting as long as spot ones, so that only the scope tells the two apart.
+    same = {"on_demand_idle_minutes": 10}
+    _demand_only, lane = _demand.validate({"retries": 0}, same, (0,))
     assert _demand.protected_ids(pool, NOW, lane) == ["i-lane-busy", "i-lane-fresh"]
-    _counts, whole = checked()
+    _counts, whole = checked(scaling=same)
     assert _demand.protected_ids(pool, NOW, whole) == [
         "i-fallback",
         "i-lane-busy",
@@ -265,7 +280,184 @@ def test_retries_alone_let_a_fallback_runner_go_once_spot_is_back():
     _demand_only, lane = _demand.validate({"retries": 0}, {}, (2,))
     plan = plan_pool(pool, NOW, 2, fallback=fallback, protected=_demand.protected_ids(pool, NOW, lane), retries=0)
     assert [d["instance_id"] for d in plan["drain"]] == ["i-fallback"]
-    # A queue-driven pool keeps it until it has been idle for idle_minutes.
-    _counts, whole = checked(floors=(2,))
+    # A queue-driven pool keeps it until it has been idle for on_demand_idle_minutes (0 by default:
+    # it goes too), when that is as long as idle_minutes the way it keeps spot runners.
+    _counts, whole = checked(scaling={"on_demand_idle_minutes": 10}, floors=(2,))
     plan = plan_pool(pool, NOW, 2, fallback=fallback, protected=_demand.protected_ids(pool, NOW, whole), retries=0)
     assert plan["drain"] == []
+    _counts, whole = checked(floors=(2,))
+    plan = plan_pool(pool, NOW, 2, fallback=fallback, protected=_demand.protected_ids(pool, NOW, whole), retries=0)
+    assert [d["instance_id"] for d in plan["drain"]] == ["i-fallback"]
+
+
+# ------------------------------------------------------------------ on-demand runners (on_demand_idle_minutes)
+
+
+def od(iid, **kw):
+    return runner(iid, market="on-demand", **kw)
+
+
+def test_on_demand_runner_waits_its_own_idle_time():
+    _counts, scaling = checked()
+    assert _demand.may_scale_in(od("i-od", busy=False, idle_for=1), NOW, scaling)  # default 0
+    assert not _demand.may_scale_in(runner("i-spot", busy=False, idle_for=1), NOW, scaling)
+    assert not _demand.may_scale_in(od("i-od", busy=True, idle_for=30), NOW, scaling)  # busy: never
+    assert not _demand.may_scale_in(od("i-od", age=3), NOW, scaling)  # min_running_minutes still holds
+    assert not _demand.may_scale_in(od("i-od", state="pending"), NOW, scaling)
+    _counts, scaling = checked(scaling={"on_demand_idle_minutes": 10})
+    assert not _demand.may_scale_in(od("i-od", busy=False, idle_for=5), NOW, scaling)
+    assert _demand.may_scale_in(od("i-od", busy=False, idle_for=10), NOW, scaling)
+
+
+def test_market_comes_from_the_instance_else_its_tag():
+    tagged_only = od("i-od", busy=False, idle_for=1)
+    del tagged_only["market"]
+    assert _demand.market(tagged_only) == "on-demand"
+    assert _demand.market({"tags": {}}) == "spot"
+    _counts, scaling = checked()
+    assert _demand.required_idle_minutes(tagged_only, scaling) == 0
+    assert _demand.required_idle_minutes(runner("i-1"), scaling) == 10
+
+
+def test_fallback_runner_goes_once_idle_when_spot_covers_the_target():
+    # Spot came back: three spot replacements run (recently launched, so protected), the three
+    # fallback runners are no longer needed. The idle ones go now, the busy one after its job.
+    pool = [
+        runner("i-s1", age=6),
+        runner("i-s2", age=6),
+        runner("i-s3", age=6),
+        od("i-od-busy", busy=True),
+        od("i-od-idle1", busy=False, idle_for=1),
+        od("i-od-idle30", busy=False, idle_for=30),
+    ]
+    _counts, scaling = checked()
+    protected = _demand.protected_ids(pool, NOW, scaling)
+    assert protected == ["i-od-busy", "i-s1", "i-s2", "i-s3"]
+    plan = plan_pool(pool, NOW, 3, protected=protected, fallback={"enabled": True, "max": 5})
+    assert sorted(d["instance_id"] for d in plan["drain"]) == ["i-od-idle1", "i-od-idle30"]
+    assert plan["launch"] == {"spot": 0, "on_demand": 0}
+    # With on_demand_idle_minutes as long as idle_minutes only the long-idle one goes, as before.
+    _counts, scaling = checked(scaling={"on_demand_idle_minutes": 10})
+    plan = plan_pool(pool, NOW, 3, protected=_demand.protected_ids(pool, NOW, scaling))
+    assert [d["instance_id"] for d in plan["drain"]] == ["i-od-idle30"]
+
+
+def test_scale_in_takes_idle_on_demand_before_recently_idle_spot():
+    # Without spot capacity (the fallback path) the queue asks for fewer: of two runners idle two
+    # minutes, the on-demand one goes and the spot one is kept for idle_minutes.
+    pool = [runner("i-spot", busy=False, idle_for=2), od("i-od", busy=False, idle_for=2), runner("i-busy", busy=True)]
+    _counts, scaling = checked()
+    protected = _demand.protected_ids(pool, NOW, scaling)
+    for spot in (True, False):
+        plan = plan_pool(pool, NOW, 1, protected=protected, spot_available=spot, fallback={"enabled": True, "max": 5})
+        assert [d["instance_id"] for d in plan["drain"]] == ["i-od"]
+
+
+def test_idle_retry_lane_runner_goes_when_no_re_run_waits():
+    pool = [od("i-lane", busy=False, idle_for=1, lane=True), od("i-lane-busy", busy=True, lane=True), runner("i-1")]
+    _counts, scaling = checked()
+    plan = plan_pool(pool, NOW, 1, protected=_demand.protected_ids(pool, NOW, scaling), retries=0)
+    assert [d["instance_id"] for d in plan["drain"]] == ["i-lane"]
+    assert plan["launch"]["on_demand_base"] == 0
+
+
+_any_runner = st.builds(
+    lambda n, age, busy, idle, state, kind: runner(
+        "i-%04d" % n,
+        age=age,
+        busy=busy,
+        idle_for=idle,
+        state=state,
+        market="spot" if kind == "spot" else "on-demand",
+        lane=kind == "lane",
+    ),
+    st.integers(0, 9999),
+    st.integers(0, 120),
+    st.one_of(st.none(), st.booleans()),
+    st.one_of(st.none(), st.integers(0, 120)),
+    st.sampled_from(["pending", "running", "running", "running"]),
+    st.sampled_from(["spot", "spot", "on-demand", "lane"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pool=st.lists(_any_runner, max_size=30, unique_by=lambda i: i["instance_id"]),
+    queued=st.integers(0, 40),
+    busy=st.integers(0, 40),
+    retries=st.integers(0, 5),
+    floor=st.integers(0, 10),
+    extra=st.integers(0, 30),
+    idle=st.integers(0, 30),
+    on_demand_idle=st.integers(0, 30),
+    min_running=st.integers(0, 30),
+    spot=st.booleans(),
+)
+def test_property_on_demand_idle_time_keeps_the_bounds_and_never_drains_busy(
+    pool, queued, busy, retries, floor, extra, idle, on_demand_idle, min_running, spot
+):
+    demand, scaling = checked(
+        {"queued": queued, "busy": busy, "retries": retries},
+        {
+            "max": floor + extra,
+            "idle_minutes": idle,
+            "min_running_minutes": min_running,
+            "on_demand_idle_minutes": on_demand_idle,
+        },
+        (floor,),
+    )
+    size = _demand.target(floor, demand, scaling)
+    protected = _demand.protected_ids(pool, NOW, scaling)
+    plan = plan_pool(
+        pool,
+        NOW,
+        size,
+        protected=protected,
+        spot_available=spot,
+        fallback={"enabled": True, "max": 1000},
+        retries=retries,
+    )
+    gone = {d["instance_id"] for d in plan["drain"]} | set(plan["terminate"])
+    by_id = {i["instance_id"]: i for i in pool}
+    for iid in gone:
+        assert by_id[iid]["tags"].get("parkingspot:busy") != "true", iid  # never a busy runner
+        assert _demand.may_scale_in(by_id[iid], NOW, scaling), iid
+    launched = plan["launch"]["spot"] + plan["launch"]["on_demand"] + plan["launch"].get("on_demand_base", 0)
+    assert len(pool) - len(gone) + launched >= floor  # never below the floor
+    # The spot side never launches above max (fallback runners are replaced, so spot counts alone).
+    if plan["launch"]["spot"]:
+        spot_after = sum(1 for i in pool if i["market"] == "spot" and i["instance_id"] not in gone)
+        assert spot_after + plan["launch"]["spot"] <= floor + extra
+    # Spot runners cover the target: every on-demand fallback runner that may go, goes now
+    # (replaced by spot), and without waiting re-runs so does every such lane runner.
+    spot_runners = [i for i in pool if i["market"] == "spot"]
+    if spot and all(i["state"] == "running" for i in spot_runners) and len(spot_runners) >= size:
+        for inst in pool:
+            fallback = inst["market"] == "on-demand" and "parkingspot:lane" not in inst["tags"]
+            if fallback and _demand.may_scale_in(inst, NOW, scaling):
+                assert inst["instance_id"] in gone, inst["instance_id"]
+    if not retries:
+        for inst in pool:
+            if "parkingspot:lane" in inst["tags"] and _demand.may_scale_in(inst, NOW, scaling):
+                assert inst["instance_id"] in gone, inst["instance_id"]
+    # An idle on-demand runner is held by the idle rule only for on_demand_idle_minutes.
+    for inst in pool:
+        if inst["market"] == "on-demand" and inst["instance_id"] in protected:
+            since = _demand.idle_since(inst)
+            assert (
+                inst["state"] != "running"
+                or since is None
+                or NOW - inst["launch_time"] < datetime.timedelta(minutes=min_running)
+                or NOW - since < datetime.timedelta(minutes=on_demand_idle)
+            )
+
+
+@settings(max_examples=300, deadline=None)
+@given(pool=_runners, idle=st.integers(0, 30), min_running=st.integers(0, 30))
+def test_property_same_idle_time_for_both_markets_is_the_former_rule(pool, idle, min_running):
+    # on_demand_idle_minutes = idle_minutes protects exactly what the one rule for every market did.
+    _counts, scaling = checked(
+        scaling={"idle_minutes": idle, "min_running_minutes": min_running, "on_demand_idle_minutes": idle}
+    )
+    as_spot = [dict(i, market="spot", tags=dict(i["tags"], **{"parkingspot:market": "spot"})) for i in pool]
+    assert _demand.protected_ids(pool, NOW, scaling) == _demand.protected_ids(as_spot, NOW, scaling)
