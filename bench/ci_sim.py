@@ -123,6 +123,9 @@ def default_config():
         "queue_max": None,  # None: twice the peak desired count
         "queue_idle_minutes": 10,
         "queue_min_running_minutes": 5,
+        # scaling.on_demand_idle_minutes (the module's default; set it to queue_idle_minutes for the
+        # rule before on-demand runners had an idle time of their own)
+        "queue_on_demand_idle_minutes": 0,
         "queue_delay_seconds": 15,
         # spot_pool demand.retries: re-runs go only to on-demand lane runners, launched for them
         # while they wait (keeper policies parkingspot and parkingspot-queue); a queued re-run
@@ -454,6 +457,7 @@ class Sim:
                 "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
                 "idle_minutes": cfg["queue_idle_minutes"],
                 "min_running_minutes": cfg["queue_min_running_minutes"],
+                "on_demand_idle_minutes": cfg["queue_on_demand_idle_minutes"],
             }
             if self.policy != QUEUE_POLICY:
                 # A schedule pool with demand {retries: R} only: its size stays the schedule's and
@@ -470,6 +474,7 @@ class Sim:
                     "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
                     "idle_minutes": cfg["queue_idle_minutes"],
                     "min_running_minutes": cfg["queue_min_running_minutes"],
+                    "on_demand_idle_minutes": cfg["queue_on_demand_idle_minutes"],
                 },
                 [cfg["queue_floor"]],
             )

@@ -160,6 +160,7 @@ class OfferingsSim(ci_sim.Sim):
                     "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
                     "idle_minutes": cfg["queue_idle_minutes"],
                     "min_running_minutes": cfg["queue_min_running_minutes"],
+                    "on_demand_idle_minutes": cfg["queue_on_demand_idle_minutes"],
                 },
                 [desired],
             )

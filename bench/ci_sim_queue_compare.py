@@ -4,11 +4,12 @@ Usage (from the collection root, with the collection importable, e.g.
 ``make bench B=ci_sim_queue_compare``):
 
     python bench/ci_sim_queue_compare.py [--seeds 1] [--peak 12,14,16,20,24] [--offpeak 3,4,6]
-        [--floors 0,1] [--idle 5,10] [--retry-lane] [ci_sim options after --]
+        [--floors 0,1] [--idle 5,10] [--on-demand-idle 0] [--retry-lane] [ci_sim options after --]
 
 For every seed, on the same jobs and traces:
 
-1. ``parkingspot-queue`` runs with each floor x idle_minutes; ``parkingspot`` runs with the
+1. ``parkingspot-queue`` runs with each floor x idle_minutes x on_demand_idle_minutes (the
+   module's default 0 unless ``--on-demand-idle`` lists others); ``parkingspot`` runs with the
    default schedule (``--desired`` off-peak, ``--peak-desired`` in the window).
 2. Schedule searched to the queue's wait: every off-peak x peak size of the schedule runs, and
    the cheapest whose p95 wait is at most the queue policy's p95 (default queue options) is the
@@ -51,7 +52,7 @@ def cheapest(runs, wait_limit):
     return min(fits, key=lambda r: (r["cost_usd"], r["wait_p95"])) if fits else None
 
 
-def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False):
+def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False, on_demand_idles=(0,)):
     base_cfg = dict(config, seed=seed)
     # The queue's bounds stay those of the default schedule whatever schedule is searched.
     queue_max = base_cfg.get("queue_max") or 2 * ci_sim.default_config()["peak_desired"]
@@ -61,9 +62,16 @@ def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False):
     queue_runs = []
     for floor in floors:
         for idle in idles:
-            cfg = dict(base_cfg, queue_floor=floor, queue_idle_minutes=idle, queue_max=queue_max)
-            res = ci_sim.simulate(cfg, (QUEUE,))["results"][QUEUE]
-            queue_runs.append(brief(res, floor=floor, idle_minutes=idle))
+            for od_idle in on_demand_idles:
+                cfg = dict(
+                    base_cfg,
+                    queue_floor=floor,
+                    queue_idle_minutes=idle,
+                    queue_on_demand_idle_minutes=od_idle,
+                    queue_max=queue_max,
+                )
+                res = ci_sim.simulate(cfg, (QUEUE,))["results"][QUEUE]
+                queue_runs.append(brief(res, floor=floor, idle_minutes=idle, on_demand_idle_minutes=od_idle))
     schedule_runs = []
     for off in offpeaks:
         for peak in peaks:
@@ -74,7 +82,13 @@ def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False):
             schedule_runs.append(brief(res, desired=off, peak_desired=peak))
     d = ci_sim.default_config()
     default_queue = next(
-        (r for r in queue_runs if r["floor"] == d["queue_floor"] and r["idle_minutes"] == d["queue_idle_minutes"]),
+        (
+            r
+            for r in queue_runs
+            if r["floor"] == d["queue_floor"]
+            and r["idle_minutes"] == d["queue_idle_minutes"]
+            and r["on_demand_idle_minutes"] == d["queue_on_demand_idle_minutes"]
+        ),
         queue_runs[0],
     )
     default_schedule = next(
@@ -109,7 +123,7 @@ def row(name, r):
     if r is None:
         return f"| {name} | none reaches it | - | - | - | - | - |"
     opts = (
-        f"floor {r['floor']}, idle {r['idle_minutes']} min"
+        f"floor {r['floor']}, idle {r['idle_minutes']} min, on-demand idle {r['on_demand_idle_minutes']} min"
         if "floor" in r
         else f"{r['desired']} off-peak, {r['peak_desired']} in the window"
     )
@@ -147,6 +161,7 @@ def main(argv=None):
     p.add_argument("--offpeak", default="3,4,6", help="schedule sizes outside the window to search")
     p.add_argument("--floors", default="0,1", help="queue floors to try")
     p.add_argument("--idle", default="5,10", help="queue idle_minutes to try")
+    p.add_argument("--on-demand-idle", default="0", help="queue on_demand_idle_minutes to try")
     p.add_argument("--retry-lane", action="store_true", help="the queue policy sends re-runs to the retry lane")
     p.add_argument("--schedule-retry-lane", action="store_true", help="the schedule policy too")
     p.add_argument("--json", action="store_true")
@@ -158,10 +173,11 @@ def main(argv=None):
         offpeaks = ci_sim.whole_numbers(args.offpeak, "--offpeak")
         floors = ci_sim.whole_numbers(args.floors, "--floors")
         idles = ci_sim.whole_numbers(args.idle, "--idle")
+        od_idles = ci_sim.whole_numbers(args.on_demand_idle, "--on-demand-idle")
         config = ci_sim.config_from_args(ci_sim.parse_args(args.rest))
         config["retry_lane"] = config["retry_lane"] or args.retry_lane
         lane = args.schedule_retry_lane
-        results = [compare(config, seed, peaks, offpeaks, floors, idles, lane) for seed in seeds]
+        results = [compare(config, seed, peaks, offpeaks, floors, idles, lane, od_idles) for seed in seeds]
     except ci_sim.SimError as e:
         print(f"ci_sim_queue_compare: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The queue-driven policy of the CI simulator (spot_pool demand/scaling), synthetic mode."""
 
+import json
+
 from ansible_collections.parkingspot.ec2.bench import ci_sim
 
 DAY = {"days": 1.0, "seed": 7, "synthetic": True}
@@ -63,3 +65,26 @@ def test_retry_lane_runs_re_runs_only_on_lane_runners(monkeypatch):
 def test_retry_lane_is_off_by_default_and_a_flag():
     assert ci_sim.default_config()["retry_lane"] is False
     assert ci_sim.config_from_args(ci_sim.parse_args(["--retry-lane"]))["retry_lane"] is True
+
+
+def test_on_demand_runners_wait_their_own_idle_time():
+    # spot_pool's scaling.on_demand_idle_minutes (default 0): with outages, fallback runners go as
+    # soon as they are idle instead of after queue_idle_minutes, so the pool pays fewer on-demand hours.
+    assert ci_sim.default_config()["queue_on_demand_idle_minutes"] == 0
+    cfg = dict(DAY, days=2.0, interrupt_rate=0.05, spot_availability=0.7)
+    hours = {}
+    for od_idle in (0, 10):
+        res = ci_sim.simulate(dict(cfg, queue_on_demand_idle_minutes=od_idle), (ci_sim.QUEUE_POLICY,))
+        hours[od_idle] = res["results"][ci_sim.QUEUE_POLICY]["instance_hours"]["on_demand"]
+    assert 0 < hours[0] < hours[10]
+
+
+def test_queue_compare_searches_on_demand_idle_times(capsys):
+    from ansible_collections.parkingspot.ec2.bench import ci_sim_queue_compare
+
+    argv = ["--peak", "4", "--offpeak", "1", "--floors", "0", "--idle", "5", "--on-demand-idle", "0,5", "--json"]
+    assert ci_sim_queue_compare.main(argv + ["--", "--synthetic", "--days", "0.3"]) == 0
+    out = capsys.readouterr().out
+    runs = json.loads(out)[0]["queue_runs"]
+    assert sorted(r["on_demand_idle_minutes"] for r in runs) == [0, 5]
+    assert ci_sim_queue_compare.main(["--on-demand-idle", "x"]) == 2
