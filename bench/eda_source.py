@@ -101,7 +101,19 @@ def make_source(module, endpoint, wait):
 
 
 async def run_until(source, queue, count, timeout):
+    loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(source.run(queue))
+    delete = source._delete
+
+    def delete_then_stop(messages):
+        # The source deletes a batch after handing its events to the queue. Stop it right after
+        # the delete that finishes the burst, before it polls again: stopping it when the last
+        # event arrives would sometimes cancel that delete, and waiting longer adds a receive.
+        delete(messages)
+        if source.stats["deleted"] + source.stats["delete_errors"] >= count:
+            loop.call_soon_threadsafe(task.cancel)
+
+    source._delete = delete_then_stop
     deadline = time.monotonic() + timeout
     while len(queue.events) < count and time.monotonic() < deadline and not task.done():
         queue.arrived.clear()
@@ -109,6 +121,7 @@ async def run_until(source, queue, count, timeout):
             await asyncio.wait_for(queue.arrived.wait(), 0.5)
         except asyncio.TimeoutError:  # noqa: UP041 - not the builtin before Python 3.11
             pass
+    await asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic()))
     task.cancel()
     try:
         await task
