@@ -38,6 +38,9 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_R
 def read_current(client, name, now):
     """Live instances, open requests, expired persistent requests and the ids of gone instances.
 
+    Instances and requests come in the shape the module returns (``_usage.with_age`` /
+    ``_usage.with_validity`` at ``now``).
+
     Gone (shutting-down or terminated) instances still listed by EC2 only seed the launch token:
     a launch after an interruption must not repeat the token of the launch that made the
     interrupted instance, or EC2 answers with that instance again.
@@ -47,10 +50,8 @@ def read_current(client, name, now):
     expired = []
     found = _aws.describe_spot_requests(client, filters=_aws.tag_filters(identity))
     for request in _identity.keep_exact(found, identity):
-        is_expired, _re_evaluated = _usage.request_validity(
-            request["type"], request["state"], request["status_code"], request["valid_until"], now
-        )
-        if is_expired and request["type"] == "persistent":
+        request = _usage.with_validity(request, now)
+        if request["expired"] and request["type"] == "persistent":
             expired.append(request)
         elif request["state"] in _aws.OPEN_REQUEST_STATES:
             requests.append(request)
@@ -60,7 +61,7 @@ def read_current(client, name, now):
     untagged = [r["instance_id"] for r in requests if r.get("instance_id") and r["instance_id"] not in known]
     if untagged:
         every += _aws.describe_instances_by_ids(client, untagged)
-    instances = [i for i in every if i["state"] in _aws.LIVE_STATES]
+    instances = [_usage.with_age(i, now) for i in every if i["state"] in _aws.LIVE_STATES]
     gone = sorted(i["instance_id"] for i in every if i["state"] not in _aws.LIVE_STATES)
     return instances, requests, expired, gone
 

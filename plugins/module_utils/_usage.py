@@ -140,6 +140,26 @@ def request_validity(request_type, state, status_code, valid_until, now):
     return expired, persistent and not expired and state in ("open", "active", "disabled")
 
 
+def with_validity(request, now):
+    """A spot request in ``_aws``'s shape plus ``expired`` and ``re_evaluated`` at ``now``.
+
+    The request shape every module returns (``spot_request``, ``spot_request_info``).
+    """
+    expired, re_evaluated = request_validity(
+        request["type"], request["state"], request["status_code"], request["valid_until"], now
+    )
+    return dict(request, expired=expired, re_evaluated=re_evaluated)
+
+
+def with_age(instance, now):
+    """An instance in ``_aws``'s shape plus ``age_hours``: hours since its launch at ``now`` (0 without one).
+
+    The instance shape every module returns (``spot_request``, ``spot_request_info``).
+    """
+    launched = to_utc(instance["launch_time"]) if instance.get("launch_time") else now
+    return dict(instance, age_hours=round((now - launched).total_seconds() / 3600.0, 2))
+
+
 def request_rows(spot_requests, now):
     """Spot requests with their validity: persistent ones say whether EC2 still re-evaluates them."""
     rows = []

@@ -186,15 +186,12 @@ def do(module):
         requests = _identity.keep_named(requests, TAG_REQUEST, params["names"])
     requests.sort(key=lambda r: r["spot_instance_request_id"])
     now = datetime.datetime.now(datetime.timezone.utc)
-    for request in requests:
-        request["expired"], request["re_evaluated"] = _usage.request_validity(
-            request["type"], request["state"], request["status_code"], request["valid_until"], now
-        )
     instances = find_instances(client, params, requests) if params["include_instances"] else []
-    for instance in instances:
-        launched = _usage.to_utc(instance["launch_time"]) if instance.get("launch_time") else now
-        instance["age_hours"] = round((now - launched).total_seconds() / 3600.0, 2)
-    module.exit_json(changed=False, spot_requests=requests, instances=instances)
+    module.exit_json(
+        changed=False,
+        spot_requests=[_usage.with_validity(r, now) for r in requests],
+        instances=[_usage.with_age(i, now) for i in instances],
+    )
 
 
 def main():

@@ -232,6 +232,22 @@ def test_request_rows_validity():
     assert rows["sir-once"]["re_evaluated"] is False
 
 
+def test_with_validity_adds_the_validity_and_keeps_the_request():
+    expired = {"type": "persistent", "state": "active", "status_code": "fulfilled", "valid_until": at(5).isoformat()}
+    assert _usage.with_validity(expired, NOW) == dict(expired, expired=True, re_evaluated=False)
+    schedule_expired = dict(expired, valid_until=None, status_code="schedule-expired")
+    assert _usage.with_validity(schedule_expired, NOW)["expired"] is True
+    live = dict(expired, valid_until=None, state="disabled")
+    assert _usage.with_validity(live, NOW) == dict(live, expired=False, re_evaluated=True)
+    assert "expired" not in expired  # a new dict, the request read stays as it was
+
+
+def test_with_age_in_hours_since_launch_to_two_decimals():
+    launched = {"instance_id": "i-1", "launch_time": at(1).isoformat()}
+    assert _usage.with_age(launched, at(3) + datetime.timedelta(seconds=36)) == dict(launched, age_hours=2.01)
+    assert _usage.with_age({"instance_id": "i-2", "launch_time": None}, NOW)["age_hours"] == 0.0
+
+
 FEED = (
     "#Version: 1.0\n"
     "#Fields: Timestamp UsageType Operation InstanceID MyBidID MyMaxPrice MarketPrice Charge Version\n"
