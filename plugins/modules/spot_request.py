@@ -133,74 +133,17 @@ EXAMPLES = r"""
 RETURN = r"""
 spot_requests:
   description: Spot requests of this name that are open, active or disabled (RunInstances creates one per instance).
-  returned: always
-  type: list
-  elements: dict
-  contains:
-    spot_instance_request_id:
-      description: Request id.
-      type: str
-      sample: sir-0a1b2c3d
-    state:
-      description: open, active, disabled, closed, cancelled or failed.
-      type: str
-      sample: active
-    status_code:
-      description: The request's status code, for example C(fulfilled).
-      type: str
-      sample: fulfilled
-    instance_id:
-      description: The instance that fulfils the request.
-      type: str
-      sample: i-0a1b2c3d4e5f60718
-    valid_until:
-      description: End of a persistent request.
-      type: str
-      sample: "2030-01-31T00:00:00Z"
-    tags:
-      description: Tags as a dict.
-      type: dict
-      sample: {"parkingspot:request": build-cache}
 expired_requests:
-  description: Persistent requests of this name whose validity has ended (EC2 no longer relaunches them).
+  description:
+    - Persistent requests of this name whose validity has ended (EC2 no longer relaunches them).
+    - Each has the keys of RV(spot_requests).
   returned: always
   type: list
-  sample: [{spot_instance_request_id: sir-0f0e0d0c, state: active, valid_until: "2029-12-31T00:00:00Z"}]
+  sample:
+    - {spot_instance_request_id: sir-0f0e0d0c, state: active, valid_until: "2029-12-31T00:00:00+00:00", expired: true}
   elements: dict
 instances:
   description: Live instances of this name after the run (in check mode, the ones that would remain).
-  returned: always
-  type: list
-  elements: dict
-  contains:
-    instance_id:
-      description: Instance id.
-      type: str
-      sample: i-0a1b2c3d4e5f60718
-    state:
-      description: Instance state name.
-      type: str
-      sample: running
-    instance_type:
-      description: Instance type.
-      type: str
-      sample: c6i.xlarge
-    zone:
-      description: Availability zone.
-      type: str
-      sample: eu-west-1a
-    market:
-      description: C(spot) or C(on-demand).
-      type: str
-      sample: spot
-    launch_time:
-      description: ISO 8601 launch time.
-      type: str
-      sample: "2030-01-07T07:00:12Z"
-    tags:
-      description: Tags as a dict.
-      type: dict
-      sample: {"parkingspot:request": build-cache, team: build}
 actions:
   description: What the run did (or, in check mode, would do).
   returned: always
@@ -242,6 +185,9 @@ actions:
           warns, or with O(wait) terminates what it launched and fails.
       type: list
       elements: dict
+extends_documentation_fragment:
+  - parkingspot.ec2.shapes.requests
+  - parkingspot.ec2.shapes.instances
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule

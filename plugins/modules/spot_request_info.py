@@ -71,72 +71,11 @@ EXAMPLES = r"""
 RETURN = r"""
 spot_requests:
   description: Matching spot requests (empty list when none match).
-  returned: always
-  type: list
-  elements: dict
-  contains:
-    spot_instance_request_id:
-      description: Request id.
-      type: str
-      sample: sir-0a1b2c3d
-    state:
-      description: Request state.
-      type: str
-      sample: active
-    status_code:
-      description: Status code, for example C(fulfilled) or C(capacity-not-available).
-      type: str
-      sample: fulfilled
-    type:
-      description: C(one-time) or C(persistent).
-      type: str
-      sample: persistent
-    instance_id:
-      description: Instance fulfilling the request.
-      type: str
-      sample: i-0a1b2c3d4e5f60718
-    valid_until:
-      description: End of a persistent request's validity.
-      type: str
-      sample: "2030-01-31T00:00:00Z"
-    expired:
-      description: Whether the request's validity has ended.
-      type: bool
-      sample: false
-    re_evaluated:
-      description: Whether EC2 still relaunches this persistent request when capacity returns.
-      type: bool
-      sample: true
-    tags:
-      description: Tags as a dict.
-      type: dict
-      sample: {"parkingspot:request": build-cache}
 instances:
   description: Matching instances (empty list when none match or O(include_instances=false)).
-  returned: always
-  type: list
-  elements: dict
-  contains:
-    instance_id:
-      description: Instance id.
-      type: str
-      sample: i-0a1b2c3d4e5f60718
-    state:
-      description: Instance state.
-      type: str
-      sample: running
-    market:
-      description: C(spot) or C(on-demand).
-      type: str
-      sample: spot
-    age_hours:
-      description: Hours since launch, at the time of the call.
-      type: float
-      sample: 5.2
-    tags:
-      description: Tags as a dict.
-      type: dict
-      sample: {"parkingspot:request": build-cache, owner: build}
+extends_documentation_fragment:
+  - parkingspot.ec2.shapes.requests
+  - parkingspot.ec2.shapes.instances
 """
 
 import datetime
