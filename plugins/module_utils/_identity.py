@@ -35,6 +35,14 @@ MAX_NAME_LENGTH = 256
 MAX_TAG_KEY_LENGTH = 128
 RESERVED_TAG_PREFIXES = ("parkingspot:", "aws:")
 
+# The first options of the modules that keep a count of instances under one name (spot_request,
+# spot_block); each module documents them in its own words.
+NAMED_COUNT_ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    count=dict(type="int", default=1),
+)
+
 
 def _control_character(text: str) -> Optional[str]:
     for char in text:

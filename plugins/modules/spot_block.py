@@ -87,7 +87,7 @@ blocks:
   elements: dict
   contains:
     instance_id:
-      description: Instance id.
+      description: The instance that holds the lease.
       type: str
       sample: i-0a1b2c3d4e5f60718
     expires_at:
@@ -132,6 +132,7 @@ plan:
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _launch
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
@@ -175,9 +176,7 @@ def do(module):
 
 def main():
     argument_spec = dict(
-        name=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        count=dict(type="int", default=1),
+        _identity.NAMED_COUNT_ARGUMENT_SPEC,
         duration_minutes=dict(type="int", required=True),
         renew_before_minutes=dict(type="int", default=RENEW_BEFORE_MINUTES),
         mode=dict(type="str", default="emulated", choices=["emulated", "native"]),

@@ -224,9 +224,7 @@ def do(module):
 
 def main():
     argument_spec = dict(
-        name=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        count=dict(type="int", default=1),
+        _identity.NAMED_COUNT_ARGUMENT_SPEC,
         wait=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=300),
         terminate_instances=dict(type="bool", default=True),
