@@ -304,18 +304,14 @@ EXAMPLES = r"""
     launch_template:
       name: ci-runner
 
-- name: What would the pool do on Monday at 08:00?
+- name: What would the office-hours pool do on Monday at 08:00 in Berlin?
   parkingspot.ec2.spot_pool:
     name: ci-linux
-    desired: 2
-    schedule:
-      - days: [mon, tue, wed, thu, fri]
-        start: "07:00"
-        end: "19:00"
-        desired: 20
-    launch_template:
-      name: ci-runner
     now: "2026-11-30T08:00:00+01:00"
+    desired: 2
+    timezone: Europe/Berlin
+    schedule: [{days: [mon, tue, wed, thu, fri], start: "07:00", end: "19:00", desired: 20}]
+    launch_template: {name: ci-runner}
   check_mode: true
   register: what_if
 

@@ -49,31 +49,22 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Keep every CI pool of the account in one run
+# parkingspot_pools comes from the inventory, for example inventory/group_vars/all/parkingspot.yml:
+# a list of pools, each a dict of parkingspot.ec2.spot_pool options with a unique name.
+- name: Keep every pool of the inventory in one run
+  parkingspot.ec2.spot_pools:
+    region: eu-central-1
+    pools: "{{ parkingspot_pools }}"
+  register: kept
+
+- name: A pool given inline, four ARM runners at all hours
   parkingspot.ec2.spot_pools:
     region: eu-central-1
     pools:
-      - name: ci-linux
-        desired: 2
-        timezone: Europe/Berlin
-        schedule:
-          - days: [mon, tue, wed, thu, fri]
-            start: "07:00"
-            end: "19:00"
-            desired: 20
-        launch_template:
-          name: ci-runner
-        instance_types: [c6i.xlarge, c6a.xlarge]
-        subnet_ids: [subnet-aaaa1111, subnet-bbbb2222]
-        on_demand_fallback:
-          enabled: true
-          max: 5
       - name: ci-arm
         desired: 4
-        launch_template:
-          name: ci-runner-arm
+        launch_template: {name: ci-runner-arm}
         instance_type: c7g.xlarge
-  register: kept
 
 - name: One task per region (pools_by_region maps a region to its list of pools)
   parkingspot.ec2.spot_pools:
