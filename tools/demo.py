@@ -8,10 +8,16 @@ moto stamps launch and termination times with its own clock; here that clock is 
 each step of the playbook moves it (POST <clock>/clock?at=ISO-8601) so the usage report charts
 the simulated day, not the half minute it took. The terminal shows the story and a summary; the
 playbook's full output goes to demo-output/demo.log.
+
+moto's spot price history is a placeholder, so the proxy plays one (POST /_proxy/spot-price) for
+the demo's instance types in the zones of its subnets, every hour of the day: a share of the
+on-demand price of the collection's shipped table with a small hourly variation (SPOT_SHARE,
+HOURLY_VARIATION below). The usage report prices the day's spot hours from it.
 """
 
 import datetime
 import http.server
+import importlib.util
 import json
 import logging
 import os
@@ -54,8 +60,72 @@ def fixtures(url):
             "MetadataOptions": {"HttpTokens": "required"},
         },
     )
-    subnets = sorted(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"])[:2]
-    return {"image_id": image, "subnet_ids": subnets}
+    subnets = sorted(
+        (s["SubnetId"], s["AvailabilityZone"]) for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"]
+    )
+    return {
+        "image_id": image,
+        "subnet_ids": [s for s, _zone in subnets[:2]],
+        "demo_zones": [z for _s, z in subnets[:2]],
+    }
+
+
+# The played spot price: this share of the shipped on-demand price, the 65% discount that
+# bench/ci_sim.py assumes by default (docs/economics.md), moved hour by hour by one of these
+# fractions in turn (a zone starts three steps later than the one before it).
+SPOT_SHARE = 0.35
+HOURLY_VARIATION = (0.0, 0.02, 0.04, 0.02, 0.0, -0.02, -0.04, -0.02)
+
+
+def demo_instance_types():
+    """The instance types the pools of playbooks/demo.yml launch."""
+    import yaml
+
+    with open(os.path.join(os.path.dirname(HERE), "playbooks", "demo.yml")) as handle:
+        play = yaml.safe_load(handle)[0]
+    types = set()
+    for pool in play["vars"]["parkingspot_pools"]:
+        types.update(pool.get("instance_types") or [pool["instance_type"]])
+    return sorted(types)
+
+
+def shipped_on_demand_prices():
+    """The collection's shipped on-demand table (a file without imports, loaded from the checkout)."""
+    path = os.path.join(os.path.dirname(HERE), "plugins", "module_utils", "_ondemand_prices.py")
+    spec = importlib.util.spec_from_file_location("parkingspot_ondemand_prices", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def play_spot_prices(proxy_url, day, instance_types, zones):
+    """Play an hourly spot price through ``day`` for each type x zone; returns what the playbook tells."""
+    table = shipped_on_demand_prices()
+    bases = []
+    for instance_type in instance_types:
+        on_demand = table.on_demand_price(instance_type)[0]
+        if on_demand is None:
+            raise RuntimeError("%s is not in the shipped on-demand table: no spot price to play" % instance_type)
+        bases.append("%s: %.4f against %.4f USD/h" % (instance_type, on_demand * SPOT_SHARE, on_demand))
+        for index, zone in enumerate(zones):
+            for hour in range(24):
+                price = on_demand * SPOT_SHARE * (1 + HOURLY_VARIATION[(hour + 3 * index) % len(HOURLY_VARIATION)])
+                query = urllib.parse.urlencode(
+                    {
+                        "instance_type": instance_type,
+                        "zone": zone,
+                        "price": "%.6f" % price,
+                        "at": "%sT%02d:00:00Z" % (day, hour),
+                    }
+                )
+                request = urllib.request.Request(proxy_url + "/_proxy/spot-price?" + query, method="POST", data=b"")
+                urllib.request.urlopen(request, timeout=10).close()
+    return {
+        "share_pct": round(SPOT_SHARE * 100),
+        "variation_pct": round(max(abs(v) for v in HOURLY_VARIATION) * 100),
+        "bases": bases,
+        "zones": zones,
+    }
 
 
 class StoryClock:
@@ -179,7 +249,11 @@ def main():
         env = fake_credentials_env(upstream)
         os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
         extra = fixtures(upstream)
+        day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        prices = play_spot_prices(proxy_url, day, demo_instance_types(), extra["demo_zones"])
         extra.update(
+            demo_day=day,
+            demo_prices=prices,
             parkingspot_endpoint_url=proxy_url,
             parkingspot_region="us-east-1",
             demo_output=out_dir,

@@ -17,7 +17,8 @@ the text it comes from is listed in docs/ec2-contracts.md; in short:
             AttachVolume to an instance that is not running or stopped (IncorrectState)
   played    instant fleets that return ``Errors`` beside (or instead of) ``Instances``;
             launched ids invisible to Describe/CreateTags for a few seconds; launched
-            instances ``pending`` for a few seconds; any capacity error code
+            instances ``pending`` for a few seconds; any capacity error code; a spot
+            price history (moto's is one placeholder price from 2006, and none for some zones)
 
 Control endpoints (not forwarded):
   GET  /_proxy/counts             {"Action": n, ...}
@@ -47,6 +48,17 @@ Control endpoints (not forwarded):
         seconds (InvalidInstanceID.NotFound when asked by id, left out of filtered
         results), and are ``pending`` for S seconds (AttachVolume refused meanwhile)
   POST /_proxy/delay?action=A&seconds=S   hold every A request S seconds before forwarding it
+  POST /_proxy/spot-price?instance_type=T&zone=Z&price=P[&at=ISO][&product=D]
+        add one price change (USD per instance-hour) at time ``at`` (default: now) to the
+        series of T x Z x D (D defaults to ``Linux/UNIX``); repeat it to build a curve. While
+        any price is played the proxy answers DescribeSpotPriceHistory itself from the played
+        series, as EC2 does: InstanceTypes, ProductDescriptions, AvailabilityZone and the
+        filters availability-zone, instance-type, product-description and spot-price (with
+        ``*`` and ``?`` wildcards) all narrow the answer; StartTime..EndTime cuts each series,
+        keeping the last change at or before StartTime (the price in force at the start);
+        MaxResults and NextToken page it (1000 a page unless asked). Records come oldest
+        first. AvailabilityZoneId and the availability-zone-id and timestamp filters are
+        refused as not played, an unknown filter as EC2 refuses it. ``reset`` clears the series.
 
 moto ignores EC2 client tokens; AWS does not. The proxy gives RunInstances,
 CreateFleet and RequestSpotInstances their AWS meaning: a repeated ClientToken
@@ -57,9 +69,12 @@ is refused.
 
 import base64
 import binascii
+import datetime
+import hashlib
 import http.client
 import http.server
 import json
+import math
 import re
 import threading
 import time
@@ -133,6 +148,7 @@ class ProxyState:
         self.launched = {}  # instance id -> monotonic launch time (only while consistency is played)
         self.refused_offerings = set()
         self.refused_log = []
+        self.spot_prices = {}  # (instance type, zone, product) -> {time: USD per hour}, while played
 
     def token_lock(self, token):
         with self.lock:
@@ -358,6 +374,198 @@ def empty_fleet_xml(errors_xml):
     ).encode("utf-8")
 
 
+# --- spot price history, played ----------------------------------------------------------
+
+LINUX = "Linux/UNIX"
+PRICE_PAGE_SIZE = 1000
+# Filters of DescribeSpotPriceHistory (service model, ``Filters``) that the proxy matches, and the
+# request member each one reads in a played record.
+PRICE_FILTERS = {
+    "availability-zone": "AvailabilityZone",
+    "instance-type": "InstanceType",
+    "product-description": "ProductDescription",
+    "spot-price": "SpotPrice",
+}
+# Known to EC2 but not played: refused by name rather than silently ignored.
+UNPLAYED_PRICE_FILTERS = ("availability-zone-id", "timestamp")
+
+
+def parse_time(text):
+    """An ISO 8601 time as botocore sends it (``2030-01-07T08:00:00Z``, optional fraction) -> aware UTC."""
+    when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.astimezone(datetime.timezone.utc)
+
+
+def format_time(when):
+    """EC2's timestamp format: milliseconds and ``Z``."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (when.microsecond // 1000)
+
+
+def played_price(arg):
+    """The series key, time and price of one ``POST /_proxy/spot-price``; ValueError names what is wrong."""
+    instance_type, zone = arg("instance_type"), arg("zone")
+    if not instance_type or not zone:
+        raise ValueError("instance_type and zone are required")
+    try:
+        price = float(arg("price", ""))
+    except ValueError:
+        raise ValueError("price must be a number (USD per instance-hour)") from None
+    if not math.isfinite(price) or price <= 0:
+        raise ValueError("price must be a positive number (USD per instance-hour)")
+    if arg("at"):
+        at = parse_time(arg("at"))  # ValueError for a bad time
+    else:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        at = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return (instance_type, zone, arg("product") or LINUX), at, price
+
+
+def _wildcard(pattern):
+    """An EC2 filter value as a regular expression: ``*`` any run, ``?`` one character, ``\\`` escapes."""
+    out, escaped = [], False
+    for char in pattern:
+        if escaped:
+            out.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        else:
+            out.append(re.escape(char))
+    if escaped:
+        out.append(re.escape("\\"))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _members(fields, prefix):
+    """The values of a query-protocol list (``prefix.1``, ``prefix.2``, ...) in order."""
+    found = []
+    for key, value in fields:
+        head, _dot, index = key.rpartition(".")
+        if head == prefix and index.isdigit():
+            found.append((int(index), value))
+    return [value for _index, value in sorted(found)]
+
+
+def _filters(fields):
+    """``Filter.N.Name`` / ``Filter.N.Value.M`` -> ``[(name, [values])]``."""
+    names, values = {}, {}
+    for key, value in fields:
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "Filter" and parts[2] == "Name":
+            names[int(parts[1])] = value
+        elif len(parts) == 4 and parts[0] == "Filter" and parts[2] == "Value":
+            values.setdefault(int(parts[1]), []).append((int(parts[3]), value))
+    return [(names[n], [v for _m, v in sorted(values.get(n, []))]) for n in sorted(names)]
+
+
+def _price_token(fields):
+    """What a NextToken is bound to: the request without its pagination members."""
+    kept = sorted((k, v) for k, v in fields if k not in ("NextToken", "MaxResults"))
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16]
+
+
+def price_history(played, fields):
+    """Answer DescribeSpotPriceHistory from played series: ``(records, next_token)``.
+
+    ``played`` is ``{(instance_type, zone, product): {time: price}}``. Each series is cut to
+    [StartTime, EndTime] and starts with the price in force at StartTime, the last change at or
+    before it (DescribeSpotPriceHistory: "It also returns the last price change before the start
+    time, which is the effective price as of the start time"). No StartTime: from the first played
+    point; no EndTime: to the last. Records are in chronological order (oldest first), then by
+    type, zone and product.
+    """
+    if _field(fields, "DryRun", "false").lower() == "true":
+        raise Refusal("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
+    if _field(fields, "AvailabilityZoneId"):
+        raise Refusal("InvalidParameterValue", "AvailabilityZoneId is not played by the ParkingSpot proxy")
+    wanted = []  # (request member, [patterns]): a record must match one pattern of each
+    for member, prefix in (("InstanceType", "InstanceType"), ("ProductDescription", "ProductDescription")):
+        values = _members(fields, prefix)
+        if values:
+            wanted.append((member, [re.compile(re.escape(v) + r"\Z") for v in values]))
+    if _field(fields, "AvailabilityZone"):
+        wanted.append(("AvailabilityZone", [re.compile(re.escape(_field(fields, "AvailabilityZone")) + r"\Z")]))
+    for name, values in _filters(fields):
+        if name in UNPLAYED_PRICE_FILTERS:
+            raise Refusal("InvalidParameterValue", "The filter '%s' is not played by the ParkingSpot proxy" % name)
+        if name not in PRICE_FILTERS:
+            raise Refusal("InvalidParameterValue", "The filter '%s' is invalid" % name)
+        wanted.append((PRICE_FILTERS[name], [_wildcard(v) for v in values]))
+    try:
+        start = parse_time(_field(fields, "StartTime")) if _field(fields, "StartTime") else None
+        end = parse_time(_field(fields, "EndTime")) if _field(fields, "EndTime") else None
+    except ValueError as exc:
+        raise Refusal("InvalidParameterValue", "Invalid time: %s" % exc) from None
+    if start and end and start > end:
+        raise Refusal("InvalidParameterValue", "StartTime must not be later than EndTime")
+    records = []
+    for (instance_type, zone, product), series in played.items():
+        points = sorted(series.items())
+        kept = [(at, price) for at, price in points if (start is None or at > start) and (end is None or at <= end)]
+        in_force = [(at, price) for at, price in points if start is not None and at <= start]
+        if in_force:
+            kept.insert(0, in_force[-1])
+        for at, price in kept:
+            record = {
+                "InstanceType": instance_type,
+                "AvailabilityZone": zone,
+                "ProductDescription": product,
+                "SpotPrice": "%.6f" % price,
+                "Timestamp": at,
+            }
+            if all(any(p.match(record[member]) for p in patterns) for member, patterns in wanted):
+                records.append(record)
+    records.sort(key=lambda r: (r["Timestamp"], r["InstanceType"], r["AvailabilityZone"], r["ProductDescription"]))
+    try:
+        size = int(_field(fields, "MaxResults", PRICE_PAGE_SIZE))
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise Refusal("InvalidParameterValue", "MaxResults must be a positive integer")
+    offset, token = 0, _field(fields, "NextToken")
+    if token:
+        try:
+            bound, offset = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+            offset = int(offset)
+        except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
+            bound = None
+        if bound != _price_token(fields) or not 0 <= offset <= len(records):
+            raise Refusal("InvalidParameterValue", "The NextToken is not valid for this request")
+    page = records[offset : offset + size]
+    following = None
+    if offset + size < len(records):
+        following = base64.urlsafe_b64encode(json.dumps([_price_token(fields), offset + size]).encode()).decode()
+    return page, following
+
+
+def price_history_xml(records, next_token):
+    """A DescribeSpotPriceHistory response with the element names of the service model."""
+    items = "".join(
+        "<item><instanceType>%s</instanceType><productDescription>%s</productDescription><spotPrice>%s</spotPrice>"
+        "<timestamp>%s</timestamp><availabilityZone>%s</availabilityZone></item>"
+        % (
+            _escape(r["InstanceType"]),
+            _escape(r["ProductDescription"]),
+            r["SpotPrice"],
+            format_time(r["Timestamp"]),
+            _escape(r["AvailabilityZone"]),
+        )
+        for r in records
+    )
+    token = "<nextToken>%s</nextToken>" % next_token if next_token else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<DescribeSpotPriceHistoryResponse xmlns="%s"><requestId>%s</requestId>'
+        "<spotPriceHistorySet>%s</spotPriceHistorySet>%s</DescribeSpotPriceHistoryResponse>"
+        % (EC2_NS, uuid.uuid4(), items, token)
+    ).encode("utf-8")
+
+
 def _set_field(fields, name, value):
     return [(k, str(value) if k == name else v) for k, v in fields]
 
@@ -431,6 +639,15 @@ def make_handler(state):
                     else:
                         state.refused_offerings.discard(pair)
                     return self._reply(200, json.dumps(sorted(map(list, state.refused_offerings), key=str)))
+            if url.path == "/_proxy/spot-price":
+                try:
+                    key, at, price = played_price(arg)
+                except ValueError as exc:
+                    return self._reply(400, json.dumps({"error": str(exc)}))
+                with state.lock:
+                    state.spot_prices.setdefault(key, {})[at] = price
+                    points = sum(len(series) for series in state.spot_prices.values())
+                    return self._reply(200, json.dumps({"series": len(state.spot_prices), "points": points}))
             if url.path == "/_proxy/refused":
                 with state.lock:
                     return self._reply(200, json.dumps(state.refused_log))
@@ -528,6 +745,11 @@ def make_handler(state):
             return found.text if found is not None else None
 
         def _call(self, action, body, fields):
+            if action == "DescribeSpotPriceHistory" and state.spot_prices:
+                with state.lock:
+                    played = {key: dict(series) for key, series in state.spot_prices.items()}
+                records, next_token = price_history(played, fields)
+                return 200, [("Content-Type", "text/xml")], price_history_xml(records, next_token)
             spot = _is_spot_launch(action, body)
             if spot and state.refused_offerings and action in ("RunInstances", "CreateFleet"):
                 hit = [o for o in launch_offerings(action, fields) if offering_refused(state, o)]

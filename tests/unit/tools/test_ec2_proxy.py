@@ -165,3 +165,156 @@ def test_calls_log_every_call_and_what_a_launch_launched(strict_ec2):
     strict_ec2.play("/_proxy/reset")
     with urllib.request.urlopen(strict_ec2.url + "/_proxy/calls", timeout=30) as response:
         assert json.loads(response.read()) == []
+
+
+# --- spot price history, played -------------------------------------------------------------
+
+UTC = __import__("datetime").timezone.utc
+
+
+def at(hour, minute=0):
+    import datetime
+
+    return datetime.datetime(2030, 1, 7, hour, minute, tzinfo=UTC)
+
+
+def play_prices(api, instance_type, zone, prices, product=None):
+    """One played price per hour from 00:00: ``prices[h]`` at ``h``:00."""
+    for hour, price in enumerate(prices):
+        path = "/_proxy/spot-price?instance_type=%s&zone=%s&price=%s&at=2030-01-07T%02d:00:00Z" % (
+            instance_type,
+            zone,
+            price,
+            hour,
+        )
+        if product:
+            path += "&product=" + product.replace(" ", "+").replace("/", "%2F")
+        answer = api.play(path)
+    return answer
+
+
+def seen(records):
+    return [(r["InstanceType"], r["AvailabilityZone"], r["SpotPrice"], r["Timestamp"]) for r in records]
+
+
+def test_without_played_prices_the_history_is_moto_s(strict_ec2):
+    def years():
+        history = strict_ec2.client.describe_spot_price_history(InstanceTypes=["t3.micro"])["SpotPriceHistory"]
+        return {r["Timestamp"].year for r in history}
+
+    assert years() == {2006}
+    play_prices(strict_ec2, "t3.micro", "us-east-1a", [0.004])
+    assert years() == {2030}
+    strict_ec2.play("/_proxy/reset")
+    assert years() == {2006}
+
+
+def test_played_prices_are_cut_to_the_window_with_the_price_in_force_at_its_start(strict_ec2):
+    assert play_prices(strict_ec2, "m6i.large", "us-east-1a", [0.031, 0.032, 0.033, 0.034]) == {
+        "series": 1,
+        "points": 4,
+    }
+    play_prices(strict_ec2, "m6i.large", "us-east-1b", [0.041, 0.042, 0.043, 0.044])
+    play_prices(strict_ec2, "c6i.large", "us-east-1a", [0.051, 0.052, 0.053, 0.054])
+    history = strict_ec2.client.describe_spot_price_history(
+        InstanceTypes=["m6i.large"],
+        Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]}],
+        StartTime=at(1, 30),
+        EndTime=at(2, 30),
+    )
+    # 01:00 is the price in force at 01:30; 00:00 was replaced before the window, 03:00 is after it.
+    assert seen(history["SpotPriceHistory"]) == [
+        ("m6i.large", "us-east-1a", "0.032000", at(1)),
+        ("m6i.large", "us-east-1a", "0.033000", at(2)),
+    ]
+    assert history["SpotPriceHistory"][0]["ProductDescription"] == "Linux/UNIX"
+    assert "NextToken" not in history or not history["NextToken"]
+    on_the_hour = strict_ec2.client.describe_spot_price_history(
+        InstanceTypes=["m6i.large", "c6i.large"], AvailabilityZone="us-east-1a", StartTime=at(3), EndTime=at(3)
+    )
+    assert seen(on_the_hour["SpotPriceHistory"]) == [
+        ("c6i.large", "us-east-1a", "0.054000", at(3)),
+        ("m6i.large", "us-east-1a", "0.034000", at(3)),
+    ]
+    everything = strict_ec2.client.describe_spot_price_history()["SpotPriceHistory"]
+    assert len(everything) == 12
+    assert [r["Timestamp"] for r in everything] == sorted(r["Timestamp"] for r in everything)
+    wildcard = [{"Name": "instance-type", "Values": ["m6i.*"]}, {"Name": "spot-price", "Values": ["0.04?000"]}]
+    assert len(strict_ec2.client.describe_spot_price_history(Filters=wildcard)["SpotPriceHistory"]) == 4
+
+
+def test_played_prices_are_per_product_description(strict_ec2):
+    play_prices(strict_ec2, "m6i.large", "us-east-1a", [0.03])
+    play_prices(strict_ec2, "m6i.large", "us-east-1a", [0.12], product="Windows")
+    by_parameter = strict_ec2.client.describe_spot_price_history(ProductDescriptions=["Windows"])
+    assert [r["SpotPrice"] for r in by_parameter["SpotPriceHistory"]] == ["0.120000"]
+    by_filter = strict_ec2.client.describe_spot_price_history(
+        Filters=[{"Name": "product-description", "Values": ["Linux/UNIX"]}]
+    )
+    assert [r["SpotPrice"] for r in by_filter["SpotPriceHistory"]] == ["0.030000"]
+    assert strict_ec2.client.describe_spot_price_history(ProductDescriptions=["SUSE Linux"])["SpotPriceHistory"] == []
+
+
+def test_played_prices_are_paged_and_a_token_belongs_to_its_query(strict_ec2):
+    import json
+    import urllib.request
+
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws_pricing
+
+    play_prices(strict_ec2, "m6i.large", "us-east-1a", [0.03 + n / 10000 for n in range(24)])
+    records, pages = _aws_pricing.describe_spot_price_history(
+        strict_ec2.client, InstanceTypes=["m6i.large"], StartTime=at(0), PaginationConfig={"PageSize": 10}
+    )
+    assert pages == 3
+    assert [r["Timestamp"] for r in records] == [at(h) for h in range(24)]
+    with urllib.request.urlopen(strict_ec2.url + "/_proxy/counts", timeout=30) as response:
+        assert json.loads(response.read())["DescribeSpotPriceHistory"] == 3
+    first = strict_ec2.client.describe_spot_price_history(InstanceTypes=["m6i.large"], MaxResults=5)
+    assert len(first["SpotPriceHistory"]) == 5 and first["NextToken"]
+    following = strict_ec2.client.describe_spot_price_history(
+        InstanceTypes=["m6i.large"], MaxResults=5, NextToken=first["NextToken"]
+    )
+    assert following["SpotPriceHistory"][0]["Timestamp"] == at(5)
+    with pytest.raises(ClientError) as excinfo:
+        strict_ec2.client.describe_spot_price_history(InstanceTypes=["c6i.large"], NextToken=first["NextToken"])
+    assert code_of(excinfo) == "InvalidParameterValue"
+
+
+def test_the_usage_report_query_gets_the_price_in_force_at_the_first_launch(strict_ec2):
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _usage_report
+
+    play_prices(strict_ec2, "m6i.large", "us-east-1a", [0.031, 0.032, 0.033, 0.034, 0.035])
+    play_prices(strict_ec2, "m6i.large", "us-east-1c", [0.091] * 5)
+    play_prices(strict_ec2, "m6i.large", "us-east-1a", [0.5] * 5, product="Windows")
+    instance = {
+        "InstanceId": "i-0123456789abcdef0",
+        "InstanceType": "m6i.large",
+        "InstanceLifecycle": "spot",
+        "LaunchTime": at(1, 20),
+        "Placement": {"AvailabilityZone": "us-east-1a"},
+        "PlatformDetails": "Linux/UNIX",
+    }
+    records = _usage_report.read_prices(strict_ec2.client, [_usage_report.report_instance(instance)], set(), at(3, 30))
+    assert seen(records) == [
+        ("m6i.large", "us-east-1a", "0.032000", at(1)),
+        ("m6i.large", "us-east-1a", "0.033000", at(2)),
+        ("m6i.large", "us-east-1a", "0.034000", at(3)),
+    ]
+
+
+def test_what_is_not_played_is_refused_by_name(strict_ec2):
+    import urllib.error
+
+    play_prices(strict_ec2, "m6i.large", "us-east-1a", [0.03])
+    for filters in ([{"Name": "availability-zone-id", "Values": ["use1-az1"]}], [{"Name": "colour", "Values": ["x"]}]):
+        with pytest.raises(ClientError) as excinfo:
+            strict_ec2.client.describe_spot_price_history(Filters=filters)
+        assert code_of(excinfo) == "InvalidParameterValue"
+        assert filters[0]["Name"] in excinfo.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as excinfo:
+        strict_ec2.client.describe_spot_price_history(StartTime=at(2), EndTime=at(1))
+    assert code_of(excinfo) == "InvalidParameterValue"
+    for bad in ("price=-1", "price=abc", "price=nan", "price=0.1&at=yesterday"):
+        with pytest.raises(urllib.error.HTTPError) as excinfo:
+            strict_ec2.play("/_proxy/spot-price?instance_type=m6i.large&zone=us-east-1a&" + bad)
+        assert excinfo.value.code == 400
