@@ -170,6 +170,26 @@ _runner = st.builds(
 _runners = st.lists(_runner, max_size=40, unique_by=lambda i: i["instance_id"])
 
 
+def check_scale_in_bounds(pool, plan, scaling, floor, top):
+    """What every queue-driven plan keeps to; returns the ids the plan drains or terminates.
+
+    Never a busy runner, nor one the scale-in rule keeps; never below the floor; spot launches
+    never above ``top`` (``scaling.max``). While spot works, on-demand fallback runners are kept
+    until their spot replacements run (launch before drain), so spot is counted alone.
+    """
+    gone = {d["instance_id"] for d in plan["drain"]} | set(plan["terminate"])
+    by_id = {i["instance_id"]: i for i in pool}
+    for iid in gone:
+        assert by_id[iid]["tags"].get("parkingspot:busy") != "true", iid
+        assert _demand.may_scale_in(by_id[iid], NOW, scaling), iid
+    launched = plan["launch"]["spot"] + plan["launch"]["on_demand"] + plan["launch"].get("on_demand_base", 0)
+    assert len(pool) - len(gone) + launched >= floor
+    if plan["launch"]["spot"]:
+        spot_after = sum(1 for i in pool if i["market"] == "spot" and i["instance_id"] not in gone)
+        assert spot_after + plan["launch"]["spot"] <= top
+    return gone
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     pool=_runners,
@@ -192,19 +212,9 @@ def test_plan_never_drains_a_busy_runner_and_lands_within_bounds(
     size = _demand.target(floor, demand, scaling)
     protected = _demand.protected_ids(pool, NOW, scaling)
     plan = plan_pool(pool, NOW, size, protected=protected, spot_available=spot, fallback={"enabled": True, "max": 1000})
-    gone = {d["instance_id"] for d in plan["drain"]} | set(plan["terminate"])
-    by_id = {i["instance_id"]: i for i in pool}
-    for iid in gone:
-        assert by_id[iid]["tags"].get("parkingspot:busy") != "true", iid
-        assert _demand.may_scale_in(by_id[iid], NOW, scaling), iid
+    gone = check_scale_in_bounds(pool, plan, scaling, floor, floor + extra)
     launched = plan["launch"]["spot"] + plan["launch"]["on_demand"]
     after = len(pool) - len(gone) + launched
-    assert after >= floor  # never below the floor
-    # Launches never take the pool above max. While spot works, on-demand fallback runners are
-    # kept until their spot replacements run (launch before drain), so spot is counted alone.
-    if plan["launch"]["spot"]:
-        spot_after = sum(1 for i in pool if i["market"] == "spot" and i["instance_id"] not in gone)
-        assert spot_after + plan["launch"]["spot"] <= floor + extra
     if plan["launch"]["on_demand"]:
         assert after <= floor + extra
     # Enough spot runners for the target: nothing is launched (on-demand fallback runners are
@@ -417,17 +427,7 @@ def test_property_on_demand_idle_time_keeps_the_bounds_and_never_drains_busy(
         fallback={"enabled": True, "max": 1000},
         retries=retries,
     )
-    gone = {d["instance_id"] for d in plan["drain"]} | set(plan["terminate"])
-    by_id = {i["instance_id"]: i for i in pool}
-    for iid in gone:
-        assert by_id[iid]["tags"].get("parkingspot:busy") != "true", iid  # never a busy runner
-        assert _demand.may_scale_in(by_id[iid], NOW, scaling), iid
-    launched = plan["launch"]["spot"] + plan["launch"]["on_demand"] + plan["launch"].get("on_demand_base", 0)
-    assert len(pool) - len(gone) + launched >= floor  # never below the floor
-    # The spot side never launches above max (fallback runners are replaced, so spot counts alone).
-    if plan["launch"]["spot"]:
-        spot_after = sum(1 for i in pool if i["market"] == "spot" and i["instance_id"] not in gone)
-        assert spot_after + plan["launch"]["spot"] <= floor + extra
+    gone = check_scale_in_bounds(pool, plan, scaling, floor, floor + extra)
     # Spot runners cover the target: every on-demand fallback runner that may go, goes now
     # (replaced by spot), and without waiting re-runs so does every such lane runner.
     spot_runners = [i for i in pool if i["market"] == "spot"]
