@@ -33,7 +33,6 @@ Prints a Markdown block for docs/benchmarks.md.
 import argparse
 import asyncio
 import json
-import logging
 import os
 import platform
 import statistics
@@ -219,17 +218,10 @@ def measure(args):
     sys.path.insert(0, os.path.join(HERE, "..", "tools"))
     import boto3
     import ci_webhook_load
-    import ec2_proxy
-    from moto.server import ThreadedMotoServer
     from with_moto import fake_credentials_env
-    from with_moto import free_port
+    from with_moto import start_local_ec2
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    direct = "http://127.0.0.1:%d" % port
-    proxy, proxy_url, _state = ec2_proxy.start(direct)
+    direct, proxy_url, _state, stop = start_local_ec2()
     env = fake_credentials_env(proxy_url)
     env["ANSIBLE_LOCALHOST_WARNING"] = "false"
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
@@ -259,8 +251,7 @@ def measure(args):
                     pool = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}.get(POOL_TAG)
                     live[pool] = live.get(pool, 0) + 1
     finally:
-        proxy.shutdown()
-        server.stop()
+        stop()
     sent = sorted((at + wall, pool) for at, pool in sent)
     return {
         "source": source,
@@ -343,11 +334,11 @@ def report(args, result):
 
 
 def main(argv):
+    sys.path.insert(0, HERE)
+    import ci_webhook_load
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=int, default=50)
-    parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--pools", type=int, default=2)
-    parser.add_argument("--debounce", type=float, default=2.0)
+    ci_webhook_load.add_load_options(parser)
     parser.add_argument("--strategy", choices=("sequential", "parallel"), default="sequential")
     args = parser.parse_args(argv)
     return report(args, measure(args))

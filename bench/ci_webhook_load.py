@@ -92,12 +92,17 @@ async def run(args, src, queue=None):
     return source, queue, sent, statuses, time.monotonic() - start
 
 
-def main(argv):
-    parser = argparse.ArgumentParser()
+def add_load_options(parser):
+    """The load both webhook benchmarks send: deliveries per second, for how long, to how many pools."""
     parser.add_argument("--rate", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--pools", type=int, default=2)
     parser.add_argument("--debounce", type=float, default=2.0)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser()
+    add_load_options(parser)
     args = parser.parse_args(argv)
     src = load_source()
     source, queue, sent, statuses, elapsed = asyncio.run(run(args, src))

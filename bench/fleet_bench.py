@@ -26,7 +26,6 @@ Usage: make bench B=fleet_bench ARGS="--parts small,aws,big,planner,throttle"
 import argparse
 import heapq
 import json
-import logging
 import math
 import os
 import random
@@ -41,9 +40,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 sys.path.insert(0, HERE)
 
-import ec2_proxy  # noqa: E402  pylint: disable=wrong-import-position
 from with_moto import fake_credentials_env  # noqa: E402  pylint: disable=wrong-import-position
-from with_moto import free_port  # noqa: E402  pylint: disable=wrong-import-position
+from with_moto import start_local_ec2  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAY_HEAD = """
 - hosts: localhost
@@ -573,14 +571,7 @@ def main(argv):
     parts = args.parts.split(",")
     results = {"args": vars(args)}
     if any(p in parts for p in ("small", "aws", "big")):
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        port = free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        direct = "http://127.0.0.1:%d" % port
-        proxy, proxy_url, _state = ec2_proxy.start(direct)
+        direct, proxy_url, _state, stop = start_local_ec2()
         env = fake_credentials_env(direct)
         os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
         try:
@@ -593,8 +584,7 @@ def main(argv):
                 if "big" in parts:
                     results["big"] = big(args, runner, direct)
         finally:
-            proxy.shutdown()
-            server.stop()
+            stop()
     if "bigstub" in parts:
         results["big (stub)"] = big_stub(args)
     if "planner" in parts:

@@ -16,7 +16,6 @@ Usage: make bench B=pool_api_calls ARGS="--sizes 10,100,1000"
 
 import argparse
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -27,9 +26,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 
-import ec2_proxy  # noqa: E402  pylint: disable=wrong-import-position
 from with_moto import fake_credentials_env  # noqa: E402  pylint: disable=wrong-import-position
-from with_moto import free_port  # noqa: E402  pylint: disable=wrong-import-position
+from with_moto import start_local_ec2  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOK = """
 - hosts: localhost
@@ -113,15 +111,8 @@ def main(argv):
     parser.add_argument("--tools", default=",".join(TASKS))
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    direct = "http://127.0.0.1:%d" % port
     # The baseline (amazon.aws ec2_instance) is measured as it runs against moto: strict rules off.
-    proxy, proxy_url, _state = ec2_proxy.start(direct, strict=False)
+    direct, proxy_url, _state, stop = start_local_ec2(strict=False)
     env = fake_credentials_env(direct)
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
     results = []
@@ -141,8 +132,7 @@ def main(argv):
                     results.append(row)
                     print(json.dumps(row, sort_keys=True), flush=True)
     finally:
-        proxy.shutdown()
-        server.stop()
+        stop()
     print()
     print("| tool | N | create: calls (s) | no-change: calls (s) | replace 10%: calls (s) | CreateTags | live after |")
     print("|---|---:|---:|---:|---:|---:|---:|")

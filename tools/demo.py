@@ -19,10 +19,8 @@ import datetime
 import http.server
 import importlib.util
 import json
-import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -33,14 +31,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import ec2_proxy  # noqa: E402  pylint: disable=wrong-import-position
 from with_moto import fake_credentials_env  # noqa: E402  pylint: disable=wrong-import-position
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from with_moto import start_local_ec2  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def fixtures(url):
@@ -232,17 +224,10 @@ def run_playbook(argv, env, log_path):
 
 
 def main():
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     started = time.monotonic()
     clock = StoryClock()
     clock_server, clock_url = clock.serve()
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    upstream = "http://127.0.0.1:%d" % port
-    proxy, proxy_url, state = ec2_proxy.start(upstream)
+    upstream, proxy_url, state, stop_local_ec2 = start_local_ec2()
     out_dir = os.path.join(os.path.dirname(HERE), "demo-output")
     os.makedirs(out_dir, exist_ok=True)
     try:
@@ -282,8 +267,7 @@ def main():
         return code
     finally:
         clock_server.shutdown()
-        proxy.shutdown()
-        moto.stop()
+        stop_local_ec2()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,28 @@ def fake_credentials_env(url):
     return env
 
 
+def start_local_ec2(strict=True, port=0):
+    """moto in this process on 127.0.0.1, behind the counting proxy (tools/ec2_proxy.py).
+
+    Returns ``(direct, proxy_url, state, stop)``: moto's own URL, the proxy's URL, the proxy's
+    state and a function that stops both.
+    """
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = port or free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    direct = "http://127.0.0.1:%d" % port
+    proxy, url, state = ec2_proxy.start(direct, strict=strict)
+
+    def stop():
+        proxy.shutdown()
+        server.stop()
+
+    return direct, url, state, stop
+
+
 def main(argv):
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -52,15 +74,7 @@ def main(argv):
     if not command:
         parser.error("no command given")
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-    port = args.port or free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    direct = "http://127.0.0.1:%d" % port
-    proxy, url, _state = ec2_proxy.start(direct, strict=not args.lenient)
+    direct, url, _state, stop = start_local_ec2(strict=not args.lenient, port=args.port)
     print(
         "local EC2 API (moto) on %s, through the %s proxy on %s"
         % (direct, "lenient" if args.lenient else "strict", url),
@@ -69,8 +83,7 @@ def main(argv):
     try:
         return subprocess.call(command, env=dict(fake_credentials_env(url), MOTO_DIRECT_URL=direct))
     finally:
-        proxy.shutdown()
-        server.stop()
+        stop()
 
 
 if __name__ == "__main__":
