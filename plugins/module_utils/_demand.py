@@ -165,7 +165,7 @@ def idle_since(instance):
 
 
 def market(instance):
-    """``spot`` or ``on-demand``, read as the planner reads it (``market``, else the market tag)."""
+    """The runner's market as every reader takes it: ``market``, else the tag ``parkingspot:market``, else spot."""
     tags = instance.get("tags") or {}
     return instance.get("market") or tags.get(TAG_MARKET) or "spot"
 

@@ -24,6 +24,7 @@ import fnmatch
 
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _offerings
 from ansible_collections.parkingspot.ec2.plugins.module_utils._demand import in_lane
+from ansible_collections.parkingspot.ec2.plugins.module_utils._demand import market as market_of
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_BUSY
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
@@ -176,7 +177,7 @@ def _validate_instance(index, inst, seen, times=None):
     tags = inst.get("tags") or {}
     if not isinstance(tags, dict):
         raise InputError(path(".tags"), f"must be a dict, got {tags!r}")
-    market = inst.get("market") or tags.get(TAG_MARKET) or "spot"
+    market = market_of(inst)
     if market not in MARKETS:
         raise InputError(path(".market"), f"must be spot or on-demand, got {market!r}")
     busy = tags.get(TAG_BUSY)
