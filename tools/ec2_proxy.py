@@ -475,8 +475,7 @@ def price_history(played, fields):
 
     ``played`` is ``{(instance_type, zone, product): {time: price}}``. Each series is cut to
     [StartTime, EndTime] and starts with the price in force at StartTime, the last change at or
-    before it (DescribeSpotPriceHistory: "It also returns the last price change before the start
-    time, which is the effective price as of the start time"). No StartTime: from the first played
+    before it, as EC2 documents for this call. No StartTime: from the first played
     point; no EndTime: to the last. Records are in chronological order (oldest first), then by
     type, zone and product.
     """
