@@ -60,6 +60,7 @@ DEMAND_ARGUMENT_SPEC = dict(
         queued=dict(type="int"),
         busy=dict(type="int"),
         retries=dict(type="int", default=0),
+        counted_at=dict(type="str"),
     ),
 )
 SCALING_ARGUMENT_SPEC = dict(
@@ -92,9 +93,14 @@ def validate(demand, scaling, floors=(0,)):
     and above its maximum at some hour, so it is refused now rather than at that hour.
     """
     demand = dict(demand or {})
-    unknown = sorted(set(demand) - set(DEMAND_KEYS))
+    unknown = sorted(set(demand) - set(DEMAND_KEYS) - {"counted_at"})
     if unknown:
         raise InputError("demand", "unknown key(s) {}".format(", ".join(unknown)))
+    if demand.get("counted_at") is not None and parse_time(demand["counted_at"]) is None:
+        raise InputError(
+            "demand.counted_at",
+            f"must be an ISO 8601 time with a zone, e.g. 2026-12-02T10:00:00.5Z, got {demand['counted_at']!r}",
+        )
     sizing = any(demand.get(key) is not None for key in SIZING_KEYS)
     demand = {key: _count(demand.get(key) or 0, "demand." + key) for key in DEMAND_KEYS}
     scaling = dict(scaling or {})

@@ -25,6 +25,7 @@ fails, it is made again pool by pool so that only the pool at fault fails.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from typing import Callable
 from typing import Dict
@@ -36,14 +37,19 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _aws
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _identity
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pacing
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pool_options
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _run_lock
 from ansible_collections.parkingspot.ec2.plugins.module_utils._input import InputError
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_DRAIN_DEADLINE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_STATE
+
+# EC2 takes at most 200 values in one filter (FilterLimitExceeded beyond).
+NAME_FILTER_LIMIT = 200
 
 
 class PoolRun:
@@ -57,6 +63,7 @@ class PoolRun:
         self.desired = 0
         self.window = None
         self.inputs: Dict[str, Any] = {}
+        self.validated: Dict[str, Any] = {}
         self.instances: List[Dict[str, Any]] = []
         self.facts: Dict[str, Any] = {}
         self.plan: Optional[Dict[str, Any]] = None
@@ -127,26 +134,40 @@ def prepare(raw_pools: List[Any]) -> List[PoolRun]:
             run.fail("pools[%d] (%s): %s" % (run.index, run.name, "; ".join(checked.error_messages)))
             continue
 
-        def inputs(run=run, params=checked.validated_parameters):
-            run.inputs = _pool_options.pool_inputs(params)
-            run.params, run.now = run.inputs["params"], run.inputs["now"]
-            run.desired, run.window = run.inputs["desired"], run.inputs["window"]
-
-        guarded(run, inputs)
+        guarded(run, functools.partial(set_inputs, run, checked.validated_parameters))
     return runs
+
+
+def set_inputs(run: PoolRun, params: Dict[str, Any]) -> None:
+    """Prepare the pool's inputs from its validated options (``_pool_options.pool_inputs``)."""
+    run.validated = params
+    run.inputs = _pool_options.pool_inputs(params)
+    run.params, run.now = run.inputs["params"], run.inputs["now"]
+    run.desired, run.window = run.inputs["desired"], run.inputs["window"]
 
 
 # --- reading and planning ------------------------------------------------------------
 
 
-def read_all(client) -> Dict[str, List[Dict[str, Any]]]:
-    """Every pool instance of the account and region, in every state, by exact pool name."""
-    found = _aws.describe_instances_by_tags(
-        client, {}, states=_aws.ALL_STATES, filters=[{"Name": "tag-key", "Values": [TAG_POOL]}]
-    )
+def read_all(client, names: Optional[List[str]] = None) -> Dict[str, List[Dict[str, Any]]]:
+    """The instances of the pools ``names`` (None: of every pool of the account and region), in
+    every state, by exact pool name.
+
+    Up to ``NAME_FILTER_LIMIT`` names are asked for by a ``tag:parkingspot:pool`` filter of their
+    escaped values, so a run of one pool does not read every other pool; more names than one filter
+    takes read every pool (``tag-key`` filter). Either way the split is by exact equality.
+    """
+    if names and len(set(names)) <= NAME_FILTER_LIMIT:
+        filters = [_identity.names_filter(TAG_POOL, names)]
+    else:
+        filters = [{"Name": "tag-key", "Values": [TAG_POOL]}]
+    found = _aws.describe_instances_by_tags(client, {}, states=_aws.ALL_STATES, filters=filters)
+    wanted = set(names) if names else None
     by_pool: Dict[str, List[Dict[str, Any]]] = {}
     for instance in found:
-        by_pool.setdefault(instance["tags"].get(TAG_POOL), []).append(instance)
+        pool = instance["tags"].get(TAG_POOL)
+        if wanted is None or pool in wanted:
+            by_pool.setdefault(pool, []).append(instance)
     return by_pool
 
 
@@ -237,11 +258,8 @@ def launch_phase(module, client, run: PoolRun, asg_client: Callable[[], Any]) ->
     )
 
 
-def drain_phase(client, runs: Dict[int, PoolRun]) -> Dict[int, List[str]]:
-    """Tag every drain of every pool (one CreateTags per deadline and 1000 ids), then drain.
-
-    Returns, per pool, the drained instances to terminate.
-    """
+def tag_drains_phase(client, runs: Dict[int, PoolRun]) -> Dict[int, set]:
+    """Tag every drain of every pool (one CreateTags per deadline and 1000 ids); returns the tagged ids per pool."""
     by_deadline: Dict[str, Dict[int, List[str]]] = {}
     for key, run in runs.items():
         for entry in run.plan["drain"]:
@@ -251,6 +269,11 @@ def drain_phase(client, runs: Dict[int, PoolRun]) -> Dict[int, List[str]]:
         tags = {TAG_STATE: "draining", TAG_DRAIN_DEADLINE: deadline}
         for key, ids in batched(client, _tag_call, ids_by_run, runs, tags).items():
             tagged.setdefault(key, set()).update(ids)
+    return tagged
+
+
+def drain_phase(runs: Dict[int, PoolRun], tagged: Dict[int, set]) -> Dict[int, List[str]]:
+    """Drain the tagged instances of every pool; returns, per pool, the drained instances to terminate."""
     to_terminate: Dict[int, List[str]] = {}
     for key, run in runs.items():
         if not run.ok or not run.plan["drain"]:
@@ -261,11 +284,37 @@ def drain_phase(client, runs: Dict[int, PoolRun]) -> Dict[int, List[str]]:
     return to_terminate
 
 
+def lock_pools(locks: Optional[_run_lock.RunLocks], ready: Dict[int, PoolRun]) -> None:
+    """Offer each pool's demand, take the pools' locks (in name order), then plan with the newest demand.
+
+    A pool whose lock is not free in time, or whose newest demand is not valid, fails alone.
+    """
+    if locks is None:
+        return
+    for run in ready.values():
+        guarded(run, lambda run=run: locks.offer(run.name, run.validated.get("demand")))
+    for run in sorted(ready.values(), key=lambda run: run.name):
+        guarded(run, lambda run=run: locks.take(run.name))
+    for run in ready.values():
+        if not run.ok:
+            continue
+        own = run.validated.get("demand")
+        newest = locks.newest(run.name, own)
+        if newest is not own:
+            guarded(run, functools.partial(set_inputs, run, dict(run.validated, demand=newest)))
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
-def keep_pools(module, raw_pools: List[Any], pacer: Optional[_pacing.Pacer] = None) -> Dict[str, Any]:
-    """Reconcile every pool of ``raw_pools``; returns the module result (without ``diff``'s list)."""
+def keep_pools(
+    module, raw_pools: List[Any], pacer: Optional[_pacing.Pacer] = None, locks: Optional[_run_lock.RunLocks] = None
+) -> Dict[str, Any]:
+    """Reconcile every pool of ``raw_pools``; returns the module result (without ``diff``'s list).
+
+    ``locks`` (``_run_lock``, None in check mode) are held from the read until the launches and
+    drain tags are made; the drains run after they are let go.
+    """
     runs = prepare(raw_pools)
     pacer = pacer or _pacing.Pacer()
     by_key = {run.index: run for run in runs}
@@ -273,17 +322,29 @@ def keep_pools(module, raw_pools: List[Any], pacer: Optional[_pacing.Pacer] = No
     asg_client = _keeper.lazy_client(module, "autoscaling")
     if ready:
         client = _pacing.PacedClient(module.client("ec2"), pacer)
-        instances = read_all(client)
-        for run in ready.values():
-            run.instances = instances.get(run.name, [])
-            guarded(run, lambda run=run: plan_one(module, client, run, asg_client))
-        acting = {k: r for k, r in ready.items() if r.ok and r.plan["changed"]}
+        try:
+            lock_pools(locks, ready)
+            ready = {key: run for key, run in ready.items() if run.ok}
+            instances = read_all(client, sorted(run.name for run in ready.values())) if ready else {}
+            for run in ready.values():
+                run.instances = instances.get(run.name, [])
+                if locks is not None:
+                    run.instances += locks.unseen(run.name, [i["instance_id"] for i in run.instances])
+                guarded(run, lambda run=run: plan_one(module, client, run, asg_client))
+            acting = {k: r for k, r in ready.items() if r.ok and r.plan["changed"]}
+            tagged: Dict[int, set] = {}
+            if acting and not module.check_mode:
+                terminate_phase(client, acting, {k: r.plan["terminate"] for k, r in acting.items()})
+                for run in acting.values():
+                    guarded(run, lambda run=run: launch_phase(module, client, run, asg_client))
+                    if locks is not None and run.actions["launched"]:
+                        locks.record(run.name, run.actions["launched"])
+                tagged = tag_drains_phase(client, acting)
+        finally:
+            if locks is not None:
+                locks.release_all()
         if acting and not module.check_mode:
-            terminate_phase(client, acting, {k: r.plan["terminate"] for k, r in acting.items()})
-            for run in acting.values():
-                guarded(run, lambda run=run: launch_phase(module, client, run, asg_client))
-            drained = drain_phase(client, acting)
-            terminate_phase(client, acting, drained)
+            terminate_phase(client, acting, drain_phase(acting, tagged))
     return results(runs, module.check_mode, pacer)
 
 

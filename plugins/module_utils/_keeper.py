@@ -275,6 +275,7 @@ def new_actions() -> Dict[str, Any]:
     """What the act steps did, before they start (``summarize`` reads it)."""
     return {
         "launched": [],
+        "launched_instances": [],
         "terminated": [],
         "drained": [],
         "fallback_error": None,
@@ -443,19 +444,26 @@ def tag_drains(client, plan_drains: List[Dict[str, Any]]) -> int:
     return calls
 
 
-def launch_lane(client, params, plan, pool_key, instances, bucket, base_tags):
-    """Launch the on-demand lane's runners the plan asks for; returns their ids.
+def note_launched(actions, launched, tags) -> None:
+    """Record launched instances: their ids in ``launched``, and in ``launched_instances`` each with
+    the tags it was launched with (a fleet's answer has none), for the run lock's journal."""
+    actions["launched"] += sorted(i["instance_id"] for i in launched)
+    actions["launched_instances"] += [dict(i, tags=dict(tags, **(i.get("tags") or {}))) for i in launched]
+
+
+def launch_lane(client, params, plan, pool_key, instances, bucket, base_tags, actions):
+    """Launch the on-demand lane's runners the plan asks for; records them in ``actions``.
 
     They carry the lane tag so the runner hooks register them with the label retried jobs
     ask for (docs/keeper-planning.md).
     """
     count = plan["launch"].get("on_demand_base") or 0
     if not count:
-        return []
+        return
     token = client_token(pool_key, "on-demand-base", count, instances, bucket)
     tags = dict(_instance_tags(base_tags, "on-demand", None), **{TAG_LANE: "on-demand"})
     launched, _errors = launch_on_demand(client, params, count, tags, token)
-    return sorted(i["instance_id"] for i in launched)
+    note_launched(actions, launched, tags)
 
 
 def hold_rebalance(plan, planned_launches, launched):
@@ -520,7 +528,7 @@ def launch_planned(
             offerings=plan["offerings"]["launch"],
         )
         actions["capacity_errors"] = refused
-        actions["launched"] += sorted(i["instance_id"] for i in launched)
+        note_launched(actions, launched, tags)
         if error:
             actions["fallback_error"] = error
             plan = _planner.plan_fallback(plan, len(launched), error)
@@ -531,7 +539,7 @@ def launch_planned(
             token = client_token(pool_key, "on-demand", plan["launch"]["on_demand"], instances, bucket)
             tags = _instance_tags(base_tags, "on-demand", expires_at)
             launched, errors = launch_on_demand(client, params, plan["launch"]["on_demand"], tags, token, block)
-            actions["launched"] += sorted(i["instance_id"] for i in launched)
+            note_launched(actions, launched, tags)
             actions["fallback_errors"] = errors
             if errors:
                 module.warn(
@@ -540,7 +548,7 @@ def launch_planned(
                 )
     elif set_asg is not None and plan["fallback"]["asg_desired"] != asg_capacity:
         set_asg(plan["fallback"]["asg_desired"])
-    actions["launched"] += launch_lane(client, params, plan, pool_key, instances, bucket, base_tags)
+    launch_lane(client, params, plan, pool_key, instances, bucket, base_tags, actions)
     plan = hold_rebalance(plan, planned_launches, actions["launched"])
     return plan
 
@@ -564,9 +572,27 @@ def drain_planned(params, plan, instances, now, actions, *, pool_key, tagged=Non
     return actions["drained"]
 
 
-def act(module, client, params, plan, instances, facts, *, pool_key, identity, market, now, block_mode, asg_client):
+def act(
+    module,
+    client,
+    params,
+    plan,
+    instances,
+    facts,
+    *,
+    pool_key,
+    identity,
+    market,
+    now,
+    block_mode,
+    asg_client,
+    locks=None,
+):
     """Carry out one pool's plan: terminate, launch (``launch_planned``), tag the drains, drain, terminate
-    the drained. Returns the plan as the launches left it and the actions."""
+    the drained. Returns the plan as the launches left it and the actions.
+
+    ``locks`` (``_run_lock``): the launches are journaled and the pool's lock let go before the drains.
+    """
     actions = new_actions()
     if plan["terminate"]:
         _aws.terminate_instances(client, plan["terminate"])
@@ -588,6 +614,10 @@ def act(module, client, params, plan, instances, facts, *, pool_key, identity, m
     )
     if plan["drain"]:
         tag_drains(client, plan["drain"])
+    if locks is not None:
+        locks.record(pool_key, actions["launched_instances"])
+        locks.release(pool_key)
+    if plan["drain"]:
         drained = drain_planned(params, plan, instances, now, actions, pool_key=pool_key)
         _aws.terminate_instances(client, drained)
         actions["terminated"] += drained
@@ -611,13 +641,18 @@ def reconcile(
     block_mode="emulated",
     window=None,
     scaling=None,
+    locks=None,
 ):
     """Read, plan and (unless in check mode or nothing changes) act; returns ``(instances, plan, actions)``.
 
     spot_pools makes the same steps for many pools, with one read and batched writes (``_fleet``).
+    ``locks`` (``_run_lock``, held for ``pool_key`` by the caller): instances launched by earlier runs
+    that the read misses are added as pending, and this run's launches are journaled (``act``).
     """
     asg_client = lazy_client(module, "autoscaling")
     instances = read_pool(client, identity)
+    if locks is not None:
+        instances += locks.unseen(pool_key, [i["instance_id"] for i in instances])
     facts = read_facts(module, client, params, instances, asg_client)
     plan = make_plan(
         params,
@@ -645,6 +680,7 @@ def reconcile(
         now=now,
         block_mode=block_mode,
         asg_client=asg_client,
+        locks=locks,
     )
     return instances, plan, actions
 

@@ -217,6 +217,14 @@ options:
             C(retries_count).
         type: int
         default: 0
+      counted_at:
+        description:
+          - When these counts were taken (ISO 8601 with a zone, fractions of a second allowed), as the C(ci_webhook)
+            event source sends it.
+          - Orders overlapping keeper runs of the pool on one controller (O(run_lock)), which plan with the newest
+            counts any of them was started for, so a run started for older counts cannot shrink what a newer one
+            asked for. Without it a run plans with its own counts.
+        type: str
   scaling:
     description: Bounds and timings of a queue-driven pool (used with O(demand)).
     type: dict
@@ -260,6 +268,7 @@ options:
 extends_documentation_fragment:
   - parkingspot.ec2.launch
   - parkingspot.ec2.aws
+  - parkingspot.ec2.run_lock
 notes:
   - Supports check mode (returns the plan without a write call) and diff mode (counts before and after).
 """
@@ -569,27 +578,42 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils import _keeper
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _pool_options
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _run_lock
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_POOL
 
 
 def do(module):
     inputs = _pool_options.pool_inputs(module.params)
-    params, now, desired, window = inputs["params"], inputs["now"], inputs["desired"], inputs["window"]
-    client = module.client("ec2")
-    instances, plan, actions = _keeper.reconcile(
-        module,
-        client,
-        pool_key=params["name"],
-        identity={TAG_POOL: params["name"]},
-        params=params,
-        desired=desired,
-        market=params["market"],
-        now=now,
-        window=window,
-        scaling=inputs["scaling"],
-    )
+    name = inputs["params"]["name"]
+    locks = _run_lock.from_module(module)
+    try:
+        if locks is not None:
+            demand = module.params.get("demand")
+            locks.offer(name, demand)
+            locks.take(name)
+            newest = locks.newest(name, demand)
+            if newest is not demand:
+                inputs = _pool_options.pool_inputs(dict(module.params, demand=newest))
+        params, now, desired, window = inputs["params"], inputs["now"], inputs["desired"], inputs["window"]
+        client = module.client("ec2")
+        instances, plan, actions = _keeper.reconcile(
+            module,
+            client,
+            pool_key=name,
+            identity={TAG_POOL: name},
+            params=params,
+            desired=desired,
+            market=params["market"],
+            now=now,
+            window=window,
+            scaling=inputs["scaling"],
+            locks=locks,
+        )
+    finally:
+        if locks is not None:
+            locks.release_all()
     pool = _keeper.summarize(plan, actions, window, module.check_mode)
-    pool["name"] = params["name"]
+    pool["name"] = name
     if inputs["demand"] is not None:
         pool["demand"] = _demand.summary(inputs["floor"], inputs["demand"], inputs["scaling"], desired)
     module.exit_json(changed=plan["changed"], pool=pool, plan=plan, diff=_planner.plan_diff(plan))
@@ -597,6 +621,7 @@ def do(module):
 
 def main():
     argument_spec = _pool_options.pool_argument_spec()
+    argument_spec["run_lock"] = _run_lock.RUN_LOCK_ARGUMENT_SPEC
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     _module.run(module, do)
 

@@ -9,7 +9,8 @@ version_added: 0.2.0
 description:
   - Reconciles every pool of O(pools) in one module run, each exactly as M(parkingspot.ec2.spot_pool) would, for
     the cost of one. It reads with one paginated DescribeInstances per 1000 instances of all pools together
-    (filtered on the tag key C(parkingspot:pool)), instead of one read and one module start per pool.
+    (filtered on the exact names of its pools in the tag C(parkingspot:pool); on the tag key alone beyond 200
+    pools, the most values one EC2 filter takes), instead of one read and one module start per pool.
   - The instances read are split by exact equality of their C(parkingspot:pool) tag, then each pool is planned
     with the same planner as M(parkingspot.ec2.spot_pool).
   - "Writes are batched across pools: the terminations of all pools go in one TerminateInstances per 1000 ids,
@@ -39,6 +40,7 @@ options:
     required: true
 extends_documentation_fragment:
   - parkingspot.ec2.aws
+  - parkingspot.ec2.run_lock
 notes:
   - Supports check mode (returns every pool's plan without a write call) and diff mode (counts before and after,
     one entry per changed pool).
@@ -135,10 +137,11 @@ msg:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _fleet
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _module
+from ansible_collections.parkingspot.ec2.plugins.module_utils import _run_lock
 
 
 def do(module):
-    result = _fleet.keep_pools(module, module.params["pools"])
+    result = _fleet.keep_pools(module, module.params["pools"], locks=_run_lock.from_module(module))
     if result["failed"]:
         result["msg"] = "%d of %d pool(s) could not be kept: %s" % (
             len(result["failed"]),
@@ -149,7 +152,9 @@ def do(module):
 
 
 def main():
-    argument_spec = dict(pools=dict(type="list", elements="dict", required=True))
+    argument_spec = dict(
+        pools=dict(type="list", elements="dict", required=True), run_lock=_run_lock.RUN_LOCK_ARGUMENT_SPEC
+    )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     _module.run(module, do)
 

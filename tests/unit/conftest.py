@@ -17,6 +17,16 @@ def aws_credentials(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def keeper_cache(monkeypatch, tmp_path):
+    """Each test its own keeper lock and journal directory (spot_pool's ``run_lock``).
+
+    moto starts every test from nothing, while a journal kept in the real cache would make the
+    next test plan instances of an earlier one as launched but not yet visible.
+    """
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
 def run_instances_up_to_max_count(monkeypatch):
     """moto launches MinCount instances; EC2 launches as many as it can up to MaxCount.
 

@@ -235,6 +235,19 @@ def test_bad_retries_names_the_key():
         _demand.validate({"retries": -1}, {"max": 3}, (0,))
 
 
+@pytest.mark.parametrize("bad", ["yesterday", "2026-12-02T10:00:00", "", 5])
+def test_counted_at_must_be_a_time_with_a_zone(bad):
+    with pytest.raises(InputError) as info:
+        _demand.validate({"queued": 1, "counted_at": bad}, {"max": 3}, (0,))
+    assert info.value.option == "demand.counted_at"
+
+
+def test_counted_at_orders_runs_and_does_not_size_the_pool():
+    demand, scaling = _demand.validate({"queued": 2, "counted_at": "2026-12-02T10:00:00.25Z"}, {"max": 5}, (0,))
+    assert demand == {"queued": 2, "busy": 0, "retries": 0}
+    assert _demand.target(0, demand, scaling) == 2
+
+
 # ------------------------------------------------------------------ re-runs only
 
 

@@ -82,3 +82,35 @@ def test_prepare_keeps_a_bad_pool_to_itself():
     assert "pools[0] (a):" in prepared[0].error and "desired" in prepared[0].error
     assert "start" in prepared[2].error
     assert prepared[1].params["market"] == "spot" and prepared[1].desired == 0
+
+
+
+def tagged(ec2, pools):
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    for pool in pools:
+        ec2.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "parkingspot:pool", "Value": pool}]}],
+        )
+    asked = []
+    ec2.meta.events.register(
+        "provide-client-params.ec2.DescribeInstances", lambda params, **kw: asked.append(params.get("Filters"))
+    )
+    return asked
+
+
+def test_a_run_reads_its_own_pools_by_exact_escaped_name(ec2):
+    asked = tagged(ec2, ["ci*", "ci-arm", "web"])
+    by_pool = _fleet.read_all(ec2, ["ci*"])
+    assert {"Name": "tag:parkingspot:pool", "Values": ["ci\\*"]} in asked[0]
+    assert {k: len(v) for k, v in by_pool.items()} == {"ci*": 1}
+
+
+def test_more_pools_than_one_filter_takes_read_by_tag_key(ec2):
+    asked = tagged(ec2, ["pool-7", "other"])
+    names = ["pool-%d" % n for n in range(_fleet.NAME_FILTER_LIMIT + 1)]
+    by_pool = _fleet.read_all(ec2, names)
+    assert {"Name": "tag-key", "Values": ["parkingspot:pool"]} in asked[0]
+    assert list(by_pool) == ["pool-7"]
