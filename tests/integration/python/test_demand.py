@@ -50,6 +50,9 @@ def iso(moment):
 @pytest.fixture
 def ec2():
     urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
+    # The proxy remembers client tokens as EC2 does; a launch that repeats an earlier test's request
+    # would get that test's instances, which the reset above removed.
+    urllib.request.urlopen(urllib.request.Request(PROXY + "/_proxy/reset", method="POST", data=b""), timeout=30)
     client = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
     image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     client.create_launch_template(LaunchTemplateName="queue-runner", LaunchTemplateData={"ImageId": image})
@@ -177,3 +180,65 @@ def test_runner_pool_applies_the_rulebooks_demand_to_the_named_pool_only(ec2, tm
     assert len(live(ec2)) == 3
     others = ec2.describe_instances(Filters=[{"Name": "tag:parkingspot:pool", "Values": ["other"]}])
     assert others["Reservations"] == [], "the pool the rulebook did not name was not run"
+
+
+def run_pools(extra):
+    playbook = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "playbooks", "runner_pool.yml"
+    )
+    base = {"parkingspot_endpoint_url": PROXY, "parkingspot_region": "us-east-1"}
+    return subprocess.run(
+        ["ansible-playbook", playbook, "-e", json.dumps(dict(base, **extra))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+        timeout=240,
+    )
+
+
+def pool_count(ec2, name):
+    found = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:parkingspot:pool", "Values": [name]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )
+    return sum(len(r["Instances"]) for r in found["Reservations"])
+
+
+def test_runner_pool_applies_a_demand_per_pool_in_one_run(ec2, tmp_path):
+    # What the ci_queue rulebook sends for a window in which two pools changed: their names and a
+    # demand for each, kept by one run (one module start for both).
+    pools = [
+        {"name": name, "desired": 0, "scaling": {"max": 5}, "launch_template": {"name": "queue-runner"}}
+        for name in ("queue", "other", "idle")
+    ]
+    demands = {
+        "queue": {"queued": 3, "busy": 0, "counted_at": "2026-12-02T10:00:00.5Z"},
+        "other": {"queued": 1, "busy": 1, "counted_at": "2026-12-02T10:00:00.5Z"},
+    }
+    done = run_pools(
+        {"parkingspot_pools": pools, "parkingspot_pool_names": ["queue", "other"], "parkingspot_demands": demands}
+    )
+    assert done.returncode == 0, done.stdout.decode()[-2000:]
+    assert (pool_count(ec2, "queue"), pool_count(ec2, "other"), pool_count(ec2, "idle")) == (3, 2, 0)
+
+
+@pytest.mark.parametrize(
+    "demands, names, words",
+    [
+        ({"nosuch": {"queued": 1}}, ["queue"], "not pools of this run: nosuch"),
+        ({"other": {"queued": 1}}, ["queue"], "not pools of this run: other"),
+        ([{"queued": 1}], ["queue"], "got list"),
+        ({"queue": 3}, ["queue"], "must map pool names"),
+    ],
+)
+def test_runner_pool_refuses_demands_for_pools_outside_the_run(ec2, tmp_path, demands, names, words):
+    pools = [
+        {"name": name, "desired": 0, "scaling": {"max": 5}, "launch_template": {"name": "queue-runner"}}
+        for name in ("queue", "other")
+    ]
+    done = run_pools({"parkingspot_pools": pools, "parkingspot_pool_names": names, "parkingspot_demands": demands})
+    output = done.stdout.decode()
+    assert done.returncode != 0 and words in output, output[-2000:]
+    assert pool_count(ec2, "queue") == 0 and pool_count(ec2, "other") == 0
