@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -173,14 +174,15 @@ def main():
         deadline = posted + 90
 
         def last(pool):
+            # Runs may overlap (execution_strategy: parallel): the newest counts are the ones that hold.
             mine = [run for run in runs() if run["pools"] == [pool]]
-            return mine[-1]["demand"] if mine else None
+            return max(mine, key=lambda run: run["demand"].get("counted_at", ""))["demand"] if mine else None
 
         want = {"ci-linux": {"queued": 2, "busy": 1, "retries": 0}, "ci-docker": {"queued": 1, "busy": 0, "retries": 0}}
 
         def settled():
             return all(
-                last(pool) is not None and {k: int(v) for k, v in last(pool).items()} == demand
+                last(pool) is not None and {k: int(v) for k, v in last(pool).items() if k != "counted_at"} == demand
                 for pool, demand in want.items()
             )
 
@@ -195,6 +197,9 @@ def main():
             failures.append(f"{len(got)} keeper runs for 2 pools within about one debounce window")
         if any(run["pools"] not in (["ci-linux"], ["ci-docker"]) for run in got):
             failures.append(f"a keeper run for an unknown pool: {got}")
+        stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+        if not all(stamp.fullmatch(str(run["demand"].get("counted_at", ""))) for run in got):
+            failures.append(f"a keeper run without the demand's counted_at: {got}")
         status = wait_listening(port, time.monotonic() + 5) or {}
         if status.get("refused", {}).get("bad_signature") != 1:
             failures.append(f"refusals not counted: {status}")

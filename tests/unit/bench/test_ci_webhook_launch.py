@@ -1,15 +1,20 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Matching queued jobs to the launch calls that give them runners, and keeper runs per window (plain data)."""
+"""Matching queued jobs to the launch calls that give them runners, keeper runs per window, what a run is given."""
 
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
+import yaml
 
+from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import keeper_extra_vars
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import launch_latencies
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import most_runs_in_a_window
+from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import parse_args
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import percentiles
+from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import runs_per_window
 
 
 def test_the_kth_job_of_a_pool_waits_for_the_launch_that_reaches_k_instances():
@@ -53,3 +58,37 @@ def test_percentiles_skip_missing_values():
     assert (p50, top) == (2.0, 3.0) and 2.0 <= p95 <= 3.0
     assert all(math.isnan(v) for v in percentiles([None]))
     assert percentiles([4.0]) == (4.0, 4.0, 4.0)
+
+
+def test_runs_per_window_are_counted_on_the_times_the_source_sent_the_events():
+    def event(pool):
+        return {"pool": pool, "demand": {"queued": 1, "busy": 0, "counted_at": "2026-12-02T05:40:01.123456Z"}}
+
+    # Events of a pool spaced by the window: one per window, however late their processes start.
+    events = [(0.0, event("a")), (2.0, event("a")), (4.0, event("a")), (0.5, event("b")), (1.0, event("b"))]
+    assert runs_per_window(events, 2.0) == {"a": 1, "b": 2}
+    assert runs_per_window([], 2.0) == {}
+
+
+def test_the_keeper_gets_the_demand_the_rulebook_passes():
+    rulebook = os.path.join(
+        os.path.dirname(__file__), "..", "..", "..", "extensions", "eda", "rulebooks", "ci_queue.yml"
+    )
+    with open(rulebook) as handle:
+        (ruleset,) = yaml.safe_load(handle)
+    passed = ruleset["rules"][0]["action"]["run_playbook"]["extra_vars"]
+    event = {"pool": "pool-1", "demand": {"queued": 7, "busy": 2, "counted_at": "2026-12-02T05:40:01.123456Z"}}
+    extra = keeper_extra_vars(event)
+    assert extra.keys() == passed.keys()
+    assert extra["parkingspot_demand"].keys() == passed["parkingspot_demand"].keys()
+    assert extra == {
+        "parkingspot_pool_names": ["pool-1"],
+        "parkingspot_demand": {"queued": 7, "busy": 2, "retries": 0, "counted_at": "2026-12-02T05:40:01.123456Z"},
+    }
+    event["demand"]["retries"] = 3
+    assert keeper_extra_vars(event)["parkingspot_demand"]["retries"] == 3
+
+
+def test_runs_start_in_parallel_unless_asked_otherwise():
+    assert parse_args([]).strategy == "parallel"
+    assert parse_args(["--strategy", "sequential"]).strategy == "sequential"

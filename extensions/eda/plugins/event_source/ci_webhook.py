@@ -30,9 +30,13 @@ is dropped: a lost webhook cannot hold a pool up forever (the scheduled keeper r
 Events yielded (one dict per pool and window)::
 
     pool        the pool name
-    demand      {"queued": Q, "busy": B}, the spot_pool demand option; with "retries": R when
-                re-runs wait (GitHub workflow_job.run_attempt > 1, GitLab retries_count > 0):
-                those are counted in R, not in Q, for the pool's on-demand retry lane
+    demand      {"queued": Q, "busy": B, "counted_at": T}, the spot_pool demand option; with
+                "retries": R when re-runs wait (GitHub workflow_job.run_attempt > 1, GitLab
+                retries_count > 0): those are counted in R, not in Q, for the pool's on-demand
+                retry lane. T is when the counts were read, ISO 8601 UTC with microseconds
+                (2026-12-02T05:40:01.123456Z); it only increases from one event to the next, even
+                if the system clock is set back, so of two keeper runs of a pool that overlap the
+                keeper can tell which counts are newer
     providers   where the jobs of this pool came from (["github"], ["gitlab"], or both)
     time        when the event was made (ISO 8601 UTC)
 
@@ -347,6 +351,15 @@ def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _wall_clock() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def format_counted_at(moment: datetime.datetime) -> str:
+    """ISO 8601 UTC with microseconds and ``Z``: the form of ``demand.counted_at``."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 # ------------------------------------------------------------------ the source
 
 
@@ -360,6 +373,7 @@ class CIWebhookSource:
         self.unmatched: dict = {}  # label set -> jobs seen
         self.events = 0
         self.last_sent: dict = {}  # pool -> monotonic time of its last event
+        self.last_counted = None  # wall-clock time of the last counts sent (UTC datetime)
         self.pending: dict = {}  # pool -> scheduled flush handle
         self.providers: dict = collections.defaultdict(set)
         self.queue = None
@@ -483,9 +497,11 @@ class CIWebhookSource:
         if self.done.is_set():
             return
         self.last_sent[pool] = asyncio.get_running_loop().time()
+        demand = self.demand.counts(pool)
+        demand["counted_at"] = self.counted_at()
         event = {
             "pool": pool,
-            "demand": self.demand.counts(pool),
+            "demand": demand,
             "providers": sorted(self.providers[pool]),
             "time": _utc_now(),
         }
@@ -494,6 +510,14 @@ class CIWebhookSource:
         LOG.info("pool %s: demand %s", pool, event["demand"])
         if self.args["max_events"] is not None and self.events >= self.args["max_events"]:
             self.done.set()
+
+    def counted_at(self) -> str:
+        """Now, for ``demand.counted_at``; one microsecond after the last value if the clock went back."""
+        now = _wall_clock()
+        if self.last_counted is not None and now <= self.last_counted:
+            now = self.last_counted + datetime.timedelta(microseconds=1)
+        self.last_counted = now
+        return format_counted_at(now)
 
     async def expire_loop(self):
         while not self.done.is_set():

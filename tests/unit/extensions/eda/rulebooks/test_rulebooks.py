@@ -63,8 +63,18 @@ def test_ci_queue_rulebooks_match_except_for_the_action():
             "queued": "{{ event.demand.queued }}",
             "busy": "{{ event.demand.busy }}",
             "retries": "{{ event.demand.retries | default(0) }}",
+            "counted_at": "{{ event.demand.counted_at }}",
         },
     }
     assert run["extra_vars"] == launch["job_args"]["extra_vars"] == expected
     # The source debounces; a rulebook throttle would drop the newest demand.
     assert all("throttle" not in rule for rule in local["rules"] + controller["rules"])
+
+
+def test_local_ci_queue_runs_overlap_and_the_controller_one_stays_sequential():
+    # Locally every event starts its keeper run at once (the keeper serializes one pool's runs and
+    # the newest counted_at wins); the controller launches a job template with "Concurrent jobs" off.
+    (local,) = load("ci_queue.yml")
+    (controller,) = load("ci_queue_controller.yml")
+    assert local["execution_strategy"] == "parallel"
+    assert controller.get("execution_strategy", "sequential") == "sequential"

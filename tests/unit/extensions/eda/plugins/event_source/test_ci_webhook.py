@@ -7,8 +7,10 @@ GitLab's job event (our own values); tests change the action/status and ids.
 """
 
 import asyncio
+import datetime
 import json
 import os
+import re
 import statistics
 import time
 import uuid
@@ -102,6 +104,11 @@ async def post_gitlab(port, payload, **kw):
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def counts(event):
+    """The event's demand without ``counted_at`` (tested on its own)."""
+    return {k: v for k, v in event["demand"].items() if k != "counted_at"}
 
 
 async def started(**args):
@@ -198,9 +205,9 @@ def test_github_job_lifecycle_changes_the_demand():
         return source, queue
 
     source, queue = run(scenario())
-    linux = [e["demand"] for _t, e in queue.events if e["pool"] == "linux"]
+    linux = [counts(e) for _t, e in queue.events if e["pool"] == "linux"]
     assert linux[0] == {"queued": 1, "busy": 0} and linux[-1] == {"queued": 0, "busy": 0}
-    assert [e["demand"] for _t, e in queue.events if e["pool"] == "gpu"] == [{"queued": 1, "busy": 0}]
+    assert [counts(e) for _t, e in queue.events if e["pool"] == "gpu"] == [{"queued": 1, "busy": 0}]
     assert all(e["providers"] == ["github"] for _t, e in queue.events)
     assert source.refused == dict.fromkeys(src.REASONS, 0)
 
@@ -220,7 +227,7 @@ def test_gitlab_jobs_are_counted_and_created_ones_are_not():
 
     source, queue = run(scenario())
     assert source.demand.counts("docker") == {"queued": 1, "busy": 1}
-    assert queue.events[-1][1]["demand"] == {"queued": 1, "busy": 1}
+    assert counts(queue.events[-1][1]) == {"queued": 1, "busy": 1}
     assert queue.events[-1][1]["providers"] == ["gitlab"]
 
 
@@ -354,7 +361,58 @@ def test_debounce_sends_at_most_one_event_per_pool_per_window():
         times = [t for t, e in queue.events if e["pool"] == pool]
         assert 1 <= len(times) <= 4
         assert all(b - a >= 0.5 - 0.02 for a, b in zip(times, times[1:]))
-        assert [e for _t, e in queue.events if e["pool"] == pool][-1]["demand"] == {"queued": 20, "busy": 0}
+        assert counts([e for _t, e in queue.events if e["pool"] == pool][-1]) == {"queued": 20, "busy": 0}
+
+
+def test_every_event_says_when_its_counts_were_read():
+    def utc_now():
+        return datetime.datetime.now(datetime.timezone.utc)
+
+    async def scenario():
+        source, queue, port = await started(debounce_seconds=0.2)
+        began = utc_now()
+        for job_id in range(6):
+            await post_github(port, github_job("queued", job_id))
+            await post_gitlab(port, gitlab_job("pending", job_id))
+            await asyncio.sleep(0.15)
+        await asyncio.sleep(0.4)
+        ended = utc_now()
+        status = await request(port, method="GET")
+        await stop(source)
+        return queue, began, ended, status
+
+    queue, began, ended, (_code, status) = run(scenario())
+    for pool in ("linux", "docker"):
+        stamps = [e["demand"]["counted_at"] for _t, e in queue.events if e["pool"] == pool]
+        assert len(stamps) >= 2, stamps
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp) for stamp in stamps), stamps
+        moments = [
+            datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+            for stamp in stamps
+        ]
+        assert all(began <= moment <= ended for moment in moments)
+        assert all(a < b for a, b in zip(moments, moments[1:]))  # only increases between two events
+    # Only the event's demand carries it: the status document keeps its shape.
+    assert status["pools"]["linux"] == {"queued": 6, "busy": 0}
+
+
+def test_counted_at_only_increases_when_the_clock_goes_back(monkeypatch):
+    source = src.CIWebhookSource(src.parse_args({"pools": POOLS, "github_secret": SECRET}))
+    noon = datetime.datetime(2026, 12, 2, 12, 0, 0, 500000, tzinfo=datetime.timezone.utc)
+    readings = iter([noon, noon - datetime.timedelta(hours=1), noon, noon + datetime.timedelta(seconds=2)])
+    monkeypatch.setattr(src, "_wall_clock", lambda: next(readings))
+    assert [source.counted_at() for _n in range(4)] == [
+        "2026-12-02T12:00:00.500000Z",
+        "2026-12-02T12:00:00.500001Z",  # the clock was set back an hour
+        "2026-12-02T12:00:00.500002Z",
+        "2026-12-02T12:00:02.500000Z",
+    ]
+
+
+def test_counted_at_is_utc_whatever_the_zone_given():
+    cet = datetime.timezone(datetime.timedelta(hours=1))
+    moment = datetime.datetime(2026, 12, 2, 6, 40, 1, 123456, tzinfo=cet)
+    assert src.format_counted_at(moment) == "2026-12-02T05:40:01.123456Z"
 
 
 def test_main_stops_after_max_events():
@@ -415,7 +473,7 @@ def test_load_50_queued_jobs_per_second_for_10_seconds():
         gaps = [b[0] - a[0] for a, b in zip(events, events[1:])]
         assert all(gap >= debounce - 0.05 for gap in gaps), gaps
         assert len(events) <= elapsed / debounce + 1
-        assert events[-1][1]["demand"] == {"queued": rate * seconds // 2, "busy": 0}  # no job lost
+        assert counts(events[-1][1]) == {"queued": rate * seconds // 2, "busy": 0}  # no job lost
     assert source.accepted == rate * seconds
 
 
