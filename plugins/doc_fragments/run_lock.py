@@ -12,8 +12,8 @@ options:
       - Keeper runs of the same pool on this controller never overlap. A run holds the pool's lock from its read
         until its launches and drain tags are made (the drains themselves run after it let go), so two runs started
         a moment apart, for example by the C(ci_queue) rulebook, cannot both launch what the pool lacks.
-      - When O(demand.counted_at) is given, the newest counts offered by any run of the pool are planned with, so a
-        run started for older counts never undoes a newer one.
+      - When a pool's demand carries C(counted_at), the newest counts offered by any run of the pool are planned
+        with, so a run started for older counts never undoes a newer one.
       - Every launch is also written to the pool's journal in O(run_lock.dir). For two minutes, an instance of the
         journal that DescribeInstances does not show yet (EC2 reads are eventually consistent) is planned as
         C(pending) rather than launched again.

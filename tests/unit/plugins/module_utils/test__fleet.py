@@ -84,7 +84,6 @@ def test_prepare_keeps_a_bad_pool_to_itself():
     assert prepared[1].params["market"] == "spot" and prepared[1].desired == 0
 
 
-
 def tagged(ec2, pools):
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     for pool in pools:
