@@ -40,6 +40,14 @@ Events yielded (one dict per pool and window)::
     providers   where the jobs of this pool came from (["github"], ["gitlab"], or both)
     time        when the event was made (ISO 8601 UTC)
 
+With ``combine_pools: true``, one event per window carries every pool whose demand changed in it,
+so one keeper run (one module start per region) keeps them all::
+
+    pools       the names of the pools that changed since the last event, sorted
+    demands     {pool name: demand} for each of them, demand as above (one counted_at for all)
+    providers   where their jobs came from
+    time        when the event was made
+
 Arguments::
 
     pools             required: list of {name, labels} (or a dict name -> labels)
@@ -48,6 +56,7 @@ Arguments::
     host              listen address (default 127.0.0.1; 0.0.0.0 in a controller activation)
     port              listen port (default 5000; 0 picks a free one)
     debounce_seconds  at most one event per pool per this many seconds (default 2)
+    combine_pools     one event per window for every pool that changed (default false: one per pool)
     max_body_bytes    larger bodies are refused unread (default 262144)
     replay_window     how many delivery ids are remembered (default 10000)
     job_ttl_seconds   a job not heard of for this long is dropped (default 86400)
@@ -80,8 +89,10 @@ DEFAULTS = {
     "read_timeout": 10.0,
     "max_events": None,
 }
-KNOWN_ARGS = {"pools", "github_secret", "gitlab_token"} | set(DEFAULTS)
+KNOWN_ARGS = {"pools", "github_secret", "gitlab_token", "combine_pools"} | set(DEFAULTS)
 SECRET_ENV = {"github_secret": "PARKINGSPOT_GITHUB_WEBHOOK_SECRET", "gitlab_token": "PARKINGSPOT_GITLAB_WEBHOOK_TOKEN"}
+# The pending-flush key of combined events (``combine_pools``): not a pool name, which is a string.
+ALL_POOLS = ("all pools",)
 REASONS = ("oversized", "malformed", "unsigned", "bad_signature", "not_configured", "replayed")
 MAX_HEADER_BYTES = 16 * 1024
 
@@ -179,6 +190,10 @@ def parse_args(args: dict | None) -> dict:
     out["job_ttl_seconds"] = _number(args, "job_ttl_seconds", 1, integer=False)
     out["read_timeout"] = _number(args, "read_timeout", 0.1, integer=False)
     out["max_events"] = _number(args, "max_events", 1)
+    combine = args.get("combine_pools", False)
+    if not isinstance(combine, bool):
+        raise ArgumentError(f"combine_pools must be true or false, got {combine!r}")
+    out["combine_pools"] = combine
     return out
 
 
@@ -374,7 +389,8 @@ class CIWebhookSource:
         self.events = 0
         self.last_sent: dict = {}  # pool -> monotonic time of its last event
         self.last_counted = None  # wall-clock time of the last counts sent (UTC datetime)
-        self.pending: dict = {}  # pool -> scheduled flush handle
+        self.pending: dict = {}  # pool (ALL_POOLS when combined) -> scheduled flush handle
+        self.dirty: set = set()  # combine_pools: the pools changed since the last event
         self.providers: dict = collections.defaultdict(set)
         self.queue = None
         self.done = None
@@ -486,28 +502,47 @@ class CIWebhookSource:
     # --- debounce
 
     def changed(self, pool):
-        if pool in self.pending or self.queue is None:
+        if self.queue is None:
+            return
+        key = pool
+        if self.args.get("combine_pools"):
+            self.dirty.add(pool)
+            key = ALL_POOLS
+        if key in self.pending:
             return
         loop = asyncio.get_running_loop()
-        wait = self.last_sent.get(pool, -1e18) + self.args["debounce_seconds"] - loop.time()
-        self.pending[pool] = loop.call_later(max(0.0, wait), lambda: loop.create_task(self.flush(pool)))
+        wait = self.last_sent.get(key, -1e18) + self.args["debounce_seconds"] - loop.time()
+        self.pending[key] = loop.call_later(max(0.0, wait), lambda: loop.create_task(self.flush(key)))
 
-    async def flush(self, pool):
-        self.pending.pop(pool, None)
+    async def flush(self, key):
+        self.pending.pop(key, None)
         if self.done.is_set():
             return
-        self.last_sent[pool] = asyncio.get_running_loop().time()
-        demand = self.demand.counts(pool)
-        demand["counted_at"] = self.counted_at()
-        event = {
-            "pool": pool,
-            "demand": demand,
-            "providers": sorted(self.providers[pool]),
-            "time": _utc_now(),
-        }
+        self.last_sent[key] = asyncio.get_running_loop().time()
+        counted_at = self.counted_at()
+        if key == ALL_POOLS:
+            pools = sorted(self.dirty)
+            self.dirty.clear()
+            demands = {pool: dict(self.demand.counts(pool), counted_at=counted_at) for pool in pools}
+            event = {
+                "pools": pools,
+                "demands": demands,
+                "providers": sorted(set().union(*(self.providers[pool] for pool in pools))),
+                "time": _utc_now(),
+            }
+            LOG.info("pools %s: demands %s", ", ".join(pools), demands)
+        else:
+            demand = self.demand.counts(key)
+            demand["counted_at"] = counted_at
+            event = {
+                "pool": key,
+                "demand": demand,
+                "providers": sorted(self.providers[key]),
+                "time": _utc_now(),
+            }
+            LOG.info("pool %s: demand %s", key, demand)
         await self.queue.put(event)
         self.events += 1
-        LOG.info("pool %s: demand %s", pool, event["demand"])
         if self.args["max_events"] is not None and self.events >= self.args["max_events"]:
             self.done.set()
 

@@ -57,16 +57,12 @@ def test_ci_queue_rulebooks_match_except_for_the_action():
     run = local["rules"][0]["action"]["run_playbook"]
     launch = controller["rules"][0]["action"]["run_job_template"]
     assert run["name"] == "parkingspot.ec2.runner_pool"
-    expected = {
-        "parkingspot_pool_names": ["{{ event.pool }}"],
-        "parkingspot_demand": {
-            "queued": "{{ event.demand.queued }}",
-            "busy": "{{ event.demand.busy }}",
-            "retries": "{{ event.demand.retries | default(0) }}",
-            "counted_at": "{{ event.demand.counted_at }}",
-        },
-    }
+    # One event per window for every pool that changed, each pool with its own demand.
+    expected = {"parkingspot_pool_names": "{{ event.pools }}", "parkingspot_demands": "{{ event.demands }}"}
     assert run["extra_vars"] == launch["job_args"]["extra_vars"] == expected
+    assert source["parkingspot.ec2.ci_webhook"]["combine_pools"] is True
+    (remote,) = controller["sources"]
+    assert remote["parkingspot.ec2.ci_webhook"]["combine_pools"] is True
     # The source debounces; a rulebook throttle would drop the newest demand.
     assert all("throttle" not in rule for rule in local["rules"] + controller["rules"])
 

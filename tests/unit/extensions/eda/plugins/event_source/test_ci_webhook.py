@@ -441,6 +441,42 @@ def test_main_stops_after_max_events():
     assert status["events"] == 1 and len(queue.events) == 1
 
 
+def test_combined_pools_send_one_event_per_window_for_every_pool_that_changed():
+    async def scenario():
+        source, queue, port = await started(debounce_seconds=0.5, combine_pools=True)
+        for job_id in range(20):
+            await post_github(port, github_job("queued", job_id))
+            await post_gitlab(port, gitlab_job("pending", job_id))
+        await asyncio.sleep(1.2)
+        await post_github(port, github_job("in_progress", 0))  # only one pool changes now
+        await asyncio.sleep(0.8)
+        await stop(source)
+        return queue
+
+    queue = run(scenario())
+    times = [t for t, _e in queue.events]
+    assert 2 <= len(times) <= 5
+    assert all(b - a >= 0.5 - 0.02 for a, b in zip(times, times[1:]))
+    events = [e for _t, e in queue.events]
+    assert all("pool" not in e and set(e["pools"]) == set(e["demands"]) for e in events)
+    # Every pool's last event carries its final counts, one counted_at for all pools of an event.
+    last = {}
+    for event in events:
+        assert len({d["counted_at"] for d in event["demands"].values()}) == 1
+        last.update({pool: demand for pool, demand in event["demands"].items()})
+    trimmed = {pool: {k: v for k, v in d.items() if k != "counted_at"} for pool, d in last.items()}
+    assert trimmed == {"linux": {"queued": 19, "busy": 1}, "docker": {"queued": 20, "busy": 0}}
+    # The window in which only linux changed names linux alone.
+    assert events[-1]["pools"] == ["linux"]
+    assert events[-1]["providers"] == ["github"]
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_combine_pools_must_be_a_boolean(bad, monkeypatch):
+    with pytest.raises(src.ArgumentError, match="combine_pools"):
+        src.parse_args({"pools": POOLS, "github_secret": SECRET, "combine_pools": bad})
+
+
 def test_load_50_queued_jobs_per_second_for_10_seconds():
     """Each job's time from its webhook to the first event carrying it; p95 within 5 s."""
     rate, seconds, debounce = 50, 10, 2.0
