@@ -53,7 +53,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PLAYBOOK = os.path.join(HERE, "..", "playbooks", "runner_pool.yml")
 TEMPLATE = "bench-runner"
 POOL_TAG = "parkingspot:pool"
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
+from ci_webhook_load import event_demands  # noqa: E402  pylint: disable=wrong-import-position
 
 # ------------------------------------------------------------------ pure helpers
 
@@ -101,12 +104,19 @@ def runs_per_window(events, window):
     """
     times = {}
     for at, event in events:
-        times.setdefault(event["pool"], []).append(at)
+        for pool in event_demands(event):
+            times.setdefault(pool, []).append(at)
     return {pool: most_runs_in_a_window(starts, window) for pool, starts in times.items()}
 
 
 def keeper_extra_vars(event):
-    """The extra vars the rule of extensions/eda/rulebooks/ci_queue.yml gives runner_pool.yml."""
+    """The extra vars the rule of extensions/eda/rulebooks/ci_queue.yml gives runner_pool.yml.
+
+    A combined event (``combine_pools``, what the rulebook uses) names its pools and gives each its
+    demand; an event of one pool (``--per-pool-events``) gives the pool and its demand.
+    """
+    if "demands" in event:
+        return {"parkingspot_pool_names": list(event["pools"]), "parkingspot_demands": event["demands"]}
     demand = event["demand"]
     return {
         "parkingspot_pool_names": [event["pool"]],
@@ -171,7 +181,7 @@ class Keeper:
     async def run(self, event, at):
         extra = keeper_extra_vars(event)
         command = [playbook_command(), "-i", self.inventory, PLAYBOOK, "-e", json.dumps(extra)]
-        record = {"pool": event["pool"], "demand": extra["parkingspot_demand"], "event_at": at, "start": time.time()}
+        record = {"pools": extra["parkingspot_pool_names"], "event_at": at, "start": time.time()}
         process = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=self.env
         )
@@ -313,7 +323,7 @@ def report(args, result):
     pools = ["pool-%d" % n for n in range(args.pools)]
     final = {pool: 0 for pool in pools}
     for _at, event in keeper.events:
-        final[event["pool"]] = event["demand"]["queued"]
+        final.update({pool: demand["queued"] for pool, demand in event_demands(event).items()})
     launched = {pool: sum(new for _at, p, new in launches if p == pool) for pool in pools}
     windows = dict.fromkeys(pools, 0)
     windows.update(runs_per_window(keeper.events, args.debounce))
@@ -324,8 +334,15 @@ def report(args, result):
     c50, c95, cmax = percentiles(covered)
     f50, f95, fmax = percentiles(first)
     lines = [
-        "### ci_webhook -> launch call: %d queued jobs/s for %d s, %d pools, debounce %.1f s, %s keeper runs"
-        % (args.rate, args.seconds, args.pools, args.debounce, args.strategy),
+        "### ci_webhook -> launch call: %d queued jobs/s for %d s, %d pools, debounce %.1f s, %s, %s keeper runs"
+        % (
+            args.rate,
+            args.seconds,
+            args.pools,
+            args.debounce,
+            "an event per pool" if args.per_pool_events else "pools combined",
+            args.strategy,
+        ),
         "",
         "Machine: %s, %d CPUs, Python %s; moto (tag lookup indexed) behind the strict counting proxy on loopback."
         % (platform.machine(), os.cpu_count() or 0, platform.python_version()),
@@ -363,7 +380,7 @@ def report(args, result):
                 "%.2f / %.2f / %.2f s |" % tuple(statistics.median(p[i] for p in parts) for i in range(3))
             )
     for run in failed[:1]:
-        lines += ["", "First failed keeper run (%s):" % run["pool"], "", "```", run["tail"], "```"]
+        lines += ["", "First failed keeper run (%s):" % ", ".join(run["pools"]), "", "```", run["tail"], "```"]
     print("\n".join(lines))
     ok = c95 <= 5.0 and max(windows.values() or [0]) <= 1 and not double and not failed
     return 0 if ok else 1

@@ -36,6 +36,13 @@ def load_source():
     return module
 
 
+def event_demands(event):
+    """``{pool: demand}`` of a source event, combined (``pools``, ``demands``) or of a pool (``pool``, ``demand``)."""
+    if "demands" in event:
+        return event["demands"]
+    return {event["pool"]: event["demand"]}
+
+
 class TimedQueue:
     def __init__(self):
         self.events = []
@@ -69,7 +76,15 @@ async def run(args, src, queue=None):
     """Send the deliveries; ``queue`` gets the source's events (default: a TimedQueue that keeps them)."""
     pools = [{"name": "pool-%d" % n, "labels": ["self-hosted", "pool-%d" % n]} for n in range(args.pools)]
     source = src.CIWebhookSource(
-        src.parse_args({"pools": pools, "github_secret": SECRET.decode(), "port": 0, "debounce_seconds": args.debounce})
+        src.parse_args(
+            {
+                "pools": pools,
+                "github_secret": SECRET.decode(),
+                "port": 0,
+                "debounce_seconds": args.debounce,
+                "combine_pools": not args.per_pool_events,
+            }
+        )
     )
     queue = TimedQueue() if queue is None else queue
     port = await source.start(queue)
@@ -98,6 +113,12 @@ def add_load_options(parser):
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--pools", type=int, default=2)
     parser.add_argument("--debounce", type=float, default=2.0)
+    parser.add_argument(
+        "--per-pool-events",
+        action="store_true",
+        help="one event per pool and window (the source's default) instead of one per window for every pool "
+        "that changed (combine_pools, what the ci_queue rulebooks use)",
+    )
 
 
 def main(argv):
@@ -108,19 +129,25 @@ def main(argv):
     source, queue, sent, statuses, elapsed = asyncio.run(run(args, src))
     latencies = []
     for at, pool in sent:
-        latencies.append(next(t for t, e in queue.events if e["pool"] == pool and t >= at) - at)
+        latencies.append(next(t for t, e in queue.events if pool in event_demands(e) and t >= at) - at)
     cuts = statistics.quantiles(latencies, n=100)
     per_pool, gaps, lost = {}, [], 0
     for n in range(args.pools):
         pool = "pool-%d" % n
-        times = [t for t, e in queue.events if e["pool"] == pool]
+        times = [t for t, e in queue.events if pool in event_demands(e)]
         per_pool[pool] = len(times)
         gaps += [b - a for a, b in zip(times, times[1:])]
-        final = [e for _t, e in queue.events if e["pool"] == pool][-1]["demand"]["queued"]
+        final = [event_demands(e)[pool] for _t, e in queue.events if pool in event_demands(e)][-1]["queued"]
         lost += sum(1 for _at, p in sent if p == pool) - final
     print(
-        "### ci_webhook: %d queued jobs/s for %d s, %d pools, debounce %.1f s"
-        % (args.rate, args.seconds, args.pools, args.debounce)
+        "### ci_webhook: %d queued jobs/s for %d s, %d pools, debounce %.1f s, %s"
+        % (
+            args.rate,
+            args.seconds,
+            args.pools,
+            args.debounce,
+            "an event per pool" if args.per_pool_events else "pools combined",
+        )
     )
     print()
     print("Machine: %s, Python %s." % (platform.machine(), platform.python_version()))

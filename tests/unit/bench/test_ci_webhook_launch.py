@@ -70,18 +70,41 @@ def test_runs_per_window_are_counted_on_the_times_the_source_sent_the_events():
     assert runs_per_window([], 2.0) == {}
 
 
-def test_the_keeper_gets_the_demand_the_rulebook_passes():
+def test_a_combined_event_counts_as_a_run_of_each_of_its_pools():
+    def event(*pools):
+        demands = {pool: {"queued": 1, "busy": 0, "counted_at": "2026-12-02T05:40:01.123456Z"} for pool in pools}
+        return {"pools": list(pools), "demands": demands}
+
+    events = [(0.0, event("a", "b")), (2.0, event("a")), (3.0, event("b")), (3.5, event("a", "b"))]
+    assert runs_per_window(events, 2.0) == {"a": 2, "b": 2}
+
+
+def load_rulebook():
     rulebook = os.path.join(
         os.path.dirname(__file__), "..", "..", "..", "extensions", "eda", "rulebooks", "ci_queue.yml"
     )
     with open(rulebook) as handle:
         (ruleset,) = yaml.safe_load(handle)
+    return ruleset
+
+
+def test_the_keeper_gets_the_demands_the_rulebook_passes():
+    ruleset = load_rulebook()
     passed = ruleset["rules"][0]["action"]["run_playbook"]["extra_vars"]
-    event = {"pool": "pool-1", "demand": {"queued": 7, "busy": 2, "counted_at": "2026-12-02T05:40:01.123456Z"}}
-    extra = keeper_extra_vars(event)
+    assert ruleset["sources"][0]["parkingspot.ec2.ci_webhook"]["combine_pools"] is True
+    demands = {
+        "pool-0": {"queued": 7, "busy": 2, "counted_at": "2026-12-02T05:40:01.123456Z"},
+        "pool-1": {"queued": 1, "busy": 0, "retries": 2, "counted_at": "2026-12-02T05:40:01.123456Z"},
+    }
+    extra = keeper_extra_vars({"pools": ["pool-0", "pool-1"], "demands": demands})
     assert extra.keys() == passed.keys()
-    assert extra["parkingspot_demand"].keys() == passed["parkingspot_demand"].keys()
-    assert extra == {
+    assert passed == {"parkingspot_pool_names": "{{ event.pools }}", "parkingspot_demands": "{{ event.demands }}"}
+    assert extra == {"parkingspot_pool_names": ["pool-0", "pool-1"], "parkingspot_demands": demands}
+
+
+def test_an_event_of_one_pool_gives_its_demand_as_the_earlier_rulebook_did():
+    event = {"pool": "pool-1", "demand": {"queued": 7, "busy": 2, "counted_at": "2026-12-02T05:40:01.123456Z"}}
+    assert keeper_extra_vars(event) == {
         "parkingspot_pool_names": ["pool-1"],
         "parkingspot_demand": {"queued": 7, "busy": 2, "retries": 0, "counted_at": "2026-12-02T05:40:01.123456Z"},
     }
