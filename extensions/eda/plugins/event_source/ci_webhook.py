@@ -4,9 +4,10 @@
 
 An HTTP listener (stdlib asyncio, no extra dependency) that keeps, per pool, the jobs that
 wait for a runner (queued) and the jobs that run (busy), and puts at most one event per pool
-per ``debounce_seconds`` on the rulebook queue carrying that demand. The first change after a
-quiet window is sent at once; later changes within the window are folded into one event at
-its end, so a burst of 50 queued jobs per second costs one keeper run per window.
+per ``debounce_seconds`` on the rulebook queue carrying that demand (with ``combine_pools``, at
+most one event per window for every pool that changed). The first change after a quiet window
+is sent at once; later changes within the window are folded into one event at its end, so a
+burst of 50 queued jobs per second costs one keeper run per window.
 
 Requests are checked in this order and refused with a counted reason (``refused`` in the
 ``GET`` status document and in the log), never reaching the demand:
