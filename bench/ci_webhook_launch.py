@@ -53,6 +53,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PLAYBOOK = os.path.join(HERE, "..", "playbooks", "runner_pool.yml")
 TEMPLATE = "bench-runner"
 POOL_TAG = "parkingspot:pool"
+# ci_queue.yml's default parkingspot_run_lock (parkingspot_ci_run_lock unset).
+RULEBOOK_REUSE_READ_SECONDS = 30
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
@@ -116,7 +118,11 @@ def keeper_extra_vars(event):
     demand; an event of one pool (``--per-pool-events``) gives the pool and its demand.
     """
     if "demands" in event:
-        return {"parkingspot_pool_names": list(event["pools"]), "parkingspot_demands": event["demands"]}
+        return {
+            "parkingspot_pool_names": list(event["pools"]),
+            "parkingspot_demands": event["demands"],
+            "parkingspot_run_lock": {"reuse_read_seconds": RULEBOOK_REUSE_READ_SECONDS},
+        }
     demand = event["demand"]
     return {
         "parkingspot_pool_names": [event["pool"]],

@@ -41,4 +41,18 @@ options:
             before any call (the other pools of a M(parkingspot.ec2.spot_pools) run go on).
         type: int
         default: 120
+      reuse_read_seconds:
+        description:
+          - M(parkingspot.ec2.spot_pools) only. A run of a pool whose last read on this controller is younger than
+            this plans from that read (with what was launched since) instead of reading the pool again, as long
+            as its plan only launches. A plan that would terminate or drain anything is made again from a new
+            read, so busy runners and interruptions are always judged on fresh data.
+          - A read of a pool costs time and CPU in proportion to its instances (seconds for thousands), so
+            during a burst of queue events this keeps each keeper run short. What happened since the read (an
+            interruption, a runner that shut itself down) is seen at the next read, at most this many seconds
+            later; until then the pool may be short of those instances, never over.
+          - V(0), the default, reads on every run, as a keeper run by hand or on a schedule should. The C(ci_queue)
+            rulebook's runs use 30 (C(parkingspot_ci_run_lock)).
+        type: int
+        default: 0
 """

@@ -26,6 +26,7 @@ fails, it is made again pool by pool so that only the pool at fault fails.
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 from typing import Callable
 from typing import Dict
@@ -64,6 +65,8 @@ class PoolRun:
         self.window = None
         self.inputs: Dict[str, Any] = {}
         self.validated: Dict[str, Any] = {}
+        self.read_at = 0.0
+        self.reused_read = False
         self.instances: List[Dict[str, Any]] = []
         self.facts: Dict[str, Any] = {}
         self.plan: Optional[Dict[str, Any]] = None
@@ -313,39 +316,92 @@ def keep_pools(
     """Reconcile every pool of ``raw_pools``; returns the module result (without ``diff``'s list).
 
     ``locks`` (``_run_lock``, None in check mode) are held from the read until the launches and
-    drain tags are made; the drains run after they are let go.
+    drain tags are made; the drains run after they are let go. A pool whose last read on this
+    controller is recent enough (``run_lock.reuse_read_seconds``) is planned from it instead of
+    being read again, as long as its plan only launches (``plan_pools``).
     """
     runs = prepare(raw_pools)
     pacer = pacer or _pacing.Pacer()
     by_key = {run.index: run for run in runs}
     ready = {key: run for key, run in by_key.items() if run.ok}
     asg_client = _keeper.lazy_client(module, "autoscaling")
+    acting: Dict[int, PoolRun] = {}
     if ready:
         client = _pacing.PacedClient(module.client("ec2"), pacer)
         try:
             lock_pools(locks, ready)
             ready = {key: run for key, run in ready.items() if run.ok}
-            instances = read_all(client, sorted(run.name for run in ready.values())) if ready else {}
-            for run in ready.values():
-                run.instances = instances.get(run.name, [])
-                if locks is not None:
-                    run.instances += locks.unseen(run.name, [i["instance_id"] for i in run.instances])
-                guarded(run, lambda run=run: plan_one(module, client, run, asg_client))
+            plan_pools(module, client, ready, locks, asg_client)
             acting = {k: r for k, r in ready.items() if r.ok and r.plan["changed"]}
             tagged: Dict[int, set] = {}
             if acting and not module.check_mode:
                 terminate_phase(client, acting, {k: r.plan["terminate"] for k, r in acting.items()})
                 for run in acting.values():
                     guarded(run, lambda run=run: launch_phase(module, client, run, asg_client))
-                    if locks is not None and run.actions["launched"]:
-                        locks.record(run.name, run.actions["launched"])
+                    if locks is not None and run.actions["launched_instances"]:
+                        locks.record(run.name, run.actions["launched_instances"])
                 tagged = tag_drains_phase(client, acting)
+            if locks is not None:
+                for run in ready.values():
+                    keep_view(locks, run)
         finally:
             if locks is not None:
                 locks.release_all()
         if acting and not module.check_mode:
             terminate_phase(client, acting, drain_phase(acting, tagged))
     return results(runs, module.check_mode, pacer)
+
+
+def _only_launches(plan: Dict[str, Any]) -> bool:
+    """A plan that terminates or drains nothing: safe to make from a reused read (see ``plan_pools``)."""
+    return not plan["terminate"] and not plan["drain"]
+
+
+def plan_pools(module, client, ready: Dict[int, PoolRun], locks, asg_client) -> None:
+    """Read the pools (or reuse a recent read) and plan each.
+
+    A reused read is the instances the last run of the pool planned with, plus what it launched,
+    as long as that read is younger than ``run_lock.reuse_read_seconds``. It may miss what happened
+    since (an interruption, a runner that shut itself down) but holds everything this controller
+    launched, so a plan made from it never launches twice; it may launch too little until the next
+    read. Busy tags and interruptions are not trusted from it: a plan that would terminate or drain
+    anything is made again from a fresh read.
+    """
+    reused = {}
+    if locks is not None:
+        for key, run in ready.items():
+            view = locks.view(run.name)
+            if view is not None:
+                reused[key] = view
+    to_read = {key: run for key, run in ready.items() if key not in reused}
+    for attempt in range(2):
+        read_at = time.time()
+        instances = read_all(client, sorted(run.name for run in to_read.values())) if to_read else {}
+        for run in to_read.values():
+            run.instances = instances.get(run.name, [])
+            run.read_at, run.reused_read = read_at, False
+            if locks is not None:
+                run.instances += locks.unseen(run.name, [i["instance_id"] for i in run.instances])
+        if attempt == 0:
+            for key, (read_at, view) in reused.items():
+                run = ready[key]
+                run.instances, run.read_at, run.reused_read = view, read_at, True
+        planned = to_read if attempt else ready
+        for run in planned.values():
+            guarded(run, lambda run=run: plan_one(module, client, run, asg_client))
+        to_read = {k: r for k, r in ready.items() if r.ok and r.reused_read and not _only_launches(r.plan)}
+        if not to_read:
+            return
+
+
+def keep_view(locks, run: PoolRun) -> None:
+    """After acting: keep the pool's read for the next runs when this run only launched (or did
+    nothing), else forget it so that the next run reads."""
+    if not run.ok or run.plan is None or not _only_launches(run.plan) or run.actions["terminated"]:
+        locks.forget_view(run.name)
+        return
+    launched = locks.pending(run.name, run.actions["launched_instances"])
+    locks.keep_view(run.name, run.read_at, run.instances + launched)
 
 
 def _done_something(run: PoolRun) -> bool:
@@ -368,7 +424,13 @@ def results(runs: List[PoolRun], check_mode: bool, pacer: _pacing.Pacer) -> Dict
             inputs = run.inputs
             pool["demand"] = _demand.summary(inputs["floor"], inputs["demand"], inputs["scaling"], run.desired)
         diff = _planner.plan_diff(run.plan)
-        pools[run.name] = {"changed": changed, "pool": pool, "plan": run.plan, "diff": diff}
+        pools[run.name] = {
+            "changed": changed,
+            "pool": pool,
+            "plan": run.plan,
+            "diff": diff,
+            "reused_read": run.reused_read,
+        }
         if not run.ok:
             pools[run.name]["failed_message"] = run.error
         if changed:

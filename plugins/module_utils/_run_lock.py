@@ -50,6 +50,7 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._time import parse
 
 DEFAULT_DIR = os.path.join("~", ".cache", "parkingspot", "keeper")
 DEFAULT_TIMEOUT_SECONDS = 120
+DEFAULT_REUSE_READ_SECONDS = 0
 # How long a launched instance the read does not return is still planned as pending.
 GRACE_SECONDS = 120
 RUN_LOCK_ARGUMENT_SPEC = dict(
@@ -59,6 +60,7 @@ RUN_LOCK_ARGUMENT_SPEC = dict(
         enabled=dict(type="bool", default=True),
         dir=dict(type="path"),
         timeout_seconds=dict(type="int", default=DEFAULT_TIMEOUT_SECONDS),
+        reuse_read_seconds=dict(type="int", default=DEFAULT_REUSE_READ_SECONDS),
     ),
 )
 
@@ -70,9 +72,12 @@ def _counted_at(demand: Optional[Dict[str, Any]]) -> Optional[datetime.datetime]
 class RunLocks:
     """The locks and journals of the pools of one module run (see the module doc string)."""
 
-    def __init__(self, directory: str, timeout_seconds: int, scope: Iterable[Any], clock=time.time):
+    def __init__(
+        self, directory: str, timeout_seconds: int, scope: Iterable[Any], clock=time.time, reuse_read_seconds: int = 0
+    ):
         self.dir = directory
         self.timeout = timeout_seconds
+        self.reuse = reuse_read_seconds
         self.scope = json.dumps([s or "" for s in scope])
         self.clock = clock
         self.held: Dict[str, int] = {}
@@ -216,12 +221,19 @@ class RunLocks:
             at = float(entry.get("at", 0))
             if now - at >= GRACE_SECONDS or instance.get("instance_id") in seen:
                 continue
+            missing += self.pending(name, [instance], at)
+        return missing
+
+    def pending(self, name: str, launched: List[Dict[str, Any]], at: Optional[float] = None) -> List[Dict[str, Any]]:
+        """Launched instances as a read would show them just after the launch: ``pending``, with the pool's tags."""
+        launched_at = datetime.datetime.fromtimestamp(self.clock() if at is None else at, datetime.timezone.utc)
+        out = []
+        for instance in launched:
             tags = dict(instance.get("tags") or {})
             tags.setdefault(TAG_POOL, name)
             if instance.get("market"):
                 tags.setdefault(TAG_MARKET, instance["market"])
-            launched_at = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
-            missing.append(
+            out.append(
                 dict(
                     instance,
                     state="pending",
@@ -229,13 +241,61 @@ class RunLocks:
                     tags=tags,
                 )
             )
-        return missing
+        return out
+
+    # --- a recent read, reused (spot_pools)
+
+    def view(self, name: str):
+        """``(read_at, instances)`` of the pool's last read if younger than ``reuse_read_seconds``, else None.
+
+        Only the holder of the pool's lock reads or writes it.
+        """
+        if not self.reuse or name not in self.held:
+            return None
+        try:
+            with open(self._path(name, ".view"), encoding="utf-8") as handle:
+                view = json.load(handle)
+            read_at, instances = float(view["read_at"]), view["instances"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(instances, list) or not 0 <= self.clock() - read_at < self.reuse:
+            return None
+        return read_at, instances
+
+    def keep_view(self, name: str, read_at: float, instances: List[Dict[str, Any]]) -> None:
+        """Keep the instances a run planned with (and launched), read at ``read_at``, for the next runs."""
+        if not self.reuse or name not in self.held:
+            return
+        path = self._path(name, ".view")
+        try:
+            fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"pool": name, "read_at": read_at, "instances": instances}, handle)
+            os.replace(path + ".new", path)
+        except OSError as e:
+            raise ParkingSpotError(message="run_lock: cannot keep the read of pool %s: %s" % (name, e)) from e
+
+    def forget_view(self, name: str) -> None:
+        try:
+            os.unlink(self._path(name, ".view"))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise ParkingSpotError(message="run_lock: cannot forget the read of pool %s: %s" % (name, e)) from e
 
 
 def default_dir() -> str:
     """``parkingspot/keeper`` under ``$XDG_CACHE_HOME``, else under ``~/.cache``."""
     cache = os.environ.get("XDG_CACHE_HOME")
     return os.path.join(cache, "parkingspot", "keeper") if cache else DEFAULT_DIR
+
+
+def _seconds(options: Dict[str, Any], key: str, default: int) -> int:
+    value = options.get(key)
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError("run_lock." + key, "must be a whole number of seconds, 0 or more, got %r" % (value,))
+    return value
 
 
 def from_module(module, options: Optional[Dict[str, Any]] = None) -> Optional[RunLocks]:
@@ -245,12 +305,8 @@ def from_module(module, options: Optional[Dict[str, Any]] = None) -> Optional[Ru
     default directory cannot be made the run goes on without the lock, with a warning.
     """
     options = dict(options if options is not None else module.params.get("run_lock") or {})
-    timeout = options.get("timeout_seconds")
-    timeout = DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
-        raise InputError(
-            "run_lock.timeout_seconds", "must be a whole number of seconds, 0 or more, got %r" % (timeout,)
-        )
+    timeout = _seconds(options, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+    reuse = _seconds(options, "reuse_read_seconds", DEFAULT_REUSE_READ_SECONDS)
     if module.check_mode or options.get("enabled") is False:
         return None
     given = options.get("dir")
@@ -269,4 +325,4 @@ def from_module(module, options: Optional[Dict[str, Any]] = None) -> Optional[Ru
         return None
     params = module.params
     scope = (params.get("region") or getattr(module, "region", None), params.get("endpoint_url"), params.get("profile"))
-    return RunLocks(directory, timeout, scope)
+    return RunLocks(directory, timeout, scope, reuse_read_seconds=reuse)

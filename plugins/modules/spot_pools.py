@@ -90,11 +90,14 @@ pools:
     - Per pool name, what M(parkingspot.ec2.spot_pool) returns for it (C(changed), C(pool), C(plan) and C(diff)).
     - A pool whose options were refused has no entry here, only in RV(failed). A pool that failed after it was
       planned has its entry, with what was done before the error, and C(failed_message).
+    - C(reused_read) is true when the pool was planned from the last read of an earlier run on this controller
+      instead of a new DescribeInstances (O(run_lock.reuse_read_seconds)).
   returned: always
   type: dict
   sample:
     ci-linux:
       changed: false
+      reused_read: false
       pool: {name: ci-linux, desired: 2, capacity: 2, launched: [], terminated: []}
       plan: {launch: {spot: 0, on_demand: 0}, changed: false}
       diff: {before: {desired: 2, capacity: 2}, after: {desired: 2, capacity: 2}}

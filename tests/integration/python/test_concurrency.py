@@ -283,3 +283,55 @@ def test_without_the_journal_a_hidden_launch_is_made_again(ec2, tmp_path):
         post("/_proxy/consistency?invisible=0&pending=0")
     assert len(second["pool"]["launched"]) == 4
     assert len(live(ec2)) == 7
+
+
+POOLS_PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - parkingspot.ec2.spot_pools:
+        region: us-east-1
+        endpoint_url: "{url}"
+        pools:
+          - {{name: race, desired: {desired}, launch_template: {{name: race-runner}}, instance_type: m6i.large}}
+        run_lock: {run_lock}
+      register: result
+    - ansible.builtin.copy:
+        content: "{{{{ result | to_json }}}}"
+        dest: "{out}"
+"""
+
+
+def keep_pools(tmp_path, name, desired, run_lock=None):
+    play = tmp_path / ("%s.yml" % name)
+    out = tmp_path / ("%s.json" % name)
+    play.write_text(POOLS_PLAY.format(url=PROXY, desired=desired, run_lock=json.dumps(run_lock or {}), out=out))
+    done = subprocess.run(
+        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240
+    )
+    assert done.returncode == 0, done.stdout.decode()[-2000:]
+    return json.loads(out.read_text())["pools"]["race"]
+
+
+def test_spot_pools_does_not_launch_again_what_the_api_does_not_show_yet(ec2, tmp_path):
+    post("/_proxy/consistency?invisible=30&pending=0")
+    try:
+        assert len(keep_pools(tmp_path, "first", 3)["pool"]["launched"]) == 3
+        second = keep_pools(tmp_path, "second", 4)
+    finally:
+        post("/_proxy/consistency?invisible=0&pending=0")
+    assert second["reused_read"] is False and len(second["pool"]["launched"]) == 1
+    assert len(live(ec2)) == 4
+
+
+def test_spot_pools_reuses_a_recent_read_only_for_launches(ec2, tmp_path):
+    lock = {"reuse_read_seconds": 60}
+    keep_pools(tmp_path, "first", 2, lock)
+    reads = counts().get("DescribeInstances", 0)
+    grown = keep_pools(tmp_path, "grown", 5, lock)
+    assert grown["reused_read"] is True and len(grown["pool"]["launched"]) == 3
+    assert counts().get("DescribeInstances", 0) == reads, "a run within the reuse time read the pool again"
+    shrunk = keep_pools(tmp_path, "shrunk", 1, lock)
+    assert shrunk["reused_read"] is False and len(shrunk["pool"]["terminated"]) == 4
+    assert len(live(ec2)) == 1

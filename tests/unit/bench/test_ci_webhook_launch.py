@@ -9,6 +9,7 @@ import os
 import pytest
 import yaml
 
+from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import RULEBOOK_REUSE_READ_SECONDS
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import keeper_extra_vars
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import launch_latencies
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import most_runs_in_a_window
@@ -98,8 +99,14 @@ def test_the_keeper_gets_the_demands_the_rulebook_passes():
     }
     extra = keeper_extra_vars({"pools": ["pool-0", "pool-1"], "demands": demands})
     assert extra.keys() == passed.keys()
-    assert passed == {"parkingspot_pool_names": "{{ event.pools }}", "parkingspot_demands": "{{ event.demands }}"}
-    assert extra == {"parkingspot_pool_names": ["pool-0", "pool-1"], "parkingspot_demands": demands}
+    assert passed["parkingspot_pool_names"] == "{{ event.pools }}"
+    assert passed["parkingspot_demands"] == "{{ event.demands }}"
+    assert "'reuse_read_seconds': %d" % RULEBOOK_REUSE_READ_SECONDS in passed["parkingspot_run_lock"]
+    assert extra == {
+        "parkingspot_pool_names": ["pool-0", "pool-1"],
+        "parkingspot_demands": demands,
+        "parkingspot_run_lock": {"reuse_read_seconds": RULEBOOK_REUSE_READ_SECONDS},
+    }
 
 
 def test_an_event_of_one_pool_gives_its_demand_as_the_earlier_rulebook_did():

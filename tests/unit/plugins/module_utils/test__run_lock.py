@@ -144,3 +144,39 @@ def test_a_bad_timeout_is_refused_naming_it(tmp_path, bad):
     with pytest.raises(InputError) as e:
         _run_lock.from_module(FakeModule({"dir": str(tmp_path), "timeout_seconds": bad}))
     assert e.value.option == "run_lock.timeout_seconds"
+
+
+def test_a_kept_read_is_reused_by_the_lock_holder_until_it_is_too_old(tmp_path):
+    clock = Clock()
+    run = _run_lock.RunLocks(str(tmp_path), 0, ("us-east-1", None, None), clock=clock, reuse_read_seconds=30)
+    instances = [{"instance_id": "i-1", "state": "running", "tags": {"parkingspot:pool": "ci"}}]
+    run.keep_view("ci", clock.now, instances)  # not held: nothing kept
+    run.take("ci")
+    assert run.view("ci") is None
+    run.keep_view("ci", clock.now - 5, instances)
+    assert run.view("ci") == (clock.now - 5, instances)
+    other = _run_lock.RunLocks(str(tmp_path), 0, ("us-east-1", None, None), clock=clock, reuse_read_seconds=30)
+    assert other.view("ci") is None  # only the holder of the lock reads it
+    clock.now += 25
+    assert run.view("ci") is None  # read 30 s ago
+    run.keep_view("ci", clock.now, instances)
+    run.forget_view("ci")
+    assert run.view("ci") is None
+    run.forget_view("ci")  # forgetting twice is fine
+
+
+def test_no_read_is_reused_when_reuse_is_off(tmp_path):
+    run = locks(tmp_path)
+    run.take("ci")
+    run.keep_view("ci", run.clock(), [])
+    assert run.view("ci") is None
+
+
+def test_a_damaged_kept_read_is_not_reused(tmp_path):
+    clock = Clock()
+    run = _run_lock.RunLocks(str(tmp_path), 0, ("us-east-1", None, None), clock=clock, reuse_read_seconds=30)
+    run.take("ci")
+    run.keep_view("ci", clock.now, [])
+    view = [n for n in os.listdir(tmp_path) if n.endswith(".view")][0]
+    (tmp_path / view).write_text('{"read_at": "soon"}')
+    assert run.view("ci") is None

@@ -228,3 +228,56 @@ def test_drains_run_for_the_surplus_of_each_pool(ec2, launch, run_module, api_ca
     assert not set(drained) & set(live(ec2))
     # One drain tag call and one termination call for both pools.
     assert api_calls.count("CreateTags") == 1 and api_calls.count("TerminateInstances") == 1
+
+
+# --- run_lock.reuse_read_seconds: runs of a burst plan launches from the last read
+
+
+def test_a_run_soon_after_a_read_launches_from_it_without_reading(ec2, launch, run_module, api_calls):
+    lock = {"reuse_read_seconds": 30}
+    first = run_module(spot_pools, {"pools": pools(launch, ci_a=2, ci_b=1), "run_lock": lock})
+    assert first["pools"]["ci-a"]["reused_read"] is False and by_pool(ec2) == {"ci-a": 2, "ci-b": 1}
+    api_calls.clear()
+    grown = run_module(spot_pools, {"pools": pools(launch, ci_a=5, ci_b=1), "run_lock": lock})
+    assert "DescribeInstances" not in api_calls.names()
+    assert grown["pools"]["ci-a"]["reused_read"] is True
+    assert len(grown["pools"]["ci-a"]["pool"]["launched"]) == 3 and grown["pools"]["ci-b"]["changed"] is False
+    assert by_pool(ec2) == {"ci-a": 5, "ci-b": 1}
+    # What the earlier runs launched is in the reused read: a third run launches nothing more.
+    api_calls.clear()
+    again = run_module(spot_pools, {"pools": pools(launch, ci_a=5, ci_b=1), "run_lock": lock})
+    assert again["changed"] is False and api_calls.names() == []
+    assert by_pool(ec2) == {"ci-a": 5, "ci-b": 1}
+
+
+def test_a_plan_that_would_shrink_a_pool_is_made_again_from_a_new_read(ec2, launch, run_module, api_calls):
+    lock = {"reuse_read_seconds": 30}
+    run_module(spot_pools, {"pools": pools(launch, ci_a=3), "run_lock": lock})
+    api_calls.clear()
+    shrunk = run_module(spot_pools, {"pools": pools(launch, ci_a=1), "run_lock": lock})
+    assert api_calls.count("DescribeInstances") == 1
+    assert shrunk["pools"]["ci-a"]["reused_read"] is False
+    assert len(shrunk["pools"]["ci-a"]["pool"]["terminated"]) == 2 and by_pool(ec2) == {"ci-a": 1}
+    # A run that terminated forgets its read: the next one reads.
+    api_calls.clear()
+    run_module(spot_pools, {"pools": pools(launch, ci_a=1), "run_lock": lock})
+    assert api_calls.count("DescribeInstances") == 1
+
+
+def test_without_reuse_every_run_reads_and_check_mode_never_reuses(ec2, launch, run_module, api_calls):
+    run_module(spot_pools, {"pools": pools(launch, ci_a=1), "run_lock": {"reuse_read_seconds": 30}})
+    api_calls.clear()
+    run_module(spot_pools, {"pools": pools(launch, ci_a=1)})
+    assert api_calls.count("DescribeInstances") == 1
+    api_calls.clear()
+    what_if = run_module(
+        spot_pools, {"pools": pools(launch, ci_a=4), "run_lock": {"reuse_read_seconds": 30}}, check_mode=True
+    )
+    assert api_calls.count("DescribeInstances") == 1 and what_if["pools"]["ci-a"]["reused_read"] is False
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "soon"])
+def test_a_bad_reuse_read_seconds_is_refused_before_any_call(ec2, launch, run_module, api_calls, bad):
+    result = run_module(spot_pools, {"pools": pools(launch, ci_a=1), "run_lock": {"reuse_read_seconds": bad}})
+    assert result.get("failed") is True and "reuse_read_seconds" in result["msg"]
+    assert api_calls.names() == []

@@ -58,7 +58,12 @@ def test_ci_queue_rulebooks_match_except_for_the_action():
     launch = controller["rules"][0]["action"]["run_job_template"]
     assert run["name"] == "parkingspot.ec2.runner_pool"
     # One event per window for every pool that changed, each pool with its own demand.
-    expected = {"parkingspot_pool_names": "{{ event.pools }}", "parkingspot_demands": "{{ event.demands }}"}
+    expected = {
+        "parkingspot_pool_names": "{{ event.pools }}",
+        "parkingspot_demands": "{{ event.demands }}",
+        # Runs of a burst plan their launches from a read of the last 30 s (spot_pools run_lock).
+        "parkingspot_run_lock": "{{ parkingspot_ci_run_lock | default({'reuse_read_seconds': 30}) }}",
+    }
     assert run["extra_vars"] == launch["job_args"]["extra_vars"] == expected
     assert source["parkingspot.ec2.ci_webhook"]["combine_pools"] is True
     (remote,) = controller["sources"]
