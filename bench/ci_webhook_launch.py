@@ -135,6 +135,19 @@ def keeper_extra_vars(event):
     }
 
 
+def by_slice(sent, latencies, width=10.0):
+    """The p95 of ``latencies`` per ``width`` seconds of sending time, as text (where in the run the tail is)."""
+    if not sent:
+        return "-"
+    start = sent[0][0]
+    slices = {}
+    for (at, _pool), latency in zip(sent, latencies):
+        slices.setdefault(int((at - start) // width), []).append(latency)
+    return ", ".join(
+        "%d-%d s %.1f" % (k * width, (k + 1) * width, percentiles(v)[1]) for k, v in sorted(slices.items())
+    )
+
+
 def percentiles(values):
     """(p50, p95, max) of the values that are not None; NaNs when there are too few."""
     values = [v for v in values if v is not None]
@@ -361,6 +374,7 @@ def report(args, result):
         % (len(keeper.runs), len(failed), result["elapsed"]),
         "| webhook -> launch covering the job, p50 / p95 / max | %.2f / %.2f / %.2f s |" % (c50, c95, cmax),
         "| webhook -> first launch of its pool after it, p50 / p95 / max | %.2f / %.2f / %.2f s |" % (f50, f95, fmax),
+        "| webhook -> launch covering the job, p95 by 10 s of sending | %s |" % by_slice(sent, covered),
         "| jobs without a launch covering them | %d |" % sum(1 for c in covered if c is None),
         "| most keeper runs of one pool started within one debounce window (source's event times) | %s |"
         % ", ".join("%s %d" % kv for kv in windows.items()),

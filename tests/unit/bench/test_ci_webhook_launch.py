@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import RULEBOOK_REUSE_READ_SECONDS
+from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import by_slice
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import keeper_extra_vars
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import launch_latencies
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import most_runs_in_a_window
@@ -122,3 +123,11 @@ def test_an_event_of_one_pool_gives_its_demand_as_the_earlier_rulebook_did():
 def test_runs_start_in_parallel_unless_asked_otherwise():
     assert parse_args([]).strategy == "parallel"
     assert parse_args(["--strategy", "sequential"]).strategy == "sequential"
+
+
+def test_the_tail_is_shown_per_slice_of_sending_time():
+    sent = [(100.0 + t, "pool-0") for t in (0, 1, 2, 11, 12, 25)]
+    text = by_slice(sent, [1.0, 1.0, 1.0, 4.0, 4.0, None])
+    assert text.startswith("0-10 s 1.0, 10-20 s 4.0")
+    assert "20-30 s nan" in text
+    assert by_slice([], []) == "-"
