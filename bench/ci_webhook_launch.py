@@ -11,7 +11,9 @@ inventory. The keeper talks to moto behind the strict counting proxy (tools/ec2_
 launched for which pool. moto runs with its tag lookup indexed (tools/with_moto.py
 ``indexed_tags``): its own lookup makes DescribeInstances quadratic in the instances held, which
 the 50 jobs/s run would measure instead of the keeper. The keepers' lock and launch journal
-(``run_lock``) live in a directory of this run only.
+(``run_lock``) live in a directory of this run only. moto and the proxy run in a process of their
+own (the script starts itself again under tools/with_moto.py), as EC2 would: in the bench's
+process their CPU work would hold up the source's event loop; ``--same-process`` keeps them here.
 
 How the runs are started (--strategy):
   parallel    the default, what ci_queue.yml does (``execution_strategy: parallel``): every event
@@ -44,6 +46,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -284,7 +287,11 @@ def measure(args):
     from with_moto import fake_credentials_env
     from with_moto import start_local_ec2
 
-    direct, proxy_url, _state, stop = start_local_ec2(indexed_tags=True)
+    if os.environ.get("MOTO_URL") and os.environ.get("MOTO_DIRECT_URL"):
+        # Started by main() under tools/with_moto.py: the EC2 side in a process of its own.
+        direct, proxy_url, stop = os.environ["MOTO_DIRECT_URL"], os.environ["MOTO_URL"], lambda: None
+    else:
+        direct, proxy_url, _state, stop = start_local_ec2(indexed_tags=True)
     env = fake_credentials_env(proxy_url)
     env["ANSIBLE_LOCALHOST_WARNING"] = "false"
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
@@ -363,8 +370,13 @@ def report(args, result):
             args.strategy,
         ),
         "",
-        "Machine: %s, %d CPUs, Python %s; moto (tag lookup indexed) behind the strict counting proxy on loopback."
-        % (platform.machine(), os.cpu_count() or 0, platform.python_version()),
+        "Machine: %s, %d CPUs, Python %s; moto (tag lookup indexed) behind the strict counting proxy on loopback%s."
+        % (
+            platform.machine(),
+            os.cpu_count() or 0,
+            platform.python_version(),
+            ", in this process" if args.same_process else ", in a process of their own",
+        ),
         "",
         "| measure | value |",
         "| --- | --- |",
@@ -414,11 +426,20 @@ def parse_args(argv):
     parser = argparse.ArgumentParser()
     ci_webhook_load.add_load_options(parser)
     parser.add_argument("--strategy", choices=("parallel", "sequential"), default="parallel")
+    parser.add_argument(
+        "--same-process", action="store_true", help="run moto and the proxy in this process (as before 2026-12-02)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv):
     args = parse_args(argv)
+    if not args.same_process and not os.environ.get("MOTO_URL"):
+        # moto and the proxy in a process of their own (tools/with_moto.py), as EC2 is: in this
+        # process their CPU work would hold up the source's event loop and skew its timing.
+        tool = os.path.join(HERE, "..", "tools", "with_moto.py")
+        this = os.path.abspath(__file__)
+        return subprocess.call([sys.executable, tool, "--indexed-tags", "--", sys.executable, this] + argv)
     return report(args, measure(args))
 
 

@@ -120,13 +120,18 @@ def main(argv):
     parser.add_argument(
         "--lenient", action="store_true", help="turn the proxy's strict EC2 rules off (docs/ec2-contracts.md)"
     )
+    parser.add_argument(
+        "--indexed-tags",
+        action="store_true",
+        help="read moto's EC2 tags from an index (index_ec2_tags): for runs that hold thousands of instances",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given")
 
-    direct, url, _state, stop = start_local_ec2(strict=not args.lenient, port=args.port)
+    direct, url, _state, stop = start_local_ec2(strict=not args.lenient, port=args.port, indexed_tags=args.indexed_tags)
     print(
         "local EC2 API (moto) on %s, through the %s proxy on %s"
         % (direct, "lenient" if args.lenient else "strict", url),
