@@ -100,6 +100,12 @@ def most_runs_in_a_window(starts, window):
     return most
 
 
+def smallest_gap(events):
+    """The smallest time between two events as the keeper received them (NaN for fewer than two)."""
+    times = sorted(at for at, _event in events)
+    return min((b - a for a, b in zip(times, times[1:])), default=float("nan"))
+
+
 def runs_per_window(events, window):
     """Per pool, the most events the source emitted within any ``window`` seconds.
 
@@ -390,6 +396,7 @@ def report(args, result):
         "| jobs without a launch covering them | %d |" % sum(1 for c in covered if c is None),
         "| most keeper runs of one pool started within one debounce window (source's event times) | %s |"
         % ", ".join("%s %d" % kv for kv in windows.items()),
+        "| smallest gap between two events (as received) | %.3f s |" % smallest_gap(keeper.events),
         "| largest spawn delay (event -> its ansible-playbook process started) | %.2f s |" % spawn,
         "| instances launched / final queued demand | %s |"
         % ", ".join("%s %d / %d" % (pool, launched[pool], final[pool]) for pool in pools),

@@ -17,6 +17,7 @@ from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import most_run
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import parse_args
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import percentiles
 from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import runs_per_window
+from ansible_collections.parkingspot.ec2.bench.ci_webhook_launch import smallest_gap
 
 
 def test_the_kth_job_of_a_pool_waits_for_the_launch_that_reaches_k_instances():
@@ -131,3 +132,8 @@ def test_the_tail_is_shown_per_slice_of_sending_time():
     assert text.startswith("0-10 s 1.0, 10-20 s 4.0")
     assert "20-30 s nan" in text
     assert by_slice([], []) == "-"
+
+
+def test_the_smallest_gap_between_events():
+    assert smallest_gap([(4.0, {}), (0.0, {}), (2.5, {})]) == 1.5
+    assert math.isnan(smallest_gap([(1.0, {})]))

@@ -519,7 +519,6 @@ class CIWebhookSource:
         self.pending.pop(key, None)
         if self.done.is_set():
             return
-        self.last_sent[key] = asyncio.get_running_loop().time()
         counted_at = self.counted_at()
         if key == ALL_POOLS:
             pools = sorted(self.dirty)
@@ -542,6 +541,9 @@ class CIWebhookSource:
                 "time": _utc_now(),
             }
             LOG.info("pool %s: demand %s", key, demand)
+        # The window starts when the event is put, after the counts were read (reading them takes
+        # longer as the jobs grow): so two events are never put closer than the window.
+        self.last_sent[key] = asyncio.get_running_loop().time()
         await self.queue.put(event)
         self.events += 1
         if self.args["max_events"] is not None and self.events >= self.args["max_events"]:
