@@ -285,6 +285,10 @@ def run_cost(runs, calls):
     return parts
 
 
+def nothing():
+    """Stop nothing: tools/with_moto.py stops what it started."""
+
+
 def measure(args):
     sys.path.insert(0, HERE)
     sys.path.insert(0, os.path.join(HERE, "..", "tools"))
@@ -295,7 +299,7 @@ def measure(args):
 
     if os.environ.get("MOTO_URL") and os.environ.get("MOTO_DIRECT_URL"):
         # Started by main() under tools/with_moto.py: the EC2 side in a process of its own.
-        direct, proxy_url, stop = os.environ["MOTO_DIRECT_URL"], os.environ["MOTO_URL"], lambda: None
+        direct, proxy_url, stop = os.environ["MOTO_DIRECT_URL"], os.environ["MOTO_URL"], nothing
     else:
         direct, proxy_url, _state, stop = start_local_ec2(indexed_tags=True)
     env = fake_credentials_env(proxy_url)

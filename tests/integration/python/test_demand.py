@@ -242,3 +242,35 @@ def test_runner_pool_refuses_demands_for_pools_outside_the_run(ec2, tmp_path, de
     output = done.stdout.decode()
     assert done.returncode != 0 and words in output, output[-2000:]
     assert pool_count(ec2, "queue") == 0 and pool_count(ec2, "other") == 0
+
+
+def describe_calls():
+    with urllib.request.urlopen(PROXY + "/_proxy/counts", timeout=30) as response:
+        return json.loads(response.read()).get("DescribeInstances", 0)
+
+
+def test_runner_pool_passes_the_run_lock_and_a_burst_reuses_its_read(ec2, tmp_path):
+    # What the ci_queue rulebook sends with each event: the pools' demands and run_lock
+    # {reuse_read_seconds: 30}; the second run of the burst launches from the first run's read.
+    pools = [{"name": "queue", "desired": 0, "scaling": {"max": 9}, "launch_template": {"name": "queue-runner"}}]
+
+    def event(queued, second):
+        demands = {"queue": {"queued": queued, "busy": 0, "counted_at": "2026-12-02T10:00:0%d.5Z" % second}}
+        return {
+            "parkingspot_pools": pools,
+            "parkingspot_pool_names": ["queue"],
+            "parkingspot_demands": demands,
+            "parkingspot_run_lock": {"reuse_read_seconds": 30},
+        }
+
+    first = run_pools(event(2, 1))
+    assert first.returncode == 0, first.stdout.decode()[-2000:]
+    reads = describe_calls()
+    second = run_pools(event(5, 3))
+    assert second.returncode == 0, second.stdout.decode()[-2000:]
+    assert describe_calls() == reads, "the second run of the burst read the pool again"
+    assert pool_count(ec2, "queue") == 5
+    # An unknown run_lock key fails the run before any call.
+    bad = run_pools(dict(event(6, 5), parkingspot_run_lock={"reuse": 30}))
+    assert bad.returncode != 0 and "run_lock" in bad.stdout.decode()
+    assert pool_count(ec2, "queue") == 5

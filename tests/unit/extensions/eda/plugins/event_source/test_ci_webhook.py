@@ -463,7 +463,7 @@ def test_combined_pools_send_one_event_per_window_for_every_pool_that_changed():
     last = {}
     for event in events:
         assert len({d["counted_at"] for d in event["demands"].values()}) == 1
-        last.update({pool: demand for pool, demand in event["demands"].items()})
+        last.update(event["demands"])
     trimmed = {pool: {k: v for k, v in d.items() if k != "counted_at"} for pool, d in last.items()}
     assert trimmed == {"linux": {"queued": 19, "busy": 1}, "docker": {"queued": 20, "busy": 0}}
     # The window in which only linux changed names linux alone.
