@@ -597,26 +597,29 @@ def act(
     if plan["terminate"]:
         _aws.terminate_instances(client, plan["terminate"])
         actions["terminated"] += plan["terminate"]
-    plan = launch_planned(
-        module,
-        client,
-        params,
-        plan,
-        actions,
-        pool_key=pool_key,
-        identity=identity,
-        market=market,
-        instances=instances,
-        now=now,
-        block_mode=block_mode,
-        asg_client=asg_client,
-        asg_capacity=facts["asg_capacity"],
-    )
-    if plan["drain"]:
-        tag_drains(client, plan["drain"])
-    if locks is not None:
-        locks.record(pool_key, actions["launched_instances"])
-        locks.release(pool_key)
+    try:
+        plan = launch_planned(
+            module,
+            client,
+            params,
+            plan,
+            actions,
+            pool_key=pool_key,
+            identity=identity,
+            market=market,
+            instances=instances,
+            now=now,
+            block_mode=block_mode,
+            asg_client=asg_client,
+            asg_capacity=facts["asg_capacity"],
+        )
+        if plan["drain"]:
+            tag_drains(client, plan["drain"])
+    finally:
+        # Whatever was launched before an error is journaled too.
+        if locks is not None:
+            locks.record(pool_key, actions["launched_instances"])
+            locks.release(pool_key)
     if plan["drain"]:
         drained = drain_planned(params, plan, instances, now, actions, pool_key=pool_key)
         _aws.terminate_instances(client, drained)

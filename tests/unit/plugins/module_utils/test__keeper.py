@@ -115,3 +115,41 @@ def test_drain_planned_drains_only_what_was_tagged():
     assert drained == ["i-2"] == actions["drained"]
     assert actions["drain_outcomes"] == [{"instance_id": "i-2", "status": "skipped", "detail": "no drain configured"}]
     assert _keeper.drain_planned({}, plan, instances, now, _keeper.new_actions(), pool_key="ci") == ["i-1", "i-2"]
+
+
+class RecordingLocks:
+    def __init__(self):
+        self.recorded, self.released = [], []
+
+    def record(self, name, launched):
+        self.recorded.append((name, [i["instance_id"] for i in launched]))
+
+    def release(self, name):
+        self.released.append(name)
+
+
+def test_launches_made_before_an_error_are_journaled_and_the_lock_let_go(monkeypatch):
+    def half_then_fail(module, client, params, plan, actions, **kw):
+        _keeper.note_launched(actions, [{"instance_id": "i-1", "market": "spot"}], {"parkingspot:pool": "ci"})
+        raise RuntimeError("the second launch call failed")
+
+    monkeypatch.setattr(_keeper, "launch_planned", half_then_fail)
+    locks = RecordingLocks()
+    plan = {"terminate": [], "drain": []}
+    with pytest.raises(RuntimeError):
+        _keeper.act(
+            None,
+            None,
+            {},
+            plan,
+            [],
+            {"asg_capacity": None},
+            pool_key="ci",
+            identity={},
+            market="spot",
+            now=None,
+            block_mode="emulated",
+            asg_client=None,
+            locks=locks,
+        )
+    assert locks.recorded == [("ci", ["i-1"])] and locks.released == ["ci"]
