@@ -51,6 +51,8 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_S
 
 # EC2 takes at most 200 values in one filter (FilterLimitExceeded beyond).
 NAME_FILTER_LIMIT = 200
+# How long a run waits for a pool's lock to keep the read it made after acting (refresh_reads).
+REFRESH_WAIT_SECONDS = 5
 
 
 class PoolRun:
@@ -67,6 +69,7 @@ class PoolRun:
         self.validated: Dict[str, Any] = {}
         self.read_at = 0.0
         self.reused_read = False
+        self.refresh_guard: Optional[int] = None
         self.instances: List[Dict[str, Any]] = []
         self.facts: Dict[str, Any] = {}
         self.plan: Optional[Dict[str, Any]] = None
@@ -347,6 +350,8 @@ def keep_pools(
         finally:
             if locks is not None:
                 locks.release_all()
+        if locks is not None:
+            refresh_reads(client, locks, list(ready.values()))
         if acting and not module.check_mode:
             terminate_phase(client, acting, drain_phase(acting, tagged))
     return results(runs, module.check_mode, pacer)
@@ -360,19 +365,28 @@ def _only_launches(plan: Dict[str, Any]) -> bool:
 def plan_pools(module, client, ready: Dict[int, PoolRun], locks, asg_client) -> None:
     """Read the pools (or reuse a recent read) and plan each.
 
-    A reused read is the instances the last run of the pool planned with, plus what it launched,
-    as long as that read is younger than ``run_lock.reuse_read_seconds``. It may miss what happened
-    since (an interruption, a runner that shut itself down) but holds everything this controller
-    launched, so a plan made from it never launches twice; it may launch too little until the next
-    read. Busy tags and interruptions are not trusted from it: a plan that would terminate or drain
-    anything is made again from a fresh read.
+    A reused read is the instances the last run of the pool planned with, plus what it launched.
+    It may miss what happened since (an interruption, a runner that shut itself down) but holds
+    everything this controller launched, so a plan made from it never launches twice; it may
+    launch too little until the next read. Busy tags and interruptions are not trusted from it: a
+    plan that would terminate or drain anything is made again from a fresh read.
+
+    A read younger than ``run_lock.reuse_read_seconds`` is reused. An older one (up to twice that
+    age) is reused too while one run reads the pool again: the first run to find it old takes the
+    pool's refresh guard and reads after it acted, without the lock (``refresh_reads``), so the
+    runs of the next windows do not wait for a read of thousands of instances.
     """
     reused = {}
     if locks is not None:
         for key, run in ready.items():
-            view = locks.view(run.name)
-            if view is not None:
-                reused[key] = view
+            view = locks.view(run.name, max_age=2 * locks.reuse)
+            if view is None:
+                continue
+            if time.time() - view[0] >= locks.reuse:
+                guard = locks.begin_refresh(run.name)
+                if guard is not None:
+                    run.refresh_guard = guard
+            reused[key] = view
     to_read = {key: run for key, run in ready.items() if key not in reused}
     for attempt in range(2):
         read_at = time.time()
@@ -392,6 +406,42 @@ def plan_pools(module, client, ready: Dict[int, PoolRun], locks, asg_client) -> 
         to_read = {k: r for k, r in ready.items() if r.ok and r.reused_read and not _only_launches(r.plan)}
         if not to_read:
             return
+
+
+def refresh_reads(client, locks, runs: List[PoolRun]) -> None:
+    """Read again, after the locks were let go, the pools whose reused read was old
+    (``plan_pools``), and keep the new read for the next runs.
+
+    Made without the pool's lock, the read holds up no run; what other runs launched while it was
+    made is added from the journal. What they terminated or drained meanwhile may still show as
+    running: plans made from it may then launch too little, never too much, and a plan that would
+    terminate or drain reads anew.
+    """
+    guarded_runs = [run for run in runs if run.refresh_guard is not None]
+    try:
+        stale = [run for run in guarded_runs if run.ok and run.reused_read]
+        if not stale:
+            return
+        read_at = time.time()
+        instances = read_all(client, sorted(run.name for run in stale))
+        for run in stale:
+            try:
+                locks.take(run.name, timeout=REFRESH_WAIT_SECONDS)
+            except AnsibleAWSError:
+                continue  # the pool stays busy: a later run reads it again
+            try:
+                kept = locks.view(run.name, max_age=2 * locks.reuse)
+                if kept is None or kept[0] < read_at:
+                    fresh = instances.get(run.name, [])
+                    locks.keep_view(
+                        run.name, read_at, fresh + locks.unseen(run.name, [i["instance_id"] for i in fresh])
+                    )
+            finally:
+                locks.release(run.name)
+    finally:
+        for run in guarded_runs:
+            locks.end_refresh(run.refresh_guard)
+            run.refresh_guard = None
 
 
 def keep_view(locks, run: PoolRun) -> None:

@@ -129,12 +129,14 @@ class RunLocks:
 
     # --- the lock
 
-    def take(self, name: str) -> None:
-        """Hold the pool's run lock; ``ParkingSpotError`` if another run keeps it past the timeout."""
+    def take(self, name: str, timeout: Optional[float] = None) -> None:
+        """Hold the pool's run lock; ``ParkingSpotError`` if another run keeps it past the timeout
+        (``run_lock.timeout_seconds`` unless ``timeout`` is given)."""
         if name in self.held:
             return
         fd = self._open(self._path(name, ".lock"))
-        deadline = self.clock() + self.timeout
+        timeout = self.timeout if timeout is None else timeout
+        deadline = self.clock() + timeout
         pause = 0.01
         while True:
             try:
@@ -149,7 +151,7 @@ class RunLocks:
                 raise ParkingSpotError(
                     message=(
                         "run_lock: another keeper run of pool %s on this controller held its lock for more than"
-                        " %d seconds (run_lock.timeout_seconds); nothing was done to the pool" % (name, self.timeout)
+                        " %d seconds (run_lock.timeout_seconds); nothing was done to the pool" % (name, timeout)
                     )
                 )
             time.sleep(pause)
@@ -245,11 +247,9 @@ class RunLocks:
 
     # --- a recent read, reused (spot_pools)
 
-    def view(self, name: str):
-        """``(read_at, instances)`` of the pool's last read if younger than ``reuse_read_seconds``, else None.
-
-        Only the holder of the pool's lock reads or writes it.
-        """
+    def view(self, name: str, max_age: Optional[float] = None):
+        """``(read_at, instances)`` of the pool's last read if younger than ``max_age`` (default
+        ``reuse_read_seconds``), else None. Only the holder of the pool's lock reads or writes it."""
         if not self.reuse or name not in self.held:
             return None
         try:
@@ -258,9 +258,28 @@ class RunLocks:
             read_at, instances = float(view["read_at"]), view["instances"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if not isinstance(instances, list) or not 0 <= self.clock() - read_at < self.reuse:
+        max_age = self.reuse if max_age is None else max_age
+        if not isinstance(instances, list) or not 0 <= self.clock() - read_at < max_age:
             return None
         return read_at, instances
+
+    def begin_refresh(self, name: str) -> Optional[int]:
+        """The pool's refresh guard, if no other run is reading the pool again now (else None).
+
+        Held by the one run that reads a pool whose kept read is older than ``reuse_read_seconds``,
+        after that run acted; let go with ``end_refresh`` (or when the run's process ends).
+        """
+        fd = self._open(self._path(name, ".refresh"))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def end_refresh(guard: int) -> None:
+        os.close(guard)
 
     def keep_view(self, name: str, read_at: float, instances: List[Dict[str, Any]]) -> None:
         """Keep the instances a run planned with (and launched), read at ``read_at``, for the next runs."""

@@ -1,6 +1,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """spot_pools against moto in-process: many pools in one run, one read, per-pool failures."""
 
+import os
+
 import pytest
 
 from ansible_collections.parkingspot.ec2.plugins.modules import spot_pools
@@ -281,3 +283,73 @@ def test_a_bad_reuse_read_seconds_is_refused_before_any_call(ec2, launch, run_mo
     result = run_module(spot_pools, {"pools": pools(launch, ci_a=1), "run_lock": {"reuse_read_seconds": bad}})
     assert result.get("failed") is True and "reuse_read_seconds" in result["msg"]
     assert api_calls.names() == []
+
+
+def age_kept_read(cache_home, seconds):
+    """Make the kept read of every pool ``seconds`` older (the run lock's .view files)."""
+    import glob
+    import json as _json
+
+    for path in glob.glob(os.path.join(cache_home, "parkingspot", "keeper", "*.view")):
+        with open(path) as handle:
+            view = _json.load(handle)
+        view["read_at"] -= seconds
+        with open(path, "w") as handle:
+            _json.dump(view, handle)
+    return glob.glob(os.path.join(cache_home, "parkingspot", "keeper", "*.view"))
+
+
+def test_an_old_read_is_used_for_launches_and_read_again_after_them(ec2, launch, run_module, api_calls):
+    lock = {"reuse_read_seconds": 30}
+    run_module(spot_pools, {"pools": pools(launch, ci_a=2), "run_lock": lock})
+    assert age_kept_read(os.environ["XDG_CACHE_HOME"], 40)  # older than 30 s, younger than 60 s
+    api_calls.clear()
+    grown = run_module(spot_pools, {"pools": pools(launch, ci_a=4), "run_lock": lock})
+    assert grown["pools"]["ci-a"]["reused_read"] is True and len(grown["pools"]["ci-a"]["pool"]["launched"]) == 2
+    # The launch first, from the old read; then one read, after the lock was let go, kept for the next runs.
+    assert api_calls.names() == ["RunInstances", "DescribeInstances"]
+    api_calls.clear()
+    again = run_module(spot_pools, {"pools": pools(launch, ci_a=5), "run_lock": lock})
+    assert api_calls.names() == ["RunInstances"] and again["pools"]["ci-a"]["reused_read"] is True
+    assert by_pool(ec2) == {"ci-a": 5}
+
+
+def test_a_read_older_than_twice_the_reuse_is_read_before_planning(ec2, launch, run_module, api_calls):
+    lock = {"reuse_read_seconds": 30}
+    run_module(spot_pools, {"pools": pools(launch, ci_a=2), "run_lock": lock})
+    age_kept_read(os.environ["XDG_CACHE_HOME"], 61)
+    api_calls.clear()
+    grown = run_module(spot_pools, {"pools": pools(launch, ci_a=3), "run_lock": lock})
+    assert api_calls.names() == ["DescribeInstances", "RunInstances"]
+    assert grown["pools"]["ci-a"]["reused_read"] is False and by_pool(ec2) == {"ci-a": 3}
+
+
+def test_while_another_run_reads_the_pool_again_the_old_read_serves_without_a_second_read(
+    ec2, launch, run_module, api_calls
+):
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _run_lock
+
+    lock = {"reuse_read_seconds": 30}
+    run_module(spot_pools, {"pools": pools(launch, ci_a=2), "run_lock": lock})
+    age_kept_read(os.environ["XDG_CACHE_HOME"], 40)
+    other = _run_lock.from_module(FakeModule(lock))
+    guard = other.begin_refresh("ci-a")  # another run is reading ci-a again right now
+    assert guard is not None
+    try:
+        api_calls.clear()
+        grown = run_module(spot_pools, {"pools": pools(launch, ci_a=3), "run_lock": lock})
+    finally:
+        other.end_refresh(guard)
+    assert api_calls.names() == ["RunInstances"] and grown["pools"]["ci-a"]["reused_read"] is True
+    assert by_pool(ec2) == {"ci-a": 3}
+
+
+class FakeModule:
+    """What _run_lock.from_module reads of a module: the run lock of spot_pools' default connection."""
+
+    def __init__(self, run_lock):
+        self.params = {"run_lock": run_lock, "region": "us-east-1", "endpoint_url": None, "profile": None}
+        self.check_mode = False
+
+    def warn(self, text):
+        raise AssertionError(text)
