@@ -47,10 +47,14 @@ options:
             this plans from that read (with what was launched since) instead of reading the pool again, as long
             as its plan only launches. A plan that would terminate or drain anything is made again from a new
             read, so busy runners and interruptions are always judged on fresh data.
+          - Once that read is older than this, the first run to find it so plans its launches from it all the
+            same, then reads the pool again after it let go of the lock and keeps the new read for the runs that
+            follow (one such read of a pool at a time). Runs meanwhile keep using the old read, never once it is
+            twice this age.
           - A read of a pool costs time and CPU in proportion to its instances (seconds for thousands), so
             during a burst of queue events this keeps each keeper run short. What happened since the read (an
-            interruption, a runner that shut itself down) is seen at the next read, at most this many seconds
-            later; until then the pool may be short of those instances, never over.
+            interruption, a runner that shut itself down) is seen at the next read; until then the pool may be
+            short of those instances, never over.
           - V(0), the default, reads on every run, as a keeper run by hand or on a schedule should. The C(ci_queue)
             rulebook's runs use 30 (C(parkingspot_ci_run_lock)).
         type: int
