@@ -113,6 +113,31 @@ def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False, o
     }
 
 
+def at_budgets(result, budgets):
+    """Per p95 budget (seconds): the cheapest queue run and the cheapest schedule run that keep to it
+    and lose no job, from the runs searched; the saving is theirs."""
+    rows = []
+    for budget in budgets:
+        queue = cheapest(result["queue_runs"], budget)
+        schedule = cheapest(result["schedule_runs"], budget)
+        rows.append({"budget": budget, "queue": queue, "schedule": schedule, "saving": saving(queue, schedule)})
+    return rows
+
+
+def budgets_markdown(result, budgets):
+    lines = [
+        "",
+        "| p95 budget s | cheapest queue: options, USD, p95 s | cheapest schedule: sizes, USD, p95 s | saving |",
+        "| --- | --- | --- | --- |",
+    ]
+    for entry in at_budgets(result, budgets):
+        q, s = entry["queue"], entry["schedule"]
+        qtext = f"floor {q['floor']}, idle {q['idle_minutes']}: {q['cost_usd']:.2f}, {q['wait_p95']}" if q else "none"
+        stext = f"{s['desired']} / {s['peak_desired']}: {s['cost_usd']:.2f}, {s['wait_p95']}" if s else "none"
+        lines.append(f"| {entry['budget']} | {qtext} | {stext} | {entry['saving']} |")
+    return "\n".join(lines)
+
+
 def saving(queue, schedule):
     if not queue or not schedule:
         return "-"
@@ -164,6 +189,11 @@ def main(argv=None):
     p.add_argument("--on-demand-idle", default="0", help="queue on_demand_idle_minutes to try")
     p.add_argument("--retry-lane", action="store_true", help="the queue policy sends re-runs to the retry lane")
     p.add_argument("--schedule-retry-lane", action="store_true", help="the schedule policy too")
+    p.add_argument(
+        "--budgets",
+        default="",
+        help="p95 waits (s): for each, the cheapest queue and the cheapest schedule that keep to it",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
@@ -177,6 +207,7 @@ def main(argv=None):
         config = ci_sim.config_from_args(ci_sim.parse_args(args.rest))
         config["retry_lane"] = config["retry_lane"] or args.retry_lane
         lane = args.schedule_retry_lane
+        budgets = ci_sim.whole_numbers(args.budgets, "--budgets") if args.budgets else []
         results = [compare(config, seed, peaks, offpeaks, floors, idles, lane, od_idles) for seed in seeds]
     except ci_sim.SimError as e:
         print(f"ci_sim_queue_compare: {e}", file=sys.stderr)
@@ -184,7 +215,7 @@ def main(argv=None):
     if args.json:
         print(json.dumps(results, sort_keys=True, indent=1))
     else:
-        print("\n\n".join(markdown(r) for r in results))
+        print("\n\n".join(markdown(r) + (budgets_markdown(r, budgets) if budgets else "") for r in results))
     return 0
 
 

@@ -88,3 +88,28 @@ def test_queue_compare_searches_on_demand_idle_times(capsys):
     runs = json.loads(out)[0]["queue_runs"]
     assert sorted(r["on_demand_idle_minutes"] for r in runs) == [0, 5]
     assert ci_sim_queue_compare.main(["--on-demand-idle", "x"]) == 2
+
+
+def test_queue_compare_at_budgets_takes_the_cheapest_of_each_that_keeps_to_the_budget():
+    from ansible_collections.parkingspot.ec2.bench import ci_sim_queue_compare
+
+    def run(cost, wait, lost=0, **options):
+        return dict(options, cost_usd=cost, wait_p95=wait, lost=lost)
+
+    result = {
+        "queue_runs": [run(50.0, 90, floor=1, idle_minutes=10), run(45.0, 120, floor=0, idle_minutes=5)],
+        "schedule_runs": [
+            run(70.0, 20, desired=4, peak_desired=16),
+            run(60.0, 100, desired=3, peak_desired=12),
+            run(40.0, 80, lost=2, desired=2, peak_desired=8),  # loses jobs: never counts
+        ],
+    }
+    rows = ci_sim_queue_compare.at_budgets(result, [60, 100, 150])
+    assert [(r["queue"] and r["queue"]["cost_usd"], r["schedule"]["cost_usd"]) for r in rows] == [
+        (None, 70.0),
+        (50.0, 60.0),
+        (45.0, 60.0),
+    ]
+    assert [r["saving"] for r in rows] == ["-", "16.7%", "25.0%"]
+    text = ci_sim_queue_compare.budgets_markdown(result, [100])
+    assert "| 100 | floor 1, idle 10: 50.00, 90 | 3 / 12: 60.00, 100 | 16.7% |" in text
