@@ -423,7 +423,10 @@ def refresh_reads(client, locks, runs: List[PoolRun]) -> None:
         if not stale:
             return
         read_at = time.time()
-        instances = read_all(client, sorted(run.name for run in stale))
+        try:
+            instances = read_all(client, sorted(run.name for run in stale))
+        except AnsibleAWSError:
+            return  # the pools were kept; their next runs read them again
         for run in stale:
             try:
                 locks.take(run.name, timeout=REFRESH_WAIT_SECONDS)

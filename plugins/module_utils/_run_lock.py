@@ -121,7 +121,7 @@ class RunLocks:
             state = {}
         state["pool"] = name
         if change(state):
-            data = json.dumps(state, sort_keys=True).encode("utf-8")
+            data = json.dumps(state, sort_keys=True, default=str).encode("utf-8")
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
             os.write(fd, data)
@@ -289,7 +289,7 @@ class RunLocks:
         try:
             fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"pool": name, "read_at": read_at, "instances": instances}, handle)
+                json.dump({"pool": name, "read_at": read_at, "instances": instances}, handle, default=str)
             os.replace(path + ".new", path)
         except OSError as e:
             raise ParkingSpotError(message="run_lock: cannot keep the read of pool %s: %s" % (name, e)) from e

@@ -353,3 +353,24 @@ class FakeModule:
 
     def warn(self, text):
         raise AssertionError(text)
+
+
+def test_a_failed_renewing_read_never_fails_the_run_that_launched(ec2, launch, run_module, api_calls, monkeypatch):
+    import botocore.client
+    from botocore.exceptions import ClientError
+
+    lock = {"reuse_read_seconds": 30}
+    run_module(spot_pools, {"pools": pools(launch, ci_a=1), "run_lock": lock})
+    age_kept_read(os.environ["XDG_CACHE_HOME"], 40)
+    real = botocore.client.BaseClient._make_api_call
+
+    def no_reads(self, operation_name, api_params):
+        if operation_name == "DescribeInstances":
+            raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "no"}}, operation_name)
+        return real(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", no_reads)
+    grown = run_module(spot_pools, {"pools": pools(launch, ci_a=2), "run_lock": lock})
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", real)
+    assert grown["failed"] == {} and len(grown["pools"]["ci-a"]["pool"]["launched"]) == 1
+    assert by_pool(ec2) == {"ci-a": 2}
