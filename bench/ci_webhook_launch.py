@@ -61,6 +61,7 @@ RULEBOOK_REUSE_READ_SECONDS = 30
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import ci_webhook_load  # noqa: E402  pylint: disable=wrong-import-position
 from ci_webhook_load import event_demands  # noqa: E402  pylint: disable=wrong-import-position
 
 # ------------------------------------------------------------------ pure helpers
@@ -290,10 +291,8 @@ def nothing():
 
 
 def measure(args):
-    sys.path.insert(0, HERE)
     sys.path.insert(0, os.path.join(HERE, "..", "tools"))
     import boto3
-    import ci_webhook_load
     from with_moto import fake_credentials_env
     from with_moto import start_local_ec2
 
@@ -370,15 +369,7 @@ def report(args, result):
     c50, c95, cmax = percentiles(covered)
     f50, f95, fmax = percentiles(first)
     lines = [
-        "### ci_webhook -> launch call: %d queued jobs/s for %d s, %d pools, debounce %.1f s, %s, %s keeper runs"
-        % (
-            args.rate,
-            args.seconds,
-            args.pools,
-            args.debounce,
-            "an event per pool" if args.per_pool_events else "pools combined",
-            args.strategy,
-        ),
+        "### ci_webhook -> launch call: %s, %s keeper runs" % (ci_webhook_load.load_title(args), args.strategy),
         "",
         "Machine: %s, %d CPUs, Python %s; moto (tag lookup indexed) behind the strict counting proxy on loopback%s."
         % (
@@ -430,10 +421,6 @@ def report(args, result):
 
 
 def parse_args(argv):
-    if HERE not in sys.path:
-        sys.path.insert(0, HERE)
-    import ci_webhook_load
-
     parser = argparse.ArgumentParser()
     ci_webhook_load.add_load_options(parser)
     parser.add_argument("--strategy", choices=("parallel", "sequential"), default="parallel")

@@ -121,6 +121,17 @@ def add_load_options(parser):
     )
 
 
+def load_title(args):
+    """The load both webhook benchmarks print in their title."""
+    return "%d queued jobs/s for %d s, %d pools, debounce %.1f s, %s" % (
+        args.rate,
+        args.seconds,
+        args.pools,
+        args.debounce,
+        "an event per pool" if args.per_pool_events else "pools combined",
+    )
+
+
 def main(argv):
     parser = argparse.ArgumentParser()
     add_load_options(parser)
@@ -139,16 +150,7 @@ def main(argv):
         gaps += [b - a for a, b in zip(times, times[1:])]
         final = [event_demands(e)[pool] for _t, e in queue.events if pool in event_demands(e)][-1]["queued"]
         lost += sum(1 for _at, p in sent if p == pool) - final
-    print(
-        "### ci_webhook: %d queued jobs/s for %d s, %d pools, debounce %.1f s, %s"
-        % (
-            args.rate,
-            args.seconds,
-            args.pools,
-            args.debounce,
-            "an event per pool" if args.per_pool_events else "pools combined",
-        )
-    )
+    print("### ci_webhook: %s" % load_title(args))
     print()
     print("Machine: %s, Python %s." % (platform.machine(), platform.python_version()))
     print()
