@@ -382,7 +382,7 @@ def plan_pools(module, client, ready: Dict[int, PoolRun], locks, asg_client) -> 
             view = locks.view(run.name, max_age=2 * locks.reuse)
             if view is None:
                 continue
-            if time.time() - view[0] >= locks.reuse:
+            if locks.clock() - view[0] >= locks.reuse:
                 guard = locks.begin_refresh(run.name)
                 if guard is not None:
                     run.refresh_guard = guard
