@@ -163,6 +163,8 @@ def validate_config(config):
     for name in ("tick_seconds", "sample_seconds", "boot_max_seconds", "event_delay_seconds"):
         number(name, low=1, whole=True)
     number("drain_timeout_seconds", low=0, whole=True)
+    for name in ("queue_floor", "queue_idle_minutes", "queue_min_running_minutes", "queue_on_demand_idle_minutes"):
+        number(name, low=0, whole=True)
     for name in ("synthetic", "on_demand_lease", "retry_lane"):
         if not isinstance(cfg[name], bool):
             raise SimError(f"{name}: must be true or false, got {cfg[name]!r}")
@@ -312,6 +314,8 @@ class Instance:
         "expires",
         "draining",
         "idle_since",
+        "job_started",
+        "busy_seconds",
     )
 
     def __init__(self, iid, market, launched, ready_at, expires):
@@ -324,6 +328,8 @@ class Instance:
         self.expires = expires
         self.draining = None
         self.idle_since = None
+        self.job_started = None
+        self.busy_seconds = 0
         if expires is not None:
             self.tags[TAG_EXPIRES_AT] = expires[1]
 
@@ -600,8 +606,7 @@ class Sim:
             return
         inst.ended = t
         self.alive.remove(iid)
-        job = inst.job
-        inst.job = None
+        job = self.stop_job(t, inst)
         if job is None:
             return
         if why == "interruption":
@@ -651,7 +656,7 @@ class Sim:
         inst = self.instances[iid]
         if inst.job != index or inst.ended is not None:
             return  # the job was cut before it could finish
-        inst.job = None
+        self.stop_job(t, inst)
         inst.idle_since = t
         self.jobs[index]["done"] = t
         self.queue_changed(t)
@@ -697,13 +702,45 @@ class Sim:
             elif record["retry"]:
                 # A re-run goes to on-demand capacity when the pool has fallen back.
                 pick = next((k for k, inst in enumerate(idle) if inst.market == "on-demand"), 0)
-            inst = idle.pop(pick)
-            inst.job = index
-            record["attempts"] += 1
-            if record["started"] is None:
-                record["started"] = t
-            self.push(t + record["duration"], JOB_END, (inst.id, index))
+            self.start_job(t, idle.pop(pick), index)
         self.queue[:0] = waiting
+
+    def start_job(self, t, inst, index):
+        """``inst`` takes job ``index`` at ``t``; its end is scheduled."""
+        record = self.jobs[index]
+        inst.job = index
+        inst.job_started = t
+        record["attempts"] += 1
+        if record["started"] is None:
+            record["started"] = t
+        self.push(t + record["duration"], JOB_END, (inst.id, index))
+
+    def stop_job(self, t, inst):
+        """The runner's job ends or is cut at ``t``: its busy time is counted. Returns the job (or None)."""
+        job = inst.job
+        if job is not None:
+            inst.busy_seconds += t - inst.job_started
+        inst.job = None
+        return job
+
+    def runner_hours(self):
+        """Billed runner-hours split into boot, busy (running a job) and idle, per market.
+
+        Boot is launch to ready; idle is the rest of the billed time (60 s minimum included):
+        a runner up with no job, or draining. Jobs still running at the end count as busy up to it.
+        """
+        split = {m: {"boot": 0, "busy": 0, "idle": 0} for m in ("spot", "on-demand")}
+        for iid in sorted(self.instances):
+            inst = self.instances[iid]
+            end = inst.ended if inst.ended is not None else self.horizon
+            billed = max(60, end - inst.launched)
+            boot = min(inst.ready_at, end) - inst.launched
+            busy = inst.busy_seconds + (end - inst.job_started if inst.job is not None else 0)
+            part = split[inst.market]
+            part["boot"] += boot
+            part["busy"] += busy
+            part["idle"] += billed - boot - busy
+        return {m.replace("-", "_"): {k: round(v / 3600, 4) for k, v in p.items()} for m, p in split.items()}
 
     # -------------------------------------------------------------- results
 
@@ -719,10 +756,13 @@ class Sim:
         cost = sum(seconds[m] * prices[m] / 3600 for m in seconds)
         waits = sorted(j["started"] - j["arrival"] for j in self.jobs if j["started"] is not None)
         done = sum(1 for j in self.jobs if j["done"] is not None)
+        split = self.runner_hours()
         out = {
             "policy": self.policy,
             "cost_usd": round(cost, 6),
             "instance_hours": {m.replace("-", "_"): round(s / 3600, 4) for m, s in sorted(seconds.items())},
+            "runner_hours": split,
+            "idle_runner_hours": round(sum(p["idle"] for p in split.values()), 4),
             "jobs": {
                 "arrived": len(self.jobs),
                 "completed": done,
@@ -799,6 +839,9 @@ def simulate(config, policies=POLICIES):
     else:
         inputs["interrupt_rate"] = cfg["interrupt_rate"]
         inputs["spot_availability"] = cfg["spot_availability"]
+    if QUEUE_POLICY in policies:
+        inputs["queue_floor"] = cfg["queue_floor"]
+        inputs["queue_idle_minutes"] = cfg["queue_idle_minutes"]
     return {"inputs": inputs, "results": results, "series": series}
 
 
@@ -806,8 +849,8 @@ def markdown(report):
     rows = [
         "| policy | cost USD | effective discount | spot h | on-demand h | notices "
         "| jobs cut: interruption / lease / drain deadline | re-run | jobs lost: interruption / other "
-        "| wait p50 s | wait p95 s | p95 vs on-demand | spot launch failures |",
-        "|" + " --- |" * 13,
+        "| wait p50 s | wait p95 s | p95 vs on-demand | spot launch failures | idle runner h |",
+        "|" + " --- |" * 14,
     ]
     for name in ALL_POLICIES:
         r = report["results"].get(name)
@@ -815,7 +858,9 @@ def markdown(report):
             continue
         ratio = r["wait_p95_vs_on_demand"]
         rows.append(
-            "| {} | {:.2f} | {} | {:.1f} | {:.1f} | {} | {} / {} / {} | {} | {} / {} | {} | {} | {} | {} |".format(
+            (
+                "| {} | {:.2f} | {} | {:.1f} | {:.1f} | {} | {} / {} / {} | {} | {} / {} | {} | {} | {} | {} | {:.1f} |"
+            ).format(
                 name,
                 r["cost_usd"],
                 "-" if r["effective_discount"] is None else f"{r['effective_discount'] * 100:.1f}%",
@@ -832,6 +877,7 @@ def markdown(report):
                 r["wait_seconds"]["p95"],
                 "-" if ratio is None else f"{ratio:.2f}x",
                 r["spot_launch_failures"],
+                r["idle_runner_hours"],
             )
         )
     return "\n".join(rows) + "\n"
@@ -875,6 +921,13 @@ def parse_args(argv):
         action="store_true",
         help="parkingspot and parkingspot-queue: re-runs only on on-demand lane runners launched for them",
     )
+    p.add_argument("--queue-floor", type=int, default=d["queue_floor"], help="parkingspot-queue: the floor")
+    p.add_argument(
+        "--queue-idle-minutes",
+        type=int,
+        default=d["queue_idle_minutes"],
+        help="parkingspot-queue: scaling.idle_minutes",
+    )
     p.add_argument("--html", help="write the chart (self-contained HTML) to this path")
     p.add_argument("--json", action="store_true", help="print the full results as JSON")
     return p.parse_args(argv)
@@ -904,6 +957,8 @@ def config_from_args(args):
         "renew_before_minutes": args.renew_before_minutes,
         "drain_timeout_seconds": args.drain_timeout,
         "notice_seconds": args.notice_seconds,
+        "queue_floor": args.queue_floor,
+        "queue_idle_minutes": args.queue_idle_minutes,
         "on_demand_lease": not args.on_demand_without_lease,
         "retry_lane": args.retry_lane,
     }

@@ -316,12 +316,7 @@ class OfferingsSim(ci_sim.Sim):
                 # First attempts take spot runners first, keeping the lane free for re-runs.
                 spot = [k for k, inst in enumerate(idle) if inst.market == "spot"]
                 pick = spot[0] if spot else on_demand[0]
-            inst = idle.pop(pick)
-            inst.job = index
-            record["attempts"] += 1
-            if record["started"] is None:
-                record["started"] = t
-            self.push(t + record["duration"], ci_sim.JOB_END, (inst.id, index))
+            self.start_job(t, idle.pop(pick), index)
         self.queue[:0] = waiting
 
     def result(self):

@@ -16,6 +16,8 @@ For every seed, on the same jobs and traces:
    schedule "at the same p95". None may reach it; then the table says so.
 3. Queue tuned to the schedule's wait: the cheapest queue option set whose p95 is at most the
    default schedule's p95.
+4. Schedule searched to the cheapest queue's wait: the cheapest queue run of all (losing no
+   job), and the cheapest schedule whose p95 is at most that run's.
 
 ``--retry-lane`` gives the queue policy the retry lane (spot_pool ``demand.retries``),
 ``--schedule-retry-lane`` the schedule policy too. A run that loses a job never counts as
@@ -43,6 +45,7 @@ def brief(res, **labels):
         lost=res["jobs_lost_to_interruption"] + res["jobs_lost_other"],
         spot_h=res["instance_hours"]["spot"],
         on_demand_h=res["instance_hours"]["on_demand"],
+        idle_h=res["idle_runner_hours"],
         lane_cost_usd=round(res.get("lane_cost_usd", 0.0), 2),
     )
 
@@ -100,6 +103,7 @@ def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False, o
         ),
         None,
     )
+    best_queue = cheapest(queue_runs, float("inf"))
     return {
         "seed": seed,
         "on_demand_cost_usd": round(on_demand["cost_usd"], 2),
@@ -110,6 +114,8 @@ def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False, o
         "default_schedule": default_schedule,
         "schedule_at_queue_wait": cheapest(schedule_runs, default_queue["wait_p95"]),
         "queue_at_schedule_wait": cheapest(queue_runs, default_schedule["wait_p95"]) if default_schedule else None,
+        "cheapest_queue": best_queue,
+        "schedule_at_cheapest_queue_wait": cheapest(schedule_runs, best_queue["wait_p95"]) if best_queue else None,
     }
 
 
@@ -146,7 +152,7 @@ def saving(queue, schedule):
 
 def row(name, r):
     if r is None:
-        return f"| {name} | none reaches it | - | - | - | - | - |"
+        return f"| {name} | none reaches it | - | - | - | - | - | - |"
     opts = (
         f"floor {r['floor']}, idle {r['idle_minutes']} min, on-demand idle {r['on_demand_idle_minutes']} min"
         if "floor" in r
@@ -154,27 +160,32 @@ def row(name, r):
     )
     return (
         f"| {name} | {opts} | {r['cost_usd']:.2f} | {r['wait_p95']} | {r['lost']} | "
-        f"{r['spot_h']:.1f} / {r['on_demand_h']:.1f} | {r['lane_cost_usd']:.2f} |"
+        f"{r['spot_h']:.1f} / {r['on_demand_h']:.1f} | {r['idle_h']:.1f} | {r['lane_cost_usd']:.2f} |"
     )
 
 
 def markdown(result):
     q, s = result["default_queue"], result["default_schedule"]
+    best = result["cheapest_queue"]
     lines = [
         f"Seed {result['seed']}: on-demand only {result['on_demand_cost_usd']:.2f} USD, "
         f"p95 wait {result['on_demand_wait_p95']} s",
         "",
-        "| run | options | cost USD | wait p95 s | lost | spot h / on-demand h | lane cost USD |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| run | options | cost USD | wait p95 s | lost | spot h / on-demand h | idle runner h | lane cost USD |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         row("queue (default options)", q),
         row("schedule (default)", s),
         row("schedule: cheapest with p95 <= the queue's", result["schedule_at_queue_wait"]),
         row("queue: cheapest with p95 <= the schedule's", result["queue_at_schedule_wait"]),
+        row("queue: cheapest of all", best),
+        row("schedule: cheapest with p95 <= that queue's", result["schedule_at_cheapest_queue_wait"]),
         "",
         f"- queue vs default schedule: {saving(q, s)} less cost",
         f"- at the queue's p95 ({q['wait_p95']} s): {saving(q, result['schedule_at_queue_wait'])} less cost",
         f"- at the schedule's p95 ({s['wait_p95'] if s else '-'} s): "
         f"{saving(result['queue_at_schedule_wait'], s)} less cost",
+        f"- at the cheapest queue's p95 ({best['wait_p95'] if best else '-'} s): "
+        f"{saving(best, result['schedule_at_cheapest_queue_wait'])} less cost",
     ]
     return "\n".join(lines)
 

@@ -157,6 +157,8 @@ def test_trace_repeats_when_the_run_is_longer(tmp_path):
         ({"days": 0}, "days"),
         ({"synthetic": "yes"}, "synthetic"),
         ({"colour": "red"}, "colour"),
+        ({"queue_idle_minutes": -1}, "queue_idle_minutes"),
+        ({"queue_floor": 1.5}, "queue_floor"),
     ],
 )
 def test_bad_input_names_the_option(override, option):
@@ -227,3 +229,45 @@ def test_sweeps_refuse_bad_seeds_before_simulating(module, capsys):
     sweep = importlib.import_module("ansible_collections.parkingspot.ec2.bench." + module)
     assert sweep.main(["--seeds", "1,one"]) == 2
     assert "--seeds: must be comma-separated whole numbers" in capsys.readouterr().err
+
+
+def test_runner_hours_split_billed_time_into_boot_busy_and_idle(monkeypatch):
+    sims = {}
+    original = ci_sim.Sim.result
+
+    def keep(self):
+        sims[self.policy] = self
+        return original(self)
+
+    monkeypatch.setattr(ci_sim.Sim, "result", keep)
+    config = {"days": 1.0, "seed": 3, "synthetic": True, "interrupt_rate": 0.05, "spot_availability": 1.0}
+    report = ci_sim.simulate(config, ("parkingspot", ci_sim.QUEUE_POLICY))
+    for name, res in report["results"].items():
+        split = res["runner_hours"]
+        for market in ("spot", "on_demand"):
+            part = split[market]
+            assert min(part.values()) >= 0
+            assert abs(sum(part.values()) - res["instance_hours"][market]) < 0.01
+        # Every finished job's run is busy time; cut runs add to it, never take away.
+        sim = sims[name]
+        finished = sum(j["duration"] for j in sim.jobs if j["done"] is not None) / 3600
+        busy = split["spot"]["busy"] + split["on_demand"]["busy"]
+        assert busy >= finished - 0.01
+        assert res["jobs_cut_by_interruption"] > 0
+        assert res["idle_runner_hours"] == round(split["spot"]["idle"] + split["on_demand"]["idle"], 4)
+    # A pool sized by its queue keeps fewer runners idle than one sized by the clock.
+    results = report["results"]
+    assert results[ci_sim.QUEUE_POLICY]["idle_runner_hours"] < results["parkingspot"]["idle_runner_hours"]
+    assert "| idle runner h |" in ci_sim.markdown(report)
+
+
+def test_queue_options_from_the_command_line(capsys):
+    argv = ["--synthetic", "--days", "0.3", "--policies", "parkingspot-queue", "--json"]
+    runs = {}
+    for idle in (0, 10):
+        assert ci_sim.main(argv + ["--queue-floor", "0", "--queue-idle-minutes", str(idle)]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["inputs"]["queue_floor"] == 0 and report["inputs"]["queue_idle_minutes"] == idle
+        runs[idle] = report["results"]["parkingspot-queue"]
+    # Draining idle runners at once leaves fewer idle runner-hours than keeping them 10 minutes.
+    assert runs[0]["idle_runner_hours"] < runs[10]["idle_runner_hours"]

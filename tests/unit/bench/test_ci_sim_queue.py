@@ -113,3 +113,24 @@ def test_queue_compare_at_budgets_takes_the_cheapest_of_each_that_keeps_to_the_b
     assert [r["saving"] for r in rows] == ["-", "16.7%", "25.0%"]
     text = ci_sim_queue_compare.budgets_markdown(result, [100])
     assert "| 100 | floor 1, idle 10: 50.00, 90 | 3 / 12: 60.00, 100 | 16.7% |" in text
+
+
+def test_queue_compare_sets_the_schedule_against_the_cheapest_queue_run(capsys):
+    from ansible_collections.parkingspot.ec2.bench import ci_sim_queue_compare
+
+    argv = ["--peak", "2,4", "--offpeak", "1", "--floors", "0,1", "--idle", "0,5"]
+    rest = ["--", "--synthetic", "--days", "0.3"]
+    assert ci_sim_queue_compare.main(argv + ["--json"] + rest) == 0
+    result = json.loads(capsys.readouterr().out)[0]
+    fits = [r for r in result["queue_runs"] if r["lost"] == 0]
+    best = result["cheapest_queue"]
+    assert best in fits and best["cost_usd"] == min(r["cost_usd"] for r in fits)
+    against = result["schedule_at_cheapest_queue_wait"]
+    if against is not None:
+        assert against["wait_p95"] <= best["wait_p95"] and against["lost"] == 0
+        slower = [r for r in result["schedule_runs"] if r["cost_usd"] < against["cost_usd"] and r["lost"] == 0]
+        assert all(r["wait_p95"] > best["wait_p95"] for r in slower)
+    assert ci_sim_queue_compare.main(argv + rest) == 0
+    text = capsys.readouterr().out
+    assert f"| queue: cheapest of all | floor {best['floor']}, idle {best['idle_minutes']} min" in text
+    assert f"- at the cheapest queue's p95 ({best['wait_p95']} s): " in text
