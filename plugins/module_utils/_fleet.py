@@ -297,17 +297,19 @@ def lock_pools(locks: Optional[_run_lock.RunLocks], ready: Dict[int, PoolRun]) -
     """
     if locks is None:
         return
+    # Every pool's demand is offered before this run waits for any lock.
     for run in ready.values():
         guarded(run, lambda run=run: locks.offer(run.name, run.validated.get("demand")))
     for run in sorted(ready.values(), key=lambda run: run.name):
-        guarded(run, lambda run=run: locks.take(run.name))
-    for run in ready.values():
-        if not run.ok:
-            continue
-        own = run.validated.get("demand")
-        newest = locks.newest(run.name, own)
-        if newest is not own:
-            guarded(run, functools.partial(set_inputs, run, dict(run.validated, demand=newest)))
+        if run.ok:
+            guarded(run, functools.partial(enter_pool, locks, run))
+
+
+def enter_pool(locks: _run_lock.RunLocks, run: PoolRun) -> None:
+    own = run.validated.get("demand")
+    newest = locks.enter(run.name, own)
+    if newest is not own:
+        set_inputs(run, dict(run.validated, demand=newest))
 
 
 # --- the run -------------------------------------------------------------------------------

@@ -167,6 +167,13 @@ class RunLocks:
         for name in list(self.held):
             self.release(name)
 
+    def enter(self, name: str, demand: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        """Start a run of the pool: offer ``demand``, hold the lock, and return the demand to plan
+        with (``newest``). ``ParkingSpotError`` if the lock is not free in time."""
+        self.offer(name, demand)
+        self.take(name)
+        return self.newest(name, demand)
+
     # --- the newest demand
 
     def offer(self, name: str, demand: Optional[Dict[str, Any]]) -> None:

@@ -589,9 +589,7 @@ def do(module):
     try:
         if locks is not None:
             demand = module.params.get("demand")
-            locks.offer(name, demand)
-            locks.take(name)
-            newest = locks.newest(name, demand)
+            newest = locks.enter(name, demand)
             if newest is not demand:
                 inputs = _pool_options.pool_inputs(dict(module.params, demand=newest))
         params, now, desired, window = inputs["params"], inputs["now"], inputs["desired"], inputs["window"]

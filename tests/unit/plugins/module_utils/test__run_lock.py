@@ -68,6 +68,19 @@ def test_the_newest_counts_win_and_older_offers_never_replace_them(tmp_path):
     assert run.newest("other", older) is older
 
 
+def test_entering_a_run_offers_its_counts_holds_the_lock_and_plans_with_the_newest(tmp_path):
+    older = {"queued": 2, "busy": 0, "retries": 0, "counted_at": "2026-12-02T10:00:01Z"}
+    newer = {"queued": 9, "busy": 1, "retries": 0, "counted_at": "2026-12-02T10:00:03Z"}
+    first, second = locks(tmp_path), locks(tmp_path)
+    assert first.enter("ci", older) is older
+    assert "ci" in first.held
+    with pytest.raises(ParkingSpotError):
+        second.enter("ci", newer)  # the lock is held: it fails, but offered its counts first
+    assert first.newest("ci", older) == newer
+    first.release_all()
+    assert locks(tmp_path).enter("ci", older) == newer  # a stale run plans with the newest counts
+
+
 def test_a_launch_missing_from_the_read_is_planned_as_pending_for_the_grace_time(tmp_path):
     clock = Clock()
     run = locks(tmp_path, clock)
