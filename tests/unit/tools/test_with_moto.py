@@ -140,3 +140,33 @@ def test_indexing_twice_is_harmless():
     finally:
         undo()
     assert TaggedEC2Resource.get_tags is original
+
+
+CLIENT_SCRIPT = """
+import os, sys, boto3
+ec2 = boto3.client("ec2", endpoint_url=os.environ["MOTO_URL"], region_name="us-east-1")
+image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+pool = sys.argv[1]  # moto's state lives as long as the test process: one pool per run
+spec = [{"ResourceType": "instance", "Tags": [{"Key": "parkingspot:pool", "Value": pool}]}]
+ec2.run_instances(ImageId=image, MinCount=3, MaxCount=3, InstanceType="t3.micro", TagSpecifications=spec)
+pages = ec2.describe_instances(Filters=[{"Name": "tag:parkingspot:pool", "Values": [pool]}])["Reservations"]
+found = [i for r in pages for i in r["Instances"] if {"Key": "parkingspot:pool", "Value": pool} in i["Tags"]]
+sys.exit(0 if len(found) == 3 else 3)
+"""
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_the_command_line_flag_indexes_tags_for_the_command_only(monkeypatch, flag):
+    original = TaggedEC2Resource.get_tags
+    seen = []
+    call = with_moto.subprocess.call
+
+    def watch(command, env):
+        seen.append(getattr(TaggedEC2Resource.get_tags, "parkingspot_indexed", False))
+        return call(command, env=env)
+
+    monkeypatch.setattr(with_moto.subprocess, "call", watch)
+    argv = (["--indexed-tags"] if flag else []) + ["--", sys.executable, "-c", CLIENT_SCRIPT, f"ci-{flag}"]
+    assert with_moto.main(argv) == 0  # the command's own tagged launch and filtered read worked
+    assert seen == [flag]
+    assert TaggedEC2Resource.get_tags is original  # undone when the command ends
