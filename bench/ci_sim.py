@@ -134,6 +134,16 @@ def default_config():
     }
 
 
+def queue_scaling(cfg):
+    """spot_pool's ``scaling`` option as the simulated queue-driven pool (and retry lane) sets it."""
+    return {
+        "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
+        "idle_minutes": cfg["queue_idle_minutes"],
+        "min_running_minutes": cfg["queue_min_running_minutes"],
+        "on_demand_idle_minutes": cfg["queue_on_demand_idle_minutes"],
+    }
+
+
 def validate_config(config):
     """Check every option before anything runs; return a copy with derived values."""
     cfg = dict(default_config())
@@ -459,12 +469,7 @@ class Sim:
             # demand.retries: queued re-runs, not in demand.queued. demand.busy counts every running
             # job, re-runs on lane runners too (as the ci_webhook source reports it).
             retries = sum(1 for j in self.queue if self.jobs[j]["retry"])
-            scaling = {
-                "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
-                "idle_minutes": cfg["queue_idle_minutes"],
-                "min_running_minutes": cfg["queue_min_running_minutes"],
-                "on_demand_idle_minutes": cfg["queue_on_demand_idle_minutes"],
-            }
+            scaling = queue_scaling(cfg)
             if self.policy != QUEUE_POLICY:
                 # A schedule pool with demand {retries: R} only: its size stays the schedule's and
                 # the scale-in rule guards the lane's runners alone (scope "lane").
@@ -476,12 +481,7 @@ class Sim:
             queued = sum(1 for j in self.queue if not (self.retry_lane and self.jobs[j]["retry"]))
             demand, scaling = _demand.validate(
                 {"queued": queued, "busy": busy},
-                {
-                    "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
-                    "idle_minutes": cfg["queue_idle_minutes"],
-                    "min_running_minutes": cfg["queue_min_running_minutes"],
-                    "on_demand_idle_minutes": cfg["queue_on_demand_idle_minutes"],
-                },
+                queue_scaling(cfg),
                 [cfg["queue_floor"]],
             )
             desired = _demand.target(cfg["queue_floor"], demand, scaling)

@@ -156,12 +156,7 @@ class OfferingsSim(ci_sim.Sim):
             retries = sum(1 for j in self.queue if self.jobs[j]["retry"])
             demand, scaling = _demand.validate(
                 {"retries": retries},
-                {
-                    "max": cfg["queue_max"] if cfg["queue_max"] is not None else 2 * cfg["peak_desired"],
-                    "idle_minutes": cfg["queue_idle_minutes"],
-                    "min_running_minutes": cfg["queue_min_running_minutes"],
-                    "on_demand_idle_minutes": cfg["queue_on_demand_idle_minutes"],
-                },
+                ci_sim.queue_scaling(cfg),
                 [desired],
             )
             desired = _demand.target(desired, demand, scaling)
