@@ -1,50 +1,31 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """playbooks/admin_spot.yml against the local EC2 API: show first, terminate only with confirm=true."""
 
-import json
-import os
-import subprocess
-import urllib.request
-
-import boto3
 import pytest
+from local_ec2 import fresh_ec2
+from local_ec2 import instances
+from local_ec2 import needs_local_ec2
+from local_ec2 import run_playbook
+from local_ec2 import run_spot
+from local_ec2 import tags
 
-PROXY = os.environ.get("MOTO_URL")
-DIRECT = os.environ.get("MOTO_DIRECT_URL")
-pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
-PLAYBOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "playbooks", "admin_spot.yml")
+pytestmark = needs_local_ec2
 
 
 @pytest.fixture
 def ec2():
-    urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
-    client = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
-    image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    client = fresh_ec2()
     for owner, count in (("build", 2), ("web", 1)):
-        client.run_instances(
-            ImageId=image,
-            InstanceType="t3.micro",
-            MinCount=count,
-            MaxCount=count,
-            InstanceMarketOptions={"MarketType": "spot"},
-            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "owner", "Value": owner}]}],
-        )
+        run_spot(client, count, {"owner": owner})
     return client
 
 
 def running(ec2):
-    pages = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
-    found = [i for r in pages["Reservations"] for i in r["Instances"]]
-    return sorted({t["Key"]: t["Value"] for t in i["Tags"]}["owner"] for i in found)
+    return sorted(tags(i)["owner"] for i in instances(ec2, pools_only=False).values())
 
 
 def admin(*extra):
-    variables = {"parkingspot_endpoint_url": PROXY, "parkingspot_region": "us-east-1"}
-    command = ["ansible-playbook", PLAYBOOK, "-e", json.dumps(variables)]
-    for item in extra:
-        command += ["-e", item]
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-    return done.returncode, done.stdout.decode()
+    return run_playbook("admin_spot.yml", *extra)
 
 
 def test_without_confirm_it_only_shows(ec2):

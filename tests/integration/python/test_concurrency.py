@@ -6,93 +6,40 @@ proxy of tools/ec2_proxy.py, which gives EC2 client tokens their AWS meaning and
 can hold a call back so a run can be killed in the middle of it).
 """
 
-import json
 import os
 import signal
-import subprocess
 import time
-import urllib.request
 
-import boto3
 import pytest
+from local_ec2 import counts
+from local_ec2 import finish
+from local_ec2 import fresh_ec2
+from local_ec2 import instances
+from local_ec2 import needs_local_ec2
+from local_ec2 import proxy
+from local_ec2 import run_play
+from local_ec2 import start_play
+from local_ec2 import tags
 
-PROXY = os.environ.get("MOTO_URL")
-DIRECT = os.environ.get("MOTO_DIRECT_URL")
-pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
+pytestmark = needs_local_ec2
 
 NOW = "2026-11-30T10:00:00Z"
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - parkingspot.ec2.spot_pool:
-        region: us-east-1
-        endpoint_url: "{url}"
-        name: race
-        desired: {desired}
-        launch_template: {{name: race-runner}}
-        instance_type: m6i.large
-        now: "{now}"
-        drain: {drain}
-      register: result
-    - ansible.builtin.copy:
-        content: "{{{{ result | to_json }}}}"
-        dest: "{out}"
-"""
-
-
-def counts():
-    with urllib.request.urlopen(PROXY + "/_proxy/counts", timeout=30) as response:
-        return json.loads(response.read())
-
-
-def post(path):
-    request = urllib.request.Request(PROXY + path, method="POST", data=b"")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"{}")
+RUNNER = {"launch_template": {"name": "race-runner"}, "instance_type": "m6i.large"}
 
 
 @pytest.fixture
 def ec2():
-    urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
-    post("/_proxy/delay?action=RunInstances&seconds=0")
-    post("/_proxy/reset")
-    client = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
-    image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    client.create_launch_template(LaunchTemplateName="race-runner", LaunchTemplateData={"ImageId": image})
-    return client
+    proxy("/_proxy/delay?action=RunInstances&seconds=0")
+    return fresh_ec2("race-runner")
 
 
 def live(ec2, states=("pending", "running")):
-    pages = ec2.get_paginator("describe_instances").paginate(
-        Filters=[
-            {"Name": "tag:parkingspot:pool", "Values": ["race"]},
-            {"Name": "instance-state-name", "Values": list(states)},
-        ]
-    )
-    return {
-        i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]}
-        for p in pages
-        for r in p["Reservations"]
-        for i in r["Instances"]
-    }
+    return {iid: tags(i) for iid, i in instances(ec2, "race", states).items()}
 
 
 def start(tmp_path, name, desired, now=NOW, drain=None):
-    play = tmp_path / ("%s.yml" % name)
-    out = tmp_path / ("%s.json" % name)
-    play.write_text(PLAY.format(url=PROXY, desired=desired, now=now, drain=json.dumps(drain or {}), out=out))
-    process = subprocess.Popen(
-        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    return process, out
-
-
-def finish(process, out):
-    output = process.communicate(timeout=240)[0].decode()
-    assert process.returncode == 0, output[-2000:]
-    return json.loads(out.read_text())
+    args = dict(RUNNER, name="race", desired=desired, now=now, drain=drain or {})
+    return start_play(tmp_path, name, "spot_pool", args)
 
 
 def descendants(pid):
@@ -142,14 +89,14 @@ def test_two_concurrent_runs_launch_the_pool_once(ec2, tmp_path, round_):
 
 
 def test_a_run_killed_mid_launch_converges(ec2, tmp_path):
-    post("/_proxy/delay?action=RunInstances&seconds=6")
+    proxy("/_proxy/delay?action=RunInstances&seconds=6")
     victim = start(tmp_path, "killed", 3)
     deadline = time.monotonic() + 60
     while not counts().get("RunInstances") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert counts().get("RunInstances") == 1, "the run never reached RunInstances"
     kill(victim[0])  # killed while its launch is held back by the proxy
-    post("/_proxy/delay?action=RunInstances&seconds=0")
+    proxy("/_proxy/delay?action=RunInstances&seconds=0")
     # The next run sees an empty pool and plans the same launch: same client token.
     follower = finish(*start(tmp_path, "next", 3))
     time.sleep(7)  # the killed run's held-back call reaches the API now
@@ -186,51 +133,23 @@ def test_a_run_killed_mid_drain_leaves_a_lease_that_expires(ec2, tmp_path):
 
 # --- runs of one pool that overlap (the ci_queue rulebook's parallel runs): run_lock
 
-QUEUE_PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - parkingspot.ec2.spot_pool:
-        region: us-east-1
-        endpoint_url: "{url}"
-        name: race
-        desired: 0
-        demand: {demand}
-        scaling: {{max: 20}}
-        launch_template: {{name: race-runner}}
-        instance_type: m6i.large
-        run_lock: {run_lock}
-      register: result
-    - ansible.builtin.copy:
-        content: "{{{{ result | to_json }}}}"
-        dest: "{out}"
-"""
-
 
 def start_queue(tmp_path, name, queued, counted_at, run_lock=None):
-    play = tmp_path / ("%s.yml" % name)
-    out = tmp_path / ("%s.json" % name)
     demand = {"queued": queued, "busy": 0, "counted_at": counted_at}
-    play.write_text(
-        QUEUE_PLAY.format(url=PROXY, demand=json.dumps(demand), run_lock=json.dumps(run_lock or {}), out=out)
-    )
-    process = subprocess.Popen(
-        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    return process, out
+    args = dict(RUNNER, name="race", desired=0, demand=demand, scaling={"max": 20}, run_lock=run_lock or {})
+    return start_play(tmp_path, name, "spot_pool", args)
 
 
 def overlapping_runs(tmp_path, run_lock):
     """Three runs for growing counts, started together; every launch call held 3 s by the proxy so
     that, without the lock, each run reads the pool before any other run's launch has landed."""
-    post("/_proxy/delay?action=RunInstances&seconds=3")
+    proxy("/_proxy/delay?action=RunInstances&seconds=3")
     runs = [
         start_queue(tmp_path, "q%d" % n, queued, "2026-12-02T10:00:0%d.25Z" % n, run_lock)
         for n, queued in enumerate((4, 6, 8))
     ]
     results = [finish(*run) for run in runs]
-    post("/_proxy/delay?action=RunInstances&seconds=0")
+    proxy("/_proxy/delay?action=RunInstances&seconds=0")
     return results
 
 
@@ -261,13 +180,13 @@ def test_a_run_for_older_counts_plans_with_the_newest(ec2, tmp_path):
 
 
 def test_launches_the_api_does_not_show_yet_are_not_launched_again(ec2, tmp_path):
-    post("/_proxy/consistency?invisible=30&pending=0")
+    proxy("/_proxy/consistency?invisible=30&pending=0")
     try:
         first = finish(*start_queue(tmp_path, "first", 3, "2026-12-02T10:00:01Z"))
         assert len(first["pool"]["launched"]) == 3
         second = finish(*start_queue(tmp_path, "second", 4, "2026-12-02T10:00:03Z"))
     finally:
-        post("/_proxy/consistency?invisible=0&pending=0")
+        proxy("/_proxy/consistency?invisible=0&pending=0")
     # moto itself (not through the proxy, which still hides the new ids) holds what was launched.
     assert len(second["pool"]["launched"]) == 1
     assert len(live(ec2)) == 4
@@ -275,52 +194,28 @@ def test_launches_the_api_does_not_show_yet_are_not_launched_again(ec2, tmp_path
 
 def test_without_the_journal_a_hidden_launch_is_made_again(ec2, tmp_path):
     """The control: with run_lock off the second run finds the pool empty and launches 4."""
-    post("/_proxy/consistency?invisible=30&pending=0")
+    proxy("/_proxy/consistency?invisible=30&pending=0")
     try:
         finish(*start_queue(tmp_path, "first", 3, "2026-12-02T10:00:01Z", {"enabled": False}))
         second = finish(*start_queue(tmp_path, "second", 4, "2026-12-02T10:00:03Z", {"enabled": False}))
     finally:
-        post("/_proxy/consistency?invisible=0&pending=0")
+        proxy("/_proxy/consistency?invisible=0&pending=0")
     assert len(second["pool"]["launched"]) == 4
     assert len(live(ec2)) == 7
 
 
-POOLS_PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - parkingspot.ec2.spot_pools:
-        region: us-east-1
-        endpoint_url: "{url}"
-        pools:
-          - {{name: race, desired: {desired}, launch_template: {{name: race-runner}}, instance_type: m6i.large}}
-        run_lock: {run_lock}
-      register: result
-    - ansible.builtin.copy:
-        content: "{{{{ result | to_json }}}}"
-        dest: "{out}"
-"""
-
-
 def keep_pools(tmp_path, name, desired, run_lock=None):
-    play = tmp_path / ("%s.yml" % name)
-    out = tmp_path / ("%s.json" % name)
-    play.write_text(POOLS_PLAY.format(url=PROXY, desired=desired, run_lock=json.dumps(run_lock or {}), out=out))
-    done = subprocess.run(
-        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240, check=False
-    )
-    assert done.returncode == 0, done.stdout.decode()[-2000:]
-    return json.loads(out.read_text())["pools"]["race"]
+    args = {"pools": [dict(RUNNER, name="race", desired=desired)], "run_lock": run_lock or {}}
+    return run_play(tmp_path, name, "spot_pools", args)["pools"]["race"]
 
 
 def test_spot_pools_does_not_launch_again_what_the_api_does_not_show_yet(ec2, tmp_path):
-    post("/_proxy/consistency?invisible=30&pending=0")
+    proxy("/_proxy/consistency?invisible=30&pending=0")
     try:
         assert len(keep_pools(tmp_path, "first", 3)["pool"]["launched"]) == 3
         second = keep_pools(tmp_path, "second", 4)
     finally:
-        post("/_proxy/consistency?invisible=0&pending=0")
+        proxy("/_proxy/consistency?invisible=0&pending=0")
     assert second["reused_read"] is False and len(second["pool"]["launched"]) == 1
     assert len(live(ec2)) == 4
 

@@ -8,39 +8,17 @@ ahead so the runners are past ``min_running_minutes``.
 """
 
 import datetime
-import json
-import os
-import subprocess
-import urllib.request
 
-import boto3
 import pytest
+from local_ec2 import counts
+from local_ec2 import fresh_ec2
+from local_ec2 import instances
+from local_ec2 import needs_local_ec2
+from local_ec2 import run_play
+from local_ec2 import run_playbook
+from local_ec2 import tags
 
-PROXY = os.environ.get("MOTO_URL")
-DIRECT = os.environ.get("MOTO_DIRECT_URL")
-pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
-
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - parkingspot.ec2.spot_pool:
-        region: us-east-1
-        endpoint_url: "{url}"
-        name: queue
-        desired: 1
-        demand: {demand}
-        scaling: {{max: 5, idle_minutes: 10, min_running_minutes: 5}}
-        launch_template: {{name: queue-runner}}
-        instance_type: m6i.large
-        now: "{now}"
-      check_mode: {check}
-      register: result
-    - ansible.builtin.copy:
-        content: "{{{{ result | to_json }}}}"
-        dest: "{out}"
-"""
+pytestmark = needs_local_ec2
 
 
 def iso(moment):
@@ -49,35 +27,27 @@ def iso(moment):
 
 @pytest.fixture
 def ec2():
-    urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
-    # The proxy remembers client tokens as EC2 does; a launch that repeats an earlier test's request
-    # would get that test's instances, which the reset above removed.
-    urllib.request.urlopen(urllib.request.Request(PROXY + "/_proxy/reset", method="POST", data=b""), timeout=30)
-    client = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
-    image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    client.create_launch_template(LaunchTemplateName="queue-runner", LaunchTemplateData={"ImageId": image})
-    return client
+    return fresh_ec2("queue-runner")
+
+
+STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
 
 
 def live(ec2):
-    pages = ec2.get_paginator("describe_instances").paginate(
-        Filters=[
-            {"Name": "tag:parkingspot:pool", "Values": ["queue"]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ]
-    )
-    return sorted(i["InstanceId"] for p in pages for r in p["Reservations"] for i in r["Instances"])
+    return sorted(instances(ec2, "queue"))
 
 
 def keeper(tmp_path, demand, now, check=False):
-    play = tmp_path / "pool.yml"
-    out = tmp_path / "result.json"
-    play.write_text(PLAY.format(url=PROXY, demand=json.dumps(demand), now=iso(now), check=str(check).lower(), out=out))
-    done = subprocess.run(
-        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False, timeout=240
-    )
-    assert done.returncode == 0, done.stdout.decode()[-2000:]
-    return json.loads(out.read_text())
+    args = {
+        "name": "queue",
+        "desired": 1,
+        "demand": demand,
+        "scaling": {"max": 5, "idle_minutes": 10, "min_running_minutes": 5},
+        "launch_template": {"name": "queue-runner"},
+        "instance_type": "m6i.large",
+        "now": iso(now),
+    }
+    return run_play(tmp_path, "pool", "spot_pool", args, check=check)
 
 
 def test_queued_jobs_raise_the_pool_and_scale_in_keeps_busy_runners(ec2, tmp_path):
@@ -120,14 +90,7 @@ def test_queued_jobs_raise_the_pool_and_scale_in_keeps_busy_runners(ec2, tmp_pat
 
 
 def lane_runners(ec2):
-    pages = ec2.get_paginator("describe_instances").paginate(
-        Filters=[
-            {"Name": "tag:parkingspot:pool", "Values": ["queue"]},
-            {"Name": "tag:parkingspot:lane", "Values": ["on-demand"]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ]
-    )
-    return sorted(i["InstanceId"] for p in pages for r in p["Reservations"] for i in r["Instances"])
+    return sorted(iid for iid, i in instances(ec2, "queue").items() if tags(i).get("parkingspot:lane") == "on-demand")
 
 
 def test_a_queued_re_run_gets_an_on_demand_lane_runner_that_goes_when_idle(ec2, tmp_path):
@@ -136,8 +99,7 @@ def test_a_queued_re_run_gets_an_on_demand_lane_runner_that_goes_when_idle(ec2, 
     assert first["pool"]["demand"]["retries"] == 1
     lane = lane_runners(ec2)
     assert len(lane) == 1 and len(live(ec2)) == 2  # the floor of 1 on spot, the re-run's runner on-demand
-    tags = {t["Key"]: t["Value"] for t in ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": lane}])["Tags"]}
-    assert tags["parkingspot:market"] == "on-demand"
+    assert tags(instances(ec2, "queue")[lane[0]])["parkingspot:market"] == "on-demand"
     assert keeper(tmp_path, {"queued": 0, "busy": 0, "retries": 1}, now)["changed"] is False
     # The re-run ran and ended 30 minutes ago: its runner is idle past idle_minutes and goes.
     later = now + datetime.timedelta(hours=1)
@@ -159,51 +121,22 @@ def test_runner_pool_applies_the_rulebooks_demand_to_the_named_pool_only(ec2, tm
         {"name": "queue", "desired": 1, "scaling": {"max": 5}, "launch_template": {"name": "queue-runner"}},
         {"name": "other", "desired": 1, "scaling": {"max": 5}, "launch_template": {"name": "queue-runner"}},
     ]
-    extra = {
-        "parkingspot_pools": pools,
-        "parkingspot_pool_names": ["queue"],
-        "parkingspot_demand": {"queued": 3, "busy": 0},
-        "parkingspot_endpoint_url": PROXY,
-        "parkingspot_region": "us-east-1",
-    }
-    playbook = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "playbooks", "runner_pool.yml"
+    demand = {"queued": 3, "busy": 0}
+    code, output = run_pools(
+        {"parkingspot_pools": pools, "parkingspot_pool_names": ["queue"], "parkingspot_demand": demand}
     )
-    done = subprocess.run(
-        ["ansible-playbook", playbook, "-e", json.dumps(extra)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        check=False,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stdout.decode()[-2000:]
+    assert code == 0, output[-2000:]
     assert len(live(ec2)) == 3
-    others = ec2.describe_instances(Filters=[{"Name": "tag:parkingspot:pool", "Values": ["other"]}])
-    assert others["Reservations"] == [], "the pool the rulebook did not name was not run"
+    assert instances(ec2, "other", states=STATES) == {}, "the pool the rulebook did not name was not run"
 
 
 def run_pools(extra):
-    playbook = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "playbooks", "runner_pool.yml"
-    )
-    base = {"parkingspot_endpoint_url": PROXY, "parkingspot_region": "us-east-1"}
-    return subprocess.run(
-        ["ansible-playbook", playbook, "-e", json.dumps(dict(base, **extra))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        check=False,
-        timeout=240,
-    )
+    """playbooks/runner_pool.yml with the rulebook's extra vars; (exit code, output)."""
+    return run_playbook("runner_pool.yml", extra)
 
 
 def pool_count(ec2, name):
-    found = ec2.describe_instances(
-        Filters=[
-            {"Name": "tag:parkingspot:pool", "Values": [name]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ]
-    )
-    return sum(len(r["Instances"]) for r in found["Reservations"])
+    return len(instances(ec2, name))
 
 
 def test_runner_pool_applies_a_demand_per_pool_in_one_run(ec2, tmp_path):
@@ -217,10 +150,10 @@ def test_runner_pool_applies_a_demand_per_pool_in_one_run(ec2, tmp_path):
         "queue": {"queued": 3, "busy": 0, "counted_at": "2026-12-02T10:00:00.5Z"},
         "other": {"queued": 1, "busy": 1, "counted_at": "2026-12-02T10:00:00.5Z"},
     }
-    done = run_pools(
+    code, output = run_pools(
         {"parkingspot_pools": pools, "parkingspot_pool_names": ["queue", "other"], "parkingspot_demands": demands}
     )
-    assert done.returncode == 0, done.stdout.decode()[-2000:]
+    assert code == 0, output[-2000:]
     assert (pool_count(ec2, "queue"), pool_count(ec2, "other"), pool_count(ec2, "idle")) == (3, 2, 0)
 
 
@@ -238,15 +171,15 @@ def test_runner_pool_refuses_demands_for_pools_outside_the_run(ec2, tmp_path, de
         {"name": name, "desired": 0, "scaling": {"max": 5}, "launch_template": {"name": "queue-runner"}}
         for name in ("queue", "other")
     ]
-    done = run_pools({"parkingspot_pools": pools, "parkingspot_pool_names": names, "parkingspot_demands": demands})
-    output = done.stdout.decode()
-    assert done.returncode != 0 and words in output, output[-2000:]
+    code, output = run_pools(
+        {"parkingspot_pools": pools, "parkingspot_pool_names": names, "parkingspot_demands": demands}
+    )
+    assert code != 0 and words in output, output[-2000:]
     assert pool_count(ec2, "queue") == 0 and pool_count(ec2, "other") == 0
 
 
 def describe_calls():
-    with urllib.request.urlopen(PROXY + "/_proxy/counts", timeout=30) as response:
-        return json.loads(response.read()).get("DescribeInstances", 0)
+    return counts().get("DescribeInstances", 0)
 
 
 def test_runner_pool_passes_the_run_lock_and_a_burst_reuses_its_read(ec2, tmp_path):
@@ -263,14 +196,14 @@ def test_runner_pool_passes_the_run_lock_and_a_burst_reuses_its_read(ec2, tmp_pa
             "parkingspot_run_lock": {"reuse_read_seconds": 30},
         }
 
-    first = run_pools(event(2, 1))
-    assert first.returncode == 0, first.stdout.decode()[-2000:]
+    code, output = run_pools(event(2, 1))
+    assert code == 0, output[-2000:]
     reads = describe_calls()
-    second = run_pools(event(5, 3))
-    assert second.returncode == 0, second.stdout.decode()[-2000:]
+    code, output = run_pools(event(5, 3))
+    assert code == 0, output[-2000:]
     assert describe_calls() == reads, "the second run of the burst read the pool again"
     assert pool_count(ec2, "queue") == 5
     # An unknown run_lock key fails the run before any call.
-    bad = run_pools(dict(event(6, 5), parkingspot_run_lock={"reuse": 30}))
-    assert bad.returncode != 0 and "run_lock" in bad.stdout.decode()
+    code, output = run_pools(dict(event(6, 5), parkingspot_run_lock={"reuse": 30}))
+    assert code != 0 and "run_lock" in output
     assert pool_count(ec2, "queue") == 5

@@ -12,17 +12,17 @@ a backslash is not found by its escaped filter), and it reads ``[...]`` as a cha
 EC2 does not. The exact comparison after every read is what keeps such names to themselves here.
 """
 
-import json
 import os
 import sys
-import urllib.request
 
-import boto3
 import pytest
+from local_ec2 import PROXY
+from local_ec2 import counts
+from local_ec2 import fresh_ec2
+from local_ec2 import needs_local_ec2
+from local_ec2 import proxy
 
-PROXY = os.environ.get("MOTO_URL")
-DIRECT = os.environ.get("MOTO_DIRECT_URL")
-pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
+pytestmark = needs_local_ec2
 
 for _path in reversed((os.environ.get("ANSIBLE_COLLECTIONS_PATH") or "").split(os.pathsep)):
     if _path and _path not in sys.path:
@@ -95,22 +95,13 @@ QUICK = settings(
 )
 
 
-def _post(url):
-    urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=30).read()
-
-
-def counts():
-    with urllib.request.urlopen(PROXY + "/_proxy/counts", timeout=30) as response:
-        return json.loads(response.read())
-
-
 def writes(calls):
     return {action: n for action, n in calls.items() if action.startswith(WRITE_PREFIXES)}
 
 
 def run(module, args, check_mode=False):
     """Run one module against the proxy; returns (result, API calls by action)."""
-    _post(PROXY + "/_proxy/reset")
+    proxy("/_proxy/reset")
     result = run_module(module.main, dict(args, region="us-east-1", endpoint_url=PROXY), check_mode=check_mode)
     return result, counts()
 
@@ -146,10 +137,8 @@ def launch_args(**extra):
 @pytest.fixture(scope="module")
 def neighbours():
     """Two teams' pools, blocks, requests and volumes, made through the modules themselves."""
-    _post(DIRECT + "/moto-api/reset")
-    ec2 = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
+    ec2 = fresh_ec2("runner")
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    ec2.create_launch_template(LaunchTemplateName="runner", LaunchTemplateData={"ImageId": image})
     for name in NEIGHBOURS["pools"]:
         done = run_result(spot_pool, launch_args(name=name, desired=1, now=NOW, tags={"team": name}))
         assert done["changed"] is True, done

@@ -9,64 +9,28 @@ the cloud and the watcher would leave them: the instance terminated, tagged
 """
 
 import datetime
-import json
-import os
-import subprocess
-import urllib.request
 
-import boto3
 import pytest
+from local_ec2 import fresh_ec2
+from local_ec2 import instances
+from local_ec2 import needs_local_ec2
+from local_ec2 import proxy
+from local_ec2 import run_play
+from local_ec2 import tags
 
-PROXY = os.environ.get("MOTO_URL")
-DIRECT = os.environ.get("MOTO_DIRECT_URL")
-pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
+pytestmark = needs_local_ec2
 
 TYPES = ["m6i.large", "m7i.large"]
 WRITES = ("RunInstances", "CreateFleet", "TerminateInstances", "CreateTags")
-
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - parkingspot.ec2.spot_pool:
-        region: us-east-1
-        endpoint_url: "{url}"
-        name: offers
-        desired: {desired}
-        on_demand_base: {base}
-        rebalance: {rebalance}
-        on_demand_fallback: {{enabled: {fallback}, max: 3}}
-        launch_template: {{name: offers-runner}}
-        instance_types: {types}
-        subnet_ids: {subnets}
-        now: "{now}"
-      register: result
-    - ansible.builtin.copy:
-        content: "{{{{ result | to_json }}}}"
-        dest: "{out}"
-"""
 
 
 def iso(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def proxy(path, method="POST"):
-    request = urllib.request.Request(PROXY + path, method=method, data=b"" if method == "POST" else None)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read().decode())
-
-
 @pytest.fixture
 def ec2():
-    urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
-    proxy("/_proxy/reset")
-    client = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
-    image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    client.create_launch_template(LaunchTemplateName="offers-runner", LaunchTemplateData={"ImageId": image})
-    yield client
-    proxy("/_proxy/spot?available=1")
+    yield fresh_ec2("offers-runner")
     proxy("/_proxy/reset")
 
 
@@ -77,44 +41,26 @@ def subnets(ec2):
 
 
 def live(ec2):
-    pages = ec2.get_paginator("describe_instances").paginate(
-        Filters=[
-            {"Name": "tag:parkingspot:pool", "Values": ["offers"]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ]
-    )
-    return {i["InstanceId"]: i for p in pages for r in p["Reservations"] for i in r["Instances"]}
+    return instances(ec2, "offers")
 
 
 def offering(instance):
     return (instance["InstanceType"], instance["SubnetId"])
 
 
-def tags(instance):
-    return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-
-
 def keeper(tmp_path, subnets, now, desired=3, base=0, rebalance="ignore", fallback=True):
-    play = tmp_path / "pool.yml"
-    out = tmp_path / "result.json"
-    play.write_text(
-        PLAY.format(
-            url=PROXY,
-            desired=desired,
-            base=base,
-            rebalance=rebalance,
-            fallback=str(fallback).lower(),
-            types=json.dumps(TYPES),
-            subnets=json.dumps(subnets),
-            now=iso(now),
-            out=out,
-        )
-    )
-    done = subprocess.run(
-        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False, timeout=240
-    )
-    assert done.returncode == 0, done.stdout.decode()[-3000:]
-    return json.loads(out.read_text())
+    args = {
+        "name": "offers",
+        "desired": desired,
+        "on_demand_base": base,
+        "rebalance": rebalance,
+        "on_demand_fallback": {"enabled": fallback, "max": 3},
+        "launch_template": {"name": "offers-runner"},
+        "instance_types": TYPES,
+        "subnet_ids": subnets,
+        "now": iso(now),
+    }
+    return run_play(tmp_path, "pool", "spot_pool", args)
 
 
 def test_capacity_error_on_one_offering_is_retried_on_the_others_in_the_same_run(ec2, subnets, tmp_path):

@@ -6,78 +6,44 @@ first; each refused run must leave it exactly as it was (same instances, same ta
 proxy must have seen no write call.
 """
 
-import json
 import os
-import subprocess
-import urllib.request
 
-import boto3
 import pytest
+from local_ec2 import counts
+from local_ec2 import fresh_ec2
+from local_ec2 import instances
+from local_ec2 import needs_local_ec2
+from local_ec2 import proxy
+from local_ec2 import run_playbook
+from local_ec2 import run_spot
+from local_ec2 import tags
 
-PROXY = os.environ.get("MOTO_URL")
-DIRECT = os.environ.get("MOTO_DIRECT_URL")
-pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
-PLAYBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "playbooks")
-REGION = "us-east-1"
+pytestmark = needs_local_ec2
 WRITE_PREFIXES = ("Run", "Create", "Terminate", "Delete", "Modify", "Cancel", "Request", "Stop")
 
 
-def proxy(path, method="GET"):
-    request = urllib.request.Request(PROXY + path, method=method, data=b"" if method == "POST" else None)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"{}")
-
-
 def writes():
-    return {name: n for name, n in proxy("/_proxy/counts").items() if name.startswith(WRITE_PREFIXES)}
+    return {name: n for name, n in counts().items() if name.startswith(WRITE_PREFIXES)}
 
 
 def snapshot(client):
     """Every live instance with its tags: what a refused run must leave alone."""
-    pages = client.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
-    return {
-        i["InstanceId"]: {t["Key"]: t["Value"] for t in i.get("Tags", [])}
-        for r in pages["Reservations"]
-        for i in r["Instances"]
-    }
+    return {iid: tags(i) for iid, i in instances(client, pools_only=False).items()}
 
 
 @pytest.fixture(scope="module")
 def world():
     """Two teams' spot capacity, made once: every test compares against its own snapshot."""
-    urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
-    client = boto3.client("ec2", endpoint_url=DIRECT, region_name=REGION)
-    image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    client.create_launch_template(LaunchTemplateName="runner", LaunchTemplateData={"ImageId": image})
+    client = fresh_ec2("runner")
     for team, count in (("team-a", 2), ("team-b", 1)):
-        client.run_instances(
-            ImageId=image,
-            InstanceType="t3.micro",
-            MinCount=count,
-            MaxCount=count,
-            InstanceMarketOptions={"MarketType": "spot"},
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [{"Key": "owner", "Value": team}, {"Key": "parkingspot:pool", "Value": team}],
-                }
-            ],
-        )
+        run_spot(client, count, {"owner": team, "parkingspot:pool": team})
     return client
 
 
 @pytest.fixture
 def ec2(world):
-    proxy("/_proxy/reset", "POST")
+    proxy("/_proxy/reset")
     return world
-
-
-def play(playbook, *variables):
-    command = ["ansible-playbook", os.path.join(PLAYBOOKS, playbook)]
-    for item in ({"parkingspot_endpoint_url": PROXY, "parkingspot_region": REGION},) + variables:
-        command += ["-e", json.dumps(item) if isinstance(item, dict) else item]
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-    return done.returncode, done.stdout.decode()
 
 
 def pool(name, desired=1):
@@ -86,7 +52,7 @@ def pool(name, desired=1):
 
 def test_duplicate_pool_names_are_refused(ec2):
     before = snapshot(ec2)
-    code, output = play("runner_pool.yml", {"parkingspot_pools": [pool("team-a", 2), pool("team-a", 2)]})
+    code, output = run_playbook("runner_pool.yml", {"parkingspot_pools": [pool("team-a", 2), pool("team-a", 2)]})
     assert code != 0
     assert "pool names must be unique" in output and "repeated: team-a" in output, output[-2000:]
     assert writes() == {}
@@ -96,7 +62,7 @@ def test_duplicate_pool_names_are_refused(ec2):
 def test_a_pool_name_given_as_a_string_is_one_exact_name(ec2):
     # "team" is a substring of "team-a": as a list of characters or a substring test it would match.
     pools = [pool("team", 1), pool("team-a", 2), pool("a", 1)]
-    code, output = play("runner_pool.yml", {"parkingspot_pools": pools}, "parkingspot_pool_names=team-a")
+    code, output = run_playbook("runner_pool.yml", {"parkingspot_pools": pools}, "parkingspot_pool_names=team-a")
     assert code == 0, output[-2000:]
     assert writes() == {}, "team-a already has its 2 instances: nothing to do"
     assert "team" not in [t.get("parkingspot:pool") for t in snapshot(ec2).values()]
@@ -105,7 +71,7 @@ def test_a_pool_name_given_as_a_string_is_one_exact_name(ec2):
 def test_an_unknown_pool_name_fails_with_the_known_names(ec2):
     before = snapshot(ec2)
     pools = [pool("team-a", 0), pool("team-b", 0)]
-    code, output = play("runner_pool.yml", {"parkingspot_pools": pools}, {"parkingspot_pool_names": ["team-*"]})
+    code, output = run_playbook("runner_pool.yml", {"parkingspot_pools": pools}, {"parkingspot_pool_names": ["team-*"]})
     assert code != 0
     assert "unknown: team-*" in output and "known: team-a, team-b" in output, output[-2000:]
     assert writes() == {}
@@ -124,28 +90,28 @@ def test_an_unknown_pool_name_fails_with_the_known_names(ec2):
 )
 def test_admin_refuses_wildcards(ec2, variables):
     before = snapshot(ec2)
-    code, output = play("admin_spot.yml", *variables)
+    code, output = run_playbook("admin_spot.yml", *variables)
     assert code != 0
     assert "must be an exact name" in output, output[-2000:]
-    assert proxy("/_proxy/counts") == {}, "refused before anything is read"
+    assert counts() == {}, "refused before anything is read"
     assert snapshot(ec2) == before
 
 
 @pytest.mark.parametrize("age", ["2h", "", "-1", "true"])
 def test_admin_refuses_an_age_that_is_not_a_number(ec2, age):
     before = snapshot(ec2)
-    code, output = play(
+    code, output = run_playbook(
         "admin_spot.yml", "parkingspot_admin_owner=team-a", "confirm=yes", {"parkingspot_admin_min_age_hours": age}
     )
     assert code != 0
     assert "parkingspot_admin_min_age_hours must be a number of hours" in output, output[-2000:]
-    assert proxy("/_proxy/counts") == {}
+    assert counts() == {}
     assert snapshot(ec2) == before
 
 
 def test_admin_min_age_in_hours_keeps_new_instances(ec2):
     before = snapshot(ec2)
-    code, output = play(
+    code, output = run_playbook(
         "admin_spot.yml", "parkingspot_admin_owner=team-a", "confirm=yes", {"parkingspot_admin_min_age_hours": 2}
     )
     assert code == 0, output[-2000:]
@@ -164,7 +130,7 @@ def test_admin_min_age_in_hours_keeps_new_instances(ec2):
 )
 def test_a_pool_list_of_the_wrong_shape_is_refused(ec2, pools, message):
     before = snapshot(ec2)
-    code, output = play("runner_pool.yml", {"parkingspot_pools": pools})
+    code, output = run_playbook("runner_pool.yml", {"parkingspot_pools": pools})
     assert code != 0
     assert message in output, output[-2000:]
     assert writes() == {}
@@ -173,7 +139,7 @@ def test_a_pool_list_of_the_wrong_shape_is_refused(ec2, pools, message):
 
 def test_an_unsupported_pool_option_fails_that_pool_only(ec2):
     pools = [dict(pool("team-x"), access_key="AKIA-IN-A-POOL"), pool("team-b", 1)]
-    code, output = play("runner_pool.yml", {"parkingspot_pools": pools})
+    code, output = run_playbook("runner_pool.yml", {"parkingspot_pools": pools})
     assert code != 0
     assert "pool team-x failed: parkingspot_pools: pool team-x has unsupported option(s) access_key" in output
     assert writes() == {}, "team-b already has its instance; team-x is refused before any call"
@@ -182,16 +148,17 @@ def test_an_unsupported_pool_option_fails_that_pool_only(ec2):
 
 def test_usage_report_refuses_wildcard_pool_names(ec2, tmp_path):
     dest = str(tmp_path / "report")
-    code, output = play("usage_report.yml", {"parkingspot_report_dest": dest, "parkingspot_report_pools": "team-*"})
+    variables = {"parkingspot_report_dest": dest, "parkingspot_report_pools": "team-*"}
+    code, output = run_playbook("usage_report.yml", variables)
     assert code != 0
     assert "parkingspot_report_pools must be a list of exact pool names" in output, output[-2000:]
-    assert proxy("/_proxy/counts") == {}
+    assert counts() == {}
     assert not os.path.exists(dest)
 
 
 def test_usage_report_reads_one_pool_given_as_a_string(ec2, tmp_path):
     dest = str(tmp_path / "report")
-    code, output = play(
+    code, output = run_playbook(
         "usage_report.yml",
         {"parkingspot_report_dest": dest, "parkingspot_report_pools": "team-a", "parkingspot_report_lookback_hours": 1},
     )

@@ -7,72 +7,32 @@ task fails (ansible-core turns the module's ``failed`` into the task's failure f
 messages per pool come through as ``failed_pools``).
 """
 
-import json
-import os
-import subprocess
-import urllib.request
-
 import boto3
 import pytest
+from local_ec2 import DIRECT
+from local_ec2 import counts
+from local_ec2 import fresh_ec2
+from local_ec2 import instances
+from local_ec2 import needs_local_ec2
+from local_ec2 import outcome
+from local_ec2 import proxy
+from local_ec2 import run_playbook
+from local_ec2 import start_play
+from local_ec2 import tags
 
-PROXY = os.environ.get("MOTO_URL")
-DIRECT = os.environ.get("MOTO_DIRECT_URL")
-pytestmark = pytest.mark.skipif(not (PROXY and DIRECT), reason="needs the local EC2 API (run through make integration)")
-
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - parkingspot.ec2.spot_pools:
-        region: us-east-1
-        endpoint_url: "{url}"
-        pools: {pools}
-      register: result
-      ignore_errors: true
-    - ansible.builtin.copy:
-        content: "{{{{ result | to_json }}}}"
-        dest: "{out}"
-    - name: Fail the play when the pools task failed (the test reads the exit code)
-      ansible.builtin.assert:
-        that: result is not failed
-"""
-
-
-def post(path):
-    request = urllib.request.Request(PROXY + path, method="POST", data=b"")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"{}")
-
-
-def counts():
-    with urllib.request.urlopen(PROXY + "/_proxy/counts", timeout=30) as response:
-        return json.loads(response.read())
+pytestmark = needs_local_ec2
 
 
 @pytest.fixture
 def ec2():
-    urllib.request.urlopen(urllib.request.Request(DIRECT + "/moto-api/reset", method="POST", data=b""), timeout=30)
-    post("/_proxy/spot?available=1")
-    client = boto3.client("ec2", endpoint_url=DIRECT, region_name="us-east-1")
-    image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    client.create_launch_template(LaunchTemplateName="runner", LaunchTemplateData={"ImageId": image})
-    return client
+    return fresh_ec2("runner")
 
 
 def by_pool(ec2):
-    pages = ec2.get_paginator("describe_instances").paginate(
-        Filters=[
-            {"Name": "tag-key", "Values": ["parkingspot:pool"]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ]
-    )
     held = {}
-    for page in pages:
-        for reservation in page["Reservations"]:
-            for instance in reservation["Instances"]:
-                name = {t["Key"]: t["Value"] for t in instance["Tags"]}["parkingspot:pool"]
-                held[name] = held.get(name, 0) + 1
+    for instance in instances(ec2).values():
+        name = tags(instance)["parkingspot:pool"]
+        held[name] = held.get(name, 0) + 1
     return held
 
 
@@ -81,14 +41,9 @@ def pool(name, desired, **extra):
 
 
 def keep(tmp_path, pools):
-    play = tmp_path / "play.yml"
-    out = tmp_path / "result.json"
-    play.write_text(PLAY.format(url=PROXY, pools=json.dumps(pools), out=out))
-    post("/_proxy/reset")
-    done = subprocess.run(
-        ["ansible-playbook", str(play)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
-    )
-    return done.returncode, json.loads(out.read_text()), counts(), done.stdout.decode()
+    proxy("/_proxy/reset")
+    code, result, output = outcome(*start_play(tmp_path, "play", "spot_pools", {"pools": pools}, must_pass=True))
+    return code, result, counts(), output
 
 
 def test_three_pools_one_read_when_nothing_changes(ec2, tmp_path):
@@ -108,11 +63,7 @@ def test_three_pools_one_read_when_nothing_changes(ec2, tmp_path):
 
 def test_a_broken_pool_is_reported_and_the_others_are_kept(ec2, tmp_path):
     keep(tmp_path, [pool("ci-a", 1), pool("ci-b", 1)])
-    victims = sorted(
-        i["InstanceId"]
-        for r in ec2.describe_instances(Filters=[{"Name": "tag:parkingspot:pool", "Values": ["ci-a"]}])["Reservations"]
-        for i in r["Instances"]
-    )
+    victims = sorted(instances(ec2, "ci-a"))
     ec2.terminate_instances(InstanceIds=victims)  # the cloud takes ci-a's instance back
     pools = [
         pool("ci-a", 1),
@@ -136,19 +87,9 @@ def test_a_broken_pool_is_reported_and_the_others_are_kept(ec2, tmp_path):
 
 def run_keeper(tmp_path, pools):
     """playbooks/runner_pool.yml over ``pools``, as a schedule runs it; the proxy's counts after it."""
-    playbook = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "playbooks", "runner_pool.yml"
-    )
-    extra = {"parkingspot_pools": pools, "parkingspot_region": "us-east-1", "parkingspot_endpoint_url": PROXY}
-    post("/_proxy/reset")
-    done = subprocess.run(
-        ["ansible-playbook", playbook, "-e", json.dumps(extra)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        check=False,
-        timeout=240,
-    )
-    return done.returncode, counts(), done.stdout.decode()
+    proxy("/_proxy/reset")
+    code, output = run_playbook("runner_pool.yml", {"parkingspot_pools": pools})
+    return code, counts(), output
 
 
 def test_runner_pool_reads_once_per_region_when_nothing_changes(ec2, tmp_path):
