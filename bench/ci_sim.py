@@ -453,18 +453,24 @@ class Sim:
             )
         return out
 
-    def on_reconcile(self, t, why):
-        cfg = self.cfg
+    def run_started(self, t, why):
+        """A keeper run starts at ``t`` (``why``: tick, queue, interruption): counted, and the
+        debounce window it answers closed. Returns the run's time and the schedule's count."""
         self.stats["reconciles"] += 1
         if why != "tick":
             self.stats["event_reconciles"] += 1
+        if why == "queue":
+            self.queue_run_pending = False
         now = self.dt(t)
-        desired, _window = _schedule.desired_at(now, cfg["desired"], cfg["windows"], self.tz)
+        desired, _window = _schedule.desired_at(now, self.cfg["desired"], self.cfg["windows"], self.tz)
+        return now, desired
+
+    def on_reconcile(self, t, why):
+        cfg = self.cfg
+        now, desired = self.run_started(t, why)
         view = self.planner_view()
         protected = None
         retries = None
-        if why == "queue":
-            self.queue_run_pending = False
         if self.retry_lane:
             # demand.retries: queued re-runs, not in demand.queued. demand.busy counts every running
             # job, re-runs on lane runners too (as the ci_webhook source reports it).

@@ -44,7 +44,6 @@ import sys
 from ansible_collections.parkingspot.ec2.bench import ci_sim
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _schedule
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_LANE
@@ -138,18 +137,12 @@ class OfferingsSim(ci_sim.Sim):
 
     def on_reconcile(self, t, why):
         cfg = self.cfg
-        self.stats["reconciles"] += 1
-        if why != "tick":
-            self.stats["event_reconciles"] += 1
-        now = self.dt(t)
-        desired, _window = _schedule.desired_at(now, cfg["desired"], cfg["windows"], self.tz)
+        now, desired = self.run_started(t, why)
         offerings = [
             {"instance_type": cfg["instance_type"], "subnet_id": self.subnet(k)} for k in range(len(self.offerings))
         ]
         view = self.planner_view()
         retries = protected = None
-        if why == "queue":
-            self.queue_run_pending = False
         if self.retry_lane:
             # The schedule pool with demand {retries: R} only: its size stays the schedule's and the
             # scale-in rule guards the on-demand lane's runners alone (busy or recently idle ones).
