@@ -15,10 +15,6 @@ import hmac
 import json
 import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,40 +22,14 @@ import urllib.error
 import urllib.request
 import uuid
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+from e2e_common import ROOT
+from e2e_common import Rulebook
+from e2e_common import free_port
+from e2e_common import rulebook_command
+
 DATA = os.path.join(ROOT, "tests", "unit", "extensions", "eda", "plugins", "event_source", "data")
 SECRET = "e2e-github-secret"
 TOKEN = "e2e-gitlab-token"
-
-STAND_IN = """---
-- name: Stand-in for the pool keeper, records what it was asked to do
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: Record the pools and their demands
-      ansible.builtin.lineinfile:
-        path: "{{ lookup('ansible.builtin.env', 'PARKINGSPOT_EDA_E2E_OUT') }}"
-        line: "{{ {'pools': parkingspot_pool_names, 'demands': parkingspot_demands} | to_json }}"
-        create: true
-        mode: "0600"
-"""
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def collection_tree(base):
-    root = os.path.join(base, "ansible_collections", "parkingspot", "ec2")
-    os.makedirs(os.path.join(root, "playbooks"))
-    for name in ("galaxy.yml", "meta", "extensions"):
-        os.symlink(os.path.join(ROOT, name), os.path.join(root, name))
-    with open(os.path.join(root, "playbooks", "runner_pool.yml"), "w") as handle:
-        handle.write(STAND_IN)
-    return base
 
 
 def sample(name):
@@ -114,50 +84,23 @@ def wait_listening(port, deadline):
 
 
 def main():
-    rulebook_cmd = os.environ.get("ANSIBLE_RULEBOOK") or shutil.which("ansible-rulebook")
+    rulebook_cmd = rulebook_command()
     if not rulebook_cmd:
-        print("ansible-rulebook not found: set ANSIBLE_RULEBOOK", file=sys.stderr)
         return 2
-    work = tempfile.mkdtemp(prefix="parkingspot-ci-queue-e2e-")
     port = free_port()
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_COLLECTIONS_PATH=collection_tree(work),
-        PARKINGSPOT_EDA_E2E_OUT=os.path.join(work, "runs.jsonl"),
-        PARKINGSPOT_GITHUB_WEBHOOK_SECRET=SECRET,
-        PARKINGSPOT_GITLAB_WEBHOOK_TOKEN=TOKEN,
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_NOCOLOR="1",
-        PATH=os.path.dirname(os.path.abspath(rulebook_cmd)) + os.pathsep + os.environ.get("PATH", ""),
+    rulebook = Rulebook(
+        tempfile.mkdtemp(prefix="parkingspot-ci-queue-e2e-"),
+        rulebook_cmd,
+        "{'pools': parkingspot_pool_names, 'demands': parkingspot_demands}",
     )
+    env = rulebook.env(PARKINGSPOT_GITHUB_WEBHOOK_SECRET=SECRET, PARKINGSPOT_GITLAB_WEBHOOK_TOKEN=TOKEN)
     pools = [
         {"name": "ci-linux", "labels": ["self-hosted", "linux", "x64"]},
         {"name": "ci-docker", "labels": ["linux", "docker"]},
     ]
-    with open(os.path.join(work, "inventory.yml"), "w") as handle:
-        python = os.path.join(os.path.dirname(os.path.abspath(rulebook_cmd)), "python")
-        handle.write(
-            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
-            f"      ansible_python_interpreter: {python}\n"
-        )
-    with open(os.path.join(work, "vars.yml"), "w") as handle:
-        json.dump({"parkingspot_ci_pools": pools, "parkingspot_ci_port": port}, handle)
     failures = []
-    log = open(os.path.join(work, "rulebook.log"), "w")  # noqa: SIM115 - the child writes it until the end
-    process = subprocess.Popen(
-        [rulebook_cmd, "-r", "parkingspot.ec2.ci_queue", "-i", "inventory.yml", "--vars", "vars.yml", "-v"],
-        cwd=work,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    runs_file = env["PARKINGSPOT_EDA_E2E_OUT"]
-
-    def runs():
-        if not os.path.exists(runs_file):
-            return []
-        with open(runs_file) as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+    rulebook.start("ci_queue", {"parkingspot_ci_pools": pools, "parkingspot_ci_port": port}, env)
+    runs = rulebook.runs
 
     try:
         if wait_listening(port, time.monotonic() + 120) is None:
@@ -188,7 +131,7 @@ def main():
                 for pool, demand in want.items()
             )
 
-        while time.monotonic() < deadline and process.poll() is None and not settled():
+        while time.monotonic() < deadline and rulebook.running() and not settled():
             time.sleep(0.5)
         latency = time.monotonic() - posted
         time.sleep(5)  # a run for the refused or unmatched delivery would show up now
@@ -212,26 +155,10 @@ def main():
     except RuntimeError:
         pass
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
-    with open(os.path.join(work, "rulebook.log")) as handle:
-        output = handle.read()
+        output = rulebook.stop()
     if "match no pool" not in output:
         failures.append("no log line for the job whose labels match no pool")
-    for failure in failures:
-        print("FAIL:", failure, file=sys.stderr)
-    if failures:
-        print(output[-6000:], file=sys.stderr)
-        return 1
-    shutil.rmtree(work, ignore_errors=True)
-    print("ci_queue rulebook end-to-end: all checks passed")
-    return 0
+    return rulebook.verdict("ci_queue rulebook", failures, output)
 
 
 if __name__ == "__main__":
