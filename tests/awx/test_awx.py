@@ -22,6 +22,7 @@ import urllib.request
 import ansible_runner
 import boto3
 import jinja2
+import jinja2.nativetypes
 import pytest
 import yaml
 
@@ -452,3 +453,61 @@ def test_the_activation_variables_fill_the_controller_rulebook():
     assert strict.from_string(launch["organization"]).render(**variables) == "Default"
     with open(GUIDE, encoding="utf-8") as handle:
         assert "| ParkingSpot keeper | `playbooks/keeper.yml` |" in handle.read()
+
+
+def controller_job_vars(event):
+    """The extra vars the controller rulebook's run_job_template gives the keeper job for ``event``
+    (rendered to native values, as ansible-rulebook renders them)."""
+    path = os.path.join(ROOT, "extensions", "eda", "rulebooks", "ci_queue_controller.yml")
+    with open(path, encoding="utf-8") as handle:
+        rulebook = yaml.safe_load(handle)[0]
+    templates = rulebook["rules"][0]["action"]["run_job_template"]["job_args"]["extra_vars"]
+    native = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
+    return {name: native.from_string(text).render(event=event) for name, text in templates.items()}
+
+
+def test_a_controller_job_for_the_queue_sizes_the_pools_it_names(ec2, tmp_path):
+    # What the ci_webhook source (combine_pools) emits for a window in which ci-linux's queue grew.
+    event = {
+        "pools": ["ci-linux"],
+        "demands": {"ci-linux": {"queued": 4, "busy": 0, "retries": 0, "counted_at": "2026-12-02T10:00:05.000000Z"}},
+    }
+    extravars = controller_job_vars(event)
+    assert extravars["parkingspot_run_lock"] == {"reuse_read_seconds": 30}
+    # Every AWX job runs in a container of its own: nothing of the run lock is kept between jobs.
+    fresh = {"XDG_CACHE_HOME": str(tmp_path / "container1")}
+    job = run_job(str(tmp_path / "grown"), "playbooks/keeper.yml", extravars=extravars, envvars=fresh)
+    assert job.status == "successful", job
+    results = job.artifacts["parkingspot_pool_results"]
+    assert sorted(results) == ["ci-linux"] and results["ci-linux"]["launched"] == 4, results
+    runners = pool_instances(ec2, "ci-linux")
+    assert len(runners) == 4 and pool_instances(ec2, "ci-large") == []
+
+    # A job for counts taken before those (queued 1), in a new container: the runners just launched
+    # are protected by min_running_minutes, so nothing is drained.
+    proxy("/_proxy/reset", "POST")
+    older = {"queued": 1, "busy": 0, "retries": 0, "counted_at": "2026-12-02T10:00:01.000000Z"}
+    stale = controller_job_vars({"pools": ["ci-linux"], "demands": {"ci-linux": older}})
+    fresh = {"XDG_CACHE_HOME": str(tmp_path / "container2")}
+    job = run_job(str(tmp_path / "stale"), "playbooks/keeper.yml", extravars=stale, envvars=fresh)
+    assert job.status == "successful", job
+    assert job.artifacts["parkingspot_pool_results"]["ci-linux"]["desired"] < 4, job.artifacts  # its own counts
+    assert pool_instances(ec2, "ci-linux") == runners and writes() == {}
+
+    # A check job for a larger queue plans the launch and writes nothing.
+    more = {"queued": 6, "busy": 0, "retries": 0, "counted_at": "2026-12-02T10:00:09.000000Z"}
+    check = controller_job_vars({"pools": ["ci-linux"], "demands": {"ci-linux": more}})
+    job = run_job(str(tmp_path / "check"), "playbooks/keeper.yml", extravars=check, check=True)
+    assert job.status == "successful", job
+    assert job.artifacts["parkingspot_pool_results"]["ci-linux"]["launched"] == 2, job.artifacts
+    assert writes() == {} and pool_instances(ec2, "ci-linux") == runners
+
+    # scaling.max (6 in the guide's pool) bounds the queue: 9 queued still keeps 6.
+    most = {"queued": 9, "busy": 0, "retries": 0, "counted_at": "2026-12-02T10:00:11.000000Z"}
+    job = run_job(
+        str(tmp_path / "most"),
+        "playbooks/keeper.yml",
+        extravars=controller_job_vars({"pools": ["ci-linux"], "demands": {"ci-linux": most}}),
+    )
+    assert job.status == "successful", job
+    assert len(pool_instances(ec2, "ci-linux")) == 6
