@@ -396,7 +396,9 @@ class Sim:
         # The retry lane (cfg retry_lane) of the keeper policies that plan with a schedule or the queue.
         self.retry_lane = bool(cfg["retry_lane"]) and policy in ("parkingspot", QUEUE_POLICY)
         # Runners carry runner_busy.sh's idle tags when a scale-in rule reads them.
-        self.idle_tags = policy == QUEUE_POLICY or self.retry_lane
+        # Sized by the simulated queue (spot_pool demand.queued / demand.busy).
+        self.queue_driven = policy == QUEUE_POLICY
+        self.idle_tags = self.queue_driven or self.retry_lane
         if self.retry_lane:
             self.stats.update(lane_launches=0, retries_waiting_for_lane=0)
         for index, (arrival, _duration) in enumerate(jobs):
@@ -465,33 +467,35 @@ class Sim:
         desired, _window = _schedule.desired_at(now, self.cfg["desired"], self.cfg["windows"], self.tz)
         return now, desired
 
+    def sizing(self, view, now, desired):
+        """What spot_pool's ``demand`` makes of the run: (desired, protected ids, retries).
+
+        A queue-driven pool is sized by the simulated queue from its floor; with the retry lane
+        (``demand.retries``: queued re-runs, never in ``queued``; ``busy`` counts every running
+        job, re-runs on lane runners too, as the ci_webhook source reports it) a schedule pool keeps
+        its size and the scale-in rule guards the lane's runners alone (scope "lane").
+        """
+        cfg = self.cfg
+        retries = sum(1 for j in self.queue if self.jobs[j]["retry"]) if self.retry_lane else None
+        if self.queue_driven:
+            busy = sum(1 for iid in self.alive if self.instances[iid].job is not None)
+            queued = sum(1 for j in self.queue if not (self.retry_lane and self.jobs[j]["retry"]))
+            demand, scaling = _demand.validate(
+                {"queued": queued, "busy": busy}, queue_scaling(cfg), [cfg["queue_floor"]]
+            )
+            desired = _demand.target(cfg["queue_floor"], demand, scaling)
+        elif self.retry_lane:
+            demand, scaling = _demand.validate({"retries": retries}, queue_scaling(cfg), [desired])
+            desired = _demand.target(desired, demand, scaling)
+        else:
+            return desired, None, None
+        return desired, _demand.protected_ids(view, now, scaling), retries
+
     def on_reconcile(self, t, why):
         cfg = self.cfg
         now, desired = self.run_started(t, why)
         view = self.planner_view()
-        protected = None
-        retries = None
-        if self.retry_lane:
-            # demand.retries: queued re-runs, not in demand.queued. demand.busy counts every running
-            # job, re-runs on lane runners too (as the ci_webhook source reports it).
-            retries = sum(1 for j in self.queue if self.jobs[j]["retry"])
-            scaling = queue_scaling(cfg)
-            if self.policy != QUEUE_POLICY:
-                # A schedule pool with demand {retries: R} only: its size stays the schedule's and
-                # the scale-in rule guards the lane's runners alone (scope "lane").
-                demand, scaling = _demand.validate({"retries": retries}, scaling, [desired])
-                desired = _demand.target(desired, demand, scaling)
-                protected = _demand.protected_ids(view, now, scaling)
-        if self.policy == QUEUE_POLICY:
-            busy = sum(1 for iid in self.alive if self.instances[iid].job is not None)
-            queued = sum(1 for j in self.queue if not (self.retry_lane and self.jobs[j]["retry"]))
-            demand, scaling = _demand.validate(
-                {"queued": queued, "busy": busy},
-                queue_scaling(cfg),
-                [cfg["queue_floor"]],
-            )
-            desired = _demand.target(cfg["queue_floor"], demand, scaling)
-            protected = _demand.protected_ids(view, now, scaling)
+        desired, protected, retries = self.sizing(view, now, desired)
         self.stats["planner_calls"] += 1
         plan = _planner.plan_pool(
             view,
@@ -643,7 +647,7 @@ class Sim:
 
     def queue_changed(self, t):
         """The queue-driven policy: a webhook reaches the keeper once per debounce window."""
-        if self.policy == QUEUE_POLICY and not self.queue_run_pending:
+        if self.queue_driven and not self.queue_run_pending:
             self.queue_run_pending = True
             self.push(t + self.cfg["queue_delay_seconds"], RECONCILE, "queue")
 

@@ -42,7 +42,6 @@ import statistics
 import sys
 
 from ansible_collections.parkingspot.ec2.bench import ci_sim
-from ansible_collections.parkingspot.ec2.plugins.module_utils import _demand
 from ansible_collections.parkingspot.ec2.plugins.module_utils import _planner
 from ansible_collections.parkingspot.ec2.plugins.module_utils._ondemand_prices import ON_DEMAND_TABLE
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_INTERRUPTED
@@ -142,18 +141,7 @@ class OfferingsSim(ci_sim.Sim):
             {"instance_type": cfg["instance_type"], "subnet_id": self.subnet(k)} for k in range(len(self.offerings))
         ]
         view = self.planner_view()
-        retries = protected = None
-        if self.retry_lane:
-            # The schedule pool with demand {retries: R} only: its size stays the schedule's and the
-            # scale-in rule guards the on-demand lane's runners alone (busy or recently idle ones).
-            retries = sum(1 for j in self.queue if self.jobs[j]["retry"])
-            demand, scaling = _demand.validate(
-                {"retries": retries},
-                ci_sim.queue_scaling(cfg),
-                [desired],
-            )
-            desired = _demand.target(desired, demand, scaling)
-            protected = _demand.protected_ids(view, now, scaling)
+        desired, protected, retries = self.sizing(view, now, desired)
         self.stats["planner_calls"] += 1
         plan = _planner.plan_pool(
             view,
