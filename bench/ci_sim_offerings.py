@@ -4,7 +4,7 @@ Usage (from the collection root, with the collection importable, e.g. ``make ben
 
     python bench/ci_sim_offerings.py [--traces DIR] [--seeds 1,2,3,4,5] [--offerings 3]
                                      [--on-demand-base 1] [--cooldown-minutes 15] [--retry-lane]
-                                     [ci_sim options after --]
+                                     [--queue] [ci_sim options after --]
 
 For every seed, ``--offerings`` preemption traces and as many availability traces are drawn
 (seeded, without repetition) from every AWS file of the data set; offering k (one instance
@@ -24,6 +24,10 @@ keeper with this issue's features, planned by the keeper's own pure planner:
   lane runner for each queued re-run beyond the idle lane runners; lane runners go again by the
   scale-in rule of queue-driven pools (idle ``queue_idle_minutes``), which then also protects the
   pool's other busy and recently idle runners, as the module does whenever ``demand`` is given.
+
+- ``--queue``: the pool is sized by the simulated CI queue as ci_sim's ``parkingspot-queue``
+  (spot_pool ``demand``; floor and idle time from ``--queue-floor`` / ``--queue-idle-minutes``
+  after ``--``), the policy ``parkingspot-offerings-queue``.
 
 The policies of ci_sim run on the first offering's traces only (one market, as before), on the
 same job stream, for comparison. The traces carry no rebalance recommendations: ``OfferingsSim``
@@ -49,6 +53,8 @@ from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_L
 from ansible_collections.parkingspot.ec2.plugins.module_utils._tags import TAG_REBALANCE
 
 POLICY = "parkingspot-offerings"
+# The same pool sized by the simulated CI queue (ci_sim's parkingspot-queue sizing): --queue.
+QUEUE_POLICY = "parkingspot-offerings-queue"
 HOUR = 3600
 
 # Every AWS trace of the data set (relative to --traces).
@@ -85,9 +91,10 @@ def aws_availability(traces):
 class OfferingsSim(ci_sim.Sim):
     """The keeper with offerings, an on-demand lane and retries that never land on spot again."""
 
-    def __init__(self, cfg, jobs, offerings, base, cooldown, rebalance_lead=0, rebalance_share=0.5):
+    def __init__(self, cfg, jobs, offerings, base, cooldown, rebalance_lead=0, rebalance_share=0.5, queue=False):
         super().__init__(cfg, "parkingspot", jobs, [], offerings[0]["availability"])
-        self.policy = POLICY
+        self.policy = QUEUE_POLICY if queue else POLICY
+        self.queue_driven = queue
         self.offerings = offerings
         self.base = base
         self.cooldown = cooldown
@@ -97,7 +104,7 @@ class OfferingsSim(ci_sim.Sim):
         # demand.retries (cfg retry_lane): one on-demand lane runner per queued re-run beyond the
         # idle lane runners; re-runs run only on lane runners.
         self.retry_lane = bool(cfg["retry_lane"])
-        self.idle_tags = self.retry_lane
+        self.idle_tags = self.retry_lane or queue
         # Rebalance recommendations: a share of the interruptions is announced ``rebalance_lead``
         # seconds before, to the instances that interruption will hit (see rebalance()).
         self.rebalance_lead = rebalance_lead
@@ -347,16 +354,29 @@ def uptime(offerings, horizon):
     return round(any_up, 4), round(best_up, 4)
 
 
-def run(config, seed, n_offerings, base, cooldown):
+def draw(cfg, n_offerings):
+    """The seed's offerings: ``n_offerings`` preemption and availability traces, drawn without
+    repetition from every AWS file of the data set (the same for every run of the seed)."""
+    rng = random.Random(f"{cfg['seed']}-offerings")
+    preemption = rng.sample(AWS_PREEMPTION, n_offerings)
+    return preemption, rng.sample(aws_availability(cfg["traces"]), n_offerings)
+
+
+def simulate(config, n_offerings, base, cooldown, queue=False):
+    """One run of the offerings pool (queue-driven with ``queue``) for ``config``'s seed."""
+    cfg = ci_sim.validate_config(config)
+    offerings = build_offerings(cfg, *draw(cfg, n_offerings))
+    return OfferingsSim(cfg, ci_sim.job_stream(cfg), offerings, base, cooldown, queue=queue).run()
+
+
+def run(config, seed, n_offerings, base, cooldown, queue=False):
     """One seed: the offerings policy and ci_sim's policies on the same job stream."""
     cfg = ci_sim.validate_config(dict(config, seed=seed))
-    rng = random.Random(f"{seed}-offerings")
-    preemption = rng.sample(AWS_PREEMPTION, n_offerings)
-    availability = rng.sample(aws_availability(cfg["traces"]), n_offerings)
+    preemption, availability = draw(cfg, n_offerings)
     offerings = build_offerings(cfg, preemption, availability)
     single = ci_sim.simulate(dict(config, seed=seed, preemption=[preemption[0]], availability=availability[0]))
     jobs = ci_sim.job_stream(cfg)
-    sim = OfferingsSim(cfg, jobs, offerings, base, cooldown)
+    sim = OfferingsSim(cfg, jobs, offerings, base, cooldown, queue=queue)
     res = compare(sim.run(), single["results"]["on-demand"])
     any_up, best_up = uptime(offerings, sim.horizon)
     return {
@@ -405,6 +425,11 @@ def main(argv=None):
     p.add_argument("--on-demand-base", type=int, default=1)
     p.add_argument("--cooldown-minutes", type=int, default=15)
     p.add_argument("--retry-lane", action="store_true", help="re-runs only on on-demand lane runners launched for them")
+    p.add_argument(
+        "--queue",
+        action="store_true",
+        help="size the offerings pool by the CI queue (ci_sim's parkingspot-queue; --queue-* options after --)",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--html-dir", help="write one chart (self-contained HTML) per seed into this directory")
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
@@ -422,7 +447,7 @@ def main(argv=None):
     runs = []
     try:
         for seed in seeds:
-            runs.append(run(config, seed, args.offerings, args.on_demand_base, args.cooldown_minutes))
+            runs.append(run(config, seed, args.offerings, args.on_demand_base, args.cooldown_minutes, args.queue))
     except ci_sim.SimError as e:
         print(f"ci_sim_offerings: {e}", file=sys.stderr)
         return 2

@@ -4,7 +4,8 @@ Usage (from the collection root, with the collection importable, e.g.
 ``make bench B=ci_sim_queue_compare``):
 
     python bench/ci_sim_queue_compare.py [--seeds 1] [--peak 12,14,16,20,24] [--offpeak 3,4,6]
-        [--floors 0,1] [--idle 5,10] [--on-demand-idle 0] [--retry-lane] [ci_sim options after --]
+        [--floors 0,1] [--idle 5,10] [--on-demand-idle 0] [--retry-lane] [--budgets 60,120]
+        [--offerings 3 [--on-demand-base 0] [--cooldown-minutes 15]] [ci_sim options after --]
 
 For every seed, on the same jobs and traces:
 
@@ -19,6 +20,10 @@ For every seed, on the same jobs and traces:
 4. Schedule searched to the cheapest queue's wait: the cheapest queue run of all (losing no
    job), and the cheapest schedule whose p95 is at most that run's.
 
+``--offerings K`` runs both pools on K offerings, each with its own traces, drawn per seed as
+bench/ci_sim_offerings.py draws them (the schedule pool ``parkingspot-offerings``, the queue pool
+``parkingspot-offerings-queue``), instead of ci_sim's one market.
+
 ``--retry-lane`` gives the queue policy the retry lane (spot_pool ``demand.retries``),
 ``--schedule-retry-lane`` the schedule policy too. A run that loses a job never counts as
 reaching a wait. One Markdown
@@ -32,6 +37,7 @@ import json
 import sys
 
 from ansible_collections.parkingspot.ec2.bench import ci_sim
+from ansible_collections.parkingspot.ec2.bench import ci_sim_offerings
 
 QUEUE = ci_sim.QUEUE_POLICY
 SCHEDULE = "parkingspot"
@@ -55,7 +61,24 @@ def cheapest(runs, wait_limit):
     return min(fits, key=lambda r: (r["cost_usd"], r["wait_p95"])) if fits else None
 
 
-def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False, on_demand_idles=(0,)):
+def single_market(cfg, queue):
+    """One run of ci_sim's queue or schedule policy."""
+    name = QUEUE if queue else SCHEDULE
+    return ci_sim.simulate(cfg, (name,))["results"][name]
+
+
+def with_offerings(n_offerings, base, cooldown):
+    """Runs on ``n_offerings`` offerings (bench/ci_sim_offerings.py): the schedule pool, or with
+    ``queue`` the same pool sized by the queue, both with an on-demand lane of ``base``."""
+
+    def run(cfg, queue):
+        return ci_sim_offerings.simulate(cfg, n_offerings, base, cooldown, queue=queue)
+
+    return run
+
+
+def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False, on_demand_idles=(0,), run=None):
+    run = run or single_market
     base_cfg = dict(config, seed=seed)
     # The queue's bounds stay those of the default schedule whatever schedule is searched.
     queue_max = base_cfg.get("queue_max") or 2 * ci_sim.default_config()["peak_desired"]
@@ -73,7 +96,7 @@ def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False, o
                     queue_on_demand_idle_minutes=od_idle,
                     queue_max=queue_max,
                 )
-                res = ci_sim.simulate(cfg, (QUEUE,))["results"][QUEUE]
+                res = run(cfg, True)
                 queue_runs.append(brief(res, floor=floor, idle_minutes=idle, on_demand_idle_minutes=od_idle))
     schedule_runs = []
     for off in offpeaks:
@@ -81,7 +104,7 @@ def compare(config, seed, peaks, offpeaks, floors, idles, schedule_lane=False, o
             if peak < off:
                 continue
             cfg = dict(base_cfg, desired=off, peak_desired=peak, queue_max=queue_max, retry_lane=schedule_lane)
-            res = ci_sim.simulate(cfg, (SCHEDULE,))["results"][SCHEDULE]
+            res = run(cfg, False)
             schedule_runs.append(brief(res, desired=off, peak_desired=peak))
     d = ci_sim.default_config()
     default_queue = next(
@@ -205,6 +228,15 @@ def main(argv=None):
         default="",
         help="p95 waits (s): for each, the cheapest queue and the cheapest schedule that keep to it",
     )
+    p.add_argument(
+        "--offerings",
+        type=int,
+        default=0,
+        help="run both pools on this many offerings, each with its own traces (bench/ci_sim_offerings.py); "
+        "0: one market, ci_sim's policies",
+    )
+    p.add_argument("--on-demand-base", type=int, default=0, help="with --offerings: the on-demand lane's size")
+    p.add_argument("--cooldown-minutes", type=int, default=15, help="with --offerings: offering_cooldown_minutes")
     p.add_argument("--json", action="store_true")
     p.add_argument("rest", nargs="*", help="further ci_sim options (after --)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
@@ -219,7 +251,13 @@ def main(argv=None):
         config["retry_lane"] = config["retry_lane"] or args.retry_lane
         lane = args.schedule_retry_lane
         budgets = ci_sim.whole_numbers(args.budgets, "--budgets") if args.budgets else []
-        results = [compare(config, seed, peaks, offpeaks, floors, idles, lane, od_idles) for seed in seeds]
+        if not 0 <= args.offerings <= len(ci_sim_offerings.AWS_PREEMPTION):
+            raise ci_sim.SimError(f"--offerings: must be between 0 and {len(ci_sim_offerings.AWS_PREEMPTION)}")
+        if args.offerings:
+            run = with_offerings(args.offerings, args.on_demand_base, args.cooldown_minutes)
+        else:
+            run = single_market
+        results = [compare(config, seed, peaks, offpeaks, floors, idles, lane, od_idles, run) for seed in seeds]
     except ci_sim.SimError as e:
         print(f"ci_sim_queue_compare: {e}", file=sys.stderr)
         return 2

@@ -78,3 +78,60 @@ def test_retry_lane_without_a_base_launches_on_demand_only_for_re_runs(tmp_path)
     assert lane and min(inst.launched for inst in lane) >= 9 * 3600
     assert res["lane_instance_hours"] < 12
     assert all(j["done"] is not None for j in sim.jobs if j["retry"])
+
+
+def test_the_queue_driven_pool_on_offerings_follows_the_queue_and_keeps_busy_runners(tmp_path, monkeypatch):
+    drained_busy = []
+    original = ci_sim_offerings.OfferingsSim.start_drain
+
+    def watch(self, t, iid, deadline):
+        if self.instances[iid].ended is None and self.instances[iid].job is not None:
+            drained_busy.append(iid)
+        return original(self, t, iid, deadline)
+
+    monkeypatch.setattr(ci_sim_offerings.OfferingsSim, "start_drain", watch)
+    cfg = ci_sim.validate_config(dict(DAY, traces=str(tmp_path), queue_floor=0, queue_idle_minutes=0))
+    runs = {}
+    for queue in (False, True):
+        offerings = [offering(cfg, tmp_path, "o%d" % k, up) for k, up in enumerate((False, True))]
+        sim = ci_sim_offerings.OfferingsSim(cfg, ci_sim.job_stream(cfg), offerings, 0, 15, queue=queue)
+        runs[queue] = (sim, sim.run())
+    sim, res = runs[True]
+    assert sim.policy == ci_sim_offerings.QUEUE_POLICY and res["event_reconciles"] > 0
+    assert drained_busy == [] and res["jobs_lost_to_interruption"] + res["jobs_lost_other"] == 0
+    # Spot only where it can be launched; sized by the queue, it idles less and costs less.
+    assert all(sim.offering_of[i] == 1 for i, inst in sim.instances.items() if inst.market == "spot")
+    schedule = runs[False][1]
+    assert res["idle_runner_hours"] < schedule["idle_runner_hours"] and res["cost_usd"] < schedule["cost_usd"]
+
+
+def test_queue_compare_runs_both_pools_on_the_offerings(tmp_path, monkeypatch):
+    from ansible_collections.parkingspot.ec2.bench import ci_sim_queue_compare
+
+    cfg = ci_sim.validate_config(dict(DAY, traces=str(tmp_path)))
+    names = [offering(cfg, tmp_path, "o%d" % k, True) and "o%d" % k for k in range(2)]
+    monkeypatch.setattr(
+        ci_sim_offerings, "draw", lambda cfg, n: ([n + "-pre.json" for n in names], [n + "-avail.json" for n in names])
+    )
+    seen = []
+    real = ci_sim_offerings.OfferingsSim.run
+
+    def spy(self):
+        seen.append((self.policy, len(self.offerings), self.base))
+        return real(self)
+
+    monkeypatch.setattr(ci_sim_offerings.OfferingsSim, "run", spy)
+    argv = ["--peak", "4", "--offpeak", "1", "--floors", "0", "--idle", "0", "--offerings", "2", "--json"]
+    rest = [
+        "--traces",
+        str(tmp_path),
+        "--preemption",
+        "o0-pre.json",
+        "--availability",
+        "o0-avail.json",
+        "--days",
+        "0.5",
+    ]
+    assert ci_sim_queue_compare.main(argv + ["--"] + rest) == 0
+    assert sorted(set(seen)) == [(ci_sim_offerings.POLICY, 2, 0), (ci_sim_offerings.QUEUE_POLICY, 2, 0)]
+    assert ci_sim_queue_compare.main(["--offerings", "99"]) == 2
