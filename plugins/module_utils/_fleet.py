@@ -306,6 +306,7 @@ def lock_pools(locks: Optional[_run_lock.RunLocks], ready: Dict[int, PoolRun]) -
 
 
 def enter_pool(locks: _run_lock.RunLocks, run: PoolRun) -> None:
+    """Hold the pool's run lock and plan it with the newest demand any run offered."""
     own = run.validated.get("demand")
     newest = locks.enter(run.name, own)
     if newest is not own:
