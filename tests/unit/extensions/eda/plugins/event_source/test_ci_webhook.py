@@ -364,6 +364,34 @@ def test_debounce_sends_at_most_one_event_per_pool_per_window():
         assert counts([e for _t, e in queue.events if e["pool"] == pool][-1]) == {"queued": 20, "busy": 0}
 
 
+def test_the_window_starts_when_the_event_is_put_however_long_the_counts_took(monkeypatch):
+    # The first event's counts take 0.4 s to read (a large queue), the next one's no time: the next
+    # event is still put a whole window after the first was, not a window after its reading began.
+    real = src.Demand.counts
+    slow = iter([0.4])
+
+    def counts(self, pool):
+        time.sleep(next(slow, 0))  # blocks the loop, as a long read does
+        return real(self, pool)
+
+    monkeypatch.setattr(src.Demand, "counts", counts)
+
+    async def scenario():
+        source, queue, port = await started(debounce_seconds=0.5)
+        await post_github(port, github_job("queued", 1))
+        while not queue.events:
+            await asyncio.sleep(0.01)
+        await post_github(port, github_job("queued", 2))
+        await asyncio.sleep(1.0)
+        await stop(source)
+        return queue
+
+    queue = run(scenario())
+    times = [t for t, e in queue.events if e["pool"] == "linux"]
+    assert len(times) == 2, queue.events
+    assert times[1] - times[0] >= 0.5 - 0.02, times
+
+
 def test_every_event_says_when_its_counts_were_read():
     def utc_now():
         return datetime.datetime.now(datetime.timezone.utc)
