@@ -392,7 +392,8 @@ def plan_pools(module, client, ready: Dict[int, PoolRun], locks, asg_client) -> 
             reused[key] = view
     to_read = {key: run for key, run in ready.items() if key not in reused}
     for attempt in range(2):
-        read_at = time.time()
+        # Stamped on the run lock's clock, on which every age of a kept read is judged.
+        read_at = locks.clock() if locks is not None else time.time()
         instances = read_all(client, sorted(run.name for run in to_read.values())) if to_read else {}
         for run in to_read.values():
             run.instances = instances.get(run.name, [])
@@ -425,7 +426,7 @@ def refresh_reads(client, locks, runs: List[PoolRun]) -> None:
         stale = [run for run in guarded_runs if run.ok and run.reused_read]
         if not stale:
             return
-        read_at = time.time()
+        read_at = locks.clock()
         try:
             instances = read_all(client, sorted(run.name for run in stale))
         except AnsibleAWSError:

@@ -2,6 +2,7 @@
 """spot_pools against moto in-process: many pools in one run, one read, per-pool failures."""
 
 import os
+import time
 
 import pytest
 
@@ -250,6 +251,23 @@ def test_a_run_soon_after_a_read_launches_from_it_without_reading(ec2, launch, r
     again = run_module(spot_pools, {"pools": pools(launch, ci_a=5, ci_b=1), "run_lock": lock})
     assert again["changed"] is False and api_calls.names() == []
     assert by_pool(ec2) == {"ci-a": 5, "ci-b": 1}
+
+
+def test_a_read_is_stamped_and_aged_on_the_run_lock_s_clock(ec2, launch, run_module, api_calls, monkeypatch):
+    from ansible_collections.parkingspot.ec2.plugins.module_utils import _run_lock
+
+    # A lock clock far from the wall clock: a read stamped on the wall clock would look 1000 s old.
+    real = _run_lock.RunLocks.__init__
+
+    def skewed(self, *args, **kwargs):
+        real(self, *args, **dict(kwargs, clock=lambda: time.time() + 1000))
+
+    monkeypatch.setattr(_run_lock.RunLocks, "__init__", skewed)
+    lock = {"reuse_read_seconds": 30}
+    run_module(spot_pools, {"pools": pools(launch, ci_a=1), "run_lock": lock})
+    api_calls.clear()
+    grown = run_module(spot_pools, {"pools": pools(launch, ci_a=2), "run_lock": lock})
+    assert grown["pools"]["ci-a"]["reused_read"] is True and api_calls.names() == ["RunInstances"]
 
 
 def test_a_plan_that_would_shrink_a_pool_is_made_again_from_a_new_read(ec2, launch, run_module, api_calls):
