@@ -519,28 +519,18 @@ class CIWebhookSource:
         self.pending.pop(key, None)
         if self.done.is_set():
             return
+        combined = key == ALL_POOLS
+        pools = sorted(self.dirty) if combined else [key]
+        self.dirty.difference_update(pools)
         counted_at = self.counted_at()
-        if key == ALL_POOLS:
-            pools = sorted(self.dirty)
-            self.dirty.clear()
-            demands = {pool: dict(self.demand.counts(pool), counted_at=counted_at) for pool in pools}
-            event = {
-                "pools": pools,
-                "demands": demands,
-                "providers": sorted(set().union(*(self.providers[pool] for pool in pools))),
-                "time": _utc_now(),
-            }
-            LOG.info("pools %s: demands %s", ", ".join(pools), demands)
+        demands = {pool: dict(self.demand.counts(pool), counted_at=counted_at) for pool in pools}
+        providers = sorted(set().union(*(self.providers[pool] for pool in pools)))
+        if combined:
+            event = {"pools": pools, "demands": demands}
         else:
-            demand = self.demand.counts(key)
-            demand["counted_at"] = counted_at
-            event = {
-                "pool": key,
-                "demand": demand,
-                "providers": sorted(self.providers[key]),
-                "time": _utc_now(),
-            }
-            LOG.info("pool %s: demand %s", key, demand)
+            event = {"pool": key, "demand": demands[key]}
+        event.update(providers=providers, time=_utc_now())
+        LOG.info("pools %s: demands %s", ", ".join(pools), demands)
         # The window starts when the event is put, after the counts were read (reading them takes
         # longer as the jobs grow): so two events are never put closer than the window.
         self.last_sent[key] = asyncio.get_running_loop().time()
