@@ -437,13 +437,17 @@ def test_a_profile_next_to_access_keys_is_refused(ec2, tmp_path, metadata):
     assert writes() == {}
 
 
+def ruleset(name):
+    """The first rule set of the collection's rulebook ``name``."""
+    with open(os.path.join(ROOT, "extensions", "eda", "rulebooks", name), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)[0]
+
+
 def test_the_activation_variables_fill_the_controller_rulebook():
     """EDA controller is not run here: the guide's activation variables must at least render the
     controller rulebook's source and launch action, and name the keeper template of the guide."""
     variables = yaml.safe_load(SNIPPETS["activation/variables.yml"])
-    path = os.path.join(ROOT, "extensions", "eda", "rulebooks", "spot_interruptions_controller.yml")
-    with open(path, encoding="utf-8") as handle:
-        rulebook = yaml.safe_load(handle)[0]
+    rulebook = ruleset("spot_interruptions_controller.yml")
     strict = jinja2.Environment(undefined=jinja2.StrictUndefined)
     source = rulebook["sources"][0]["parkingspot.ec2.spot_interruptions"]
     rendered = {key: strict.from_string(value).render(**variables) for key, value in source.items()}
@@ -458,9 +462,7 @@ def test_the_activation_variables_fill_the_controller_rulebook():
 def controller_job_vars(event):
     """The extra vars the controller rulebook's run_job_template gives the keeper job for ``event``
     (rendered to native values, as ansible-rulebook renders them)."""
-    path = os.path.join(ROOT, "extensions", "eda", "rulebooks", "ci_queue_controller.yml")
-    with open(path, encoding="utf-8") as handle:
-        rulebook = yaml.safe_load(handle)[0]
+    rulebook = ruleset("ci_queue_controller.yml")
     templates = rulebook["rules"][0]["action"]["run_job_template"]["job_args"]["extra_vars"]
     native = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
     return {name: native.from_string(text).render(event=event) for name, text in templates.items()}
