@@ -64,8 +64,14 @@ def instances(client, pool=None, states=LIVE, pools_only=True):
     return {i["InstanceId"]: i for p in pages for r in p["Reservations"] for i in r["Instances"]}
 
 
-def tags(instance):
-    return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+def tags(item):
+    """The tags of an instance, a request or a volume as EC2 describes it, as a dict."""
+    return {t["Key"]: t["Value"] for t in item.get("Tags") or []}
+
+
+def env_without_local_ec2():
+    """This environment without this tier's EC2 API, for a command that starts its own."""
+    return {k: v for k, v in os.environ.items() if k not in ("MOTO_URL", "MOTO_DIRECT_URL")}
 
 
 def write_play(tmp_path, name, module, args, check=False, must_pass=False):

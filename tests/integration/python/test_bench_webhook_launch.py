@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 
+from local_ec2 import env_without_local_ec2
 from local_ec2 import needs_local_ec2
 
 pytestmark = needs_local_ec2
@@ -20,7 +21,7 @@ BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..
 
 def bench(*options):
     # Its own EC2 side (a with_moto process, or moto in the bench's process), not this tier's.
-    env = {k: v for k, v in os.environ.items() if k not in ("MOTO_URL", "MOTO_DIRECT_URL")}
+    env = env_without_local_ec2()
     done = subprocess.run(
         [sys.executable, BENCH, "--rate", "3", "--seconds", "2", "--pools", "2", *options],
         stdout=subprocess.PIPE,

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 
+from local_ec2 import env_without_local_ec2
 from local_ec2 import needs_local_ec2
 
 pytestmark = needs_local_ec2
@@ -20,7 +21,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 
 
 def test_the_demo_keeps_both_pools_through_the_day_and_reports_them():
-    env = {k: v for k, v in os.environ.items() if k not in ("MOTO_URL", "MOTO_DIRECT_URL")}
+    env = env_without_local_ec2()
     done = subprocess.run(
         [sys.executable, os.path.join("tools", "demo.py")],
         cwd=ROOT,

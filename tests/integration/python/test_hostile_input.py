@@ -21,6 +21,7 @@ from local_ec2 import counts
 from local_ec2 import fresh_ec2
 from local_ec2 import needs_local_ec2
 from local_ec2 import proxy
+from local_ec2 import tags
 
 pytestmark = needs_local_ec2
 
@@ -110,23 +111,19 @@ def run_result(module, args, check_mode=False):
     return run(module, args, check_mode)[0]
 
 
-def tags_of(item):
-    return {t["Key"]: t["Value"] for t in item.get("Tags") or []}
-
-
 def world(ec2):
     """Everything in the account that matters here: instances, requests and volumes with their tags."""
     instances = {
-        i["InstanceId"]: (i["State"]["Name"], tags_of(i))
+        i["InstanceId"]: (i["State"]["Name"], tags(i))
         for page in ec2.get_paginator("describe_instances").paginate()
         for r in page["Reservations"]
         for i in r["Instances"]
     }
     requests = {
-        r["SpotInstanceRequestId"]: (r["State"], tags_of(r))
+        r["SpotInstanceRequestId"]: (r["State"], tags(r))
         for r in ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
     }
-    volumes = {v["VolumeId"]: (v["State"], tags_of(v)) for v in ec2.describe_volumes()["Volumes"]}
+    volumes = {v["VolumeId"]: (v["State"], tags(v)) for v in ec2.describe_volumes()["Volumes"]}
     return {"instances": instances, "requests": requests, "volumes": volumes}
 
 
@@ -318,7 +315,7 @@ def test_bad_drain_template_changes_nothing(neighbours):
     (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
     instance = reservation["Instances"][0]
     assert instance["State"]["Name"] in ("pending", "running")
-    assert "parkingspot:state" not in tags_of(instance)
+    assert "parkingspot:state" not in tags(instance)
     run(spot_pool, launch_args(name="drainer2", state="absent", now=NOW))
 
 
@@ -352,9 +349,9 @@ def test_purge_tags_keeps_reserved_keys(neighbours):
     purged, calls = run(spot_request, args)
     assert purged["changed"] is True and writes(calls) == {"DeleteTags": 1}
     (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    tags = tags_of(reservation["Instances"][0])
-    assert "stray" not in tags
-    assert tags["parkingspot:busy"] == "true" and tags["parkingspot:request"] == "purged"
+    left = tags(reservation["Instances"][0])
+    assert "stray" not in left
+    assert left["parkingspot:busy"] == "true" and left["parkingspot:request"] == "purged"
     run(spot_request, dict(args, state="absent"))
     untouched(neighbours)
 
