@@ -77,6 +77,17 @@ AWS_AVAILABILITY_DIRS = [
 ]
 
 
+def check_options(offerings, base, cooldown, least=1):
+    """SimError naming the option when ``--offerings`` (``least`` or more), ``--on-demand-base`` or
+    ``--cooldown-minutes`` is out of range."""
+    if not least <= offerings <= len(AWS_PREEMPTION):
+        raise ci_sim.SimError(f"--offerings: must be between {least} and {len(AWS_PREEMPTION)}, got {offerings}")
+    if base < 0:
+        raise ci_sim.SimError(f"--on-demand-base: must be 0 or more, got {base}")
+    if cooldown < 0:
+        raise ci_sim.SimError(f"--cooldown-minutes: must be 0 or more, got {cooldown}")
+
+
 def aws_availability(traces):
     found = []
     for folder in AWS_AVAILABILITY_DIRS:
@@ -436,11 +447,9 @@ def main(argv=None):
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         seeds = ci_sim.whole_numbers(args.seeds, "--seeds")
+        check_options(args.offerings, args.on_demand_base, args.cooldown_minutes)
     except ci_sim.SimError as e:
         print(e, file=sys.stderr)
-        return 2
-    if not 1 <= args.offerings <= len(AWS_PREEMPTION):
-        print(f"--offerings: must be between 1 and {len(AWS_PREEMPTION)}", file=sys.stderr)
         return 2
     config = dict(ci_sim.config_from_args(ci_sim.parse_args(args.rest)), traces=args.traces)
     config["retry_lane"] = config["retry_lane"] or args.retry_lane

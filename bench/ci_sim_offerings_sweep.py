@@ -222,11 +222,9 @@ def main(argv=None):
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         seeds = ci_sim.whole_numbers(args.seeds, "--seeds")
+        offerings_sim.check_options(args.offerings, args.on_demand_base, args.cooldown_minutes)
     except ci_sim.SimError as e:
         print(e, file=sys.stderr)
-        return 2
-    if not 1 <= args.offerings <= len(offerings_sim.AWS_PREEMPTION):
-        print(f"--offerings: must be between 1 and {len(offerings_sim.AWS_PREEMPTION)}", file=sys.stderr)
         return 2
     if args.pairs < 0:
         print(f"--pairs: must be 0 (every pair) or more, got {args.pairs}", file=sys.stderr)
@@ -236,9 +234,6 @@ def main(argv=None):
         return 2
     if not 0 <= args.rebalance_share <= 1:
         print(f"--rebalance-share: must be between 0 and 1, got {args.rebalance_share}", file=sys.stderr)
-        return 2
-    if args.on_demand_base < 0:
-        print(f"--on-demand-base: must be 0 or more, got {args.on_demand_base}", file=sys.stderr)
         return 2
     options = {
         "offerings": args.offerings,

@@ -251,8 +251,7 @@ def main(argv=None):
         config["retry_lane"] = config["retry_lane"] or args.retry_lane
         lane = args.schedule_retry_lane
         budgets = ci_sim.whole_numbers(args.budgets, "--budgets") if args.budgets else []
-        if not 0 <= args.offerings <= len(ci_sim_offerings.AWS_PREEMPTION):
-            raise ci_sim.SimError(f"--offerings: must be between 0 and {len(ci_sim_offerings.AWS_PREEMPTION)}")
+        ci_sim_offerings.check_options(args.offerings, args.on_demand_base, args.cooldown_minutes, least=0)
         if args.offerings:
             run = with_offerings(args.offerings, args.on_demand_base, args.cooldown_minutes)
         else:

@@ -4,6 +4,8 @@ the on-demand lane, re-runs only on on-demand."""
 
 import json
 
+import pytest
+
 from ansible_collections.parkingspot.ec2.bench import ci_sim
 from ansible_collections.parkingspot.ec2.bench import ci_sim_offerings
 
@@ -135,3 +137,24 @@ def test_queue_compare_runs_both_pools_on_the_offerings(tmp_path, monkeypatch):
     assert ci_sim_queue_compare.main(argv + ["--"] + rest) == 0
     assert sorted(set(seen)) == [(ci_sim_offerings.POLICY, 2, 0), (ci_sim_offerings.QUEUE_POLICY, 2, 0)]
     assert ci_sim_queue_compare.main(["--offerings", "99"]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--offerings", "0"], "--offerings: must be between 1 and"),
+        (["--on-demand-base", "-1"], "--on-demand-base: must be 0 or more, got -1"),
+        (["--cooldown-minutes", "-3"], "--cooldown-minutes: must be 0 or more, got -3"),
+    ],
+)
+def test_the_offerings_scripts_name_a_bad_option(argv, words, capsys):
+    from ansible_collections.parkingspot.ec2.bench import ci_sim_offerings_sweep
+    from ansible_collections.parkingspot.ec2.bench import ci_sim_queue_compare
+
+    assert ci_sim_offerings.main(argv) == 2
+    assert words in capsys.readouterr().err
+    assert ci_sim_offerings_sweep.main(argv) == 2
+    assert words in capsys.readouterr().err
+    if argv[0] != "--offerings":  # 0 offerings is the compare's single market
+        assert ci_sim_queue_compare.main(argv + ["--offerings", "2"]) == 2
+        assert words in capsys.readouterr().err
