@@ -733,13 +733,11 @@ class Sim:
         inst.job = None
         return job
 
-    def runner_hours(self):
-        """Billed runner-hours split into boot, busy (running a job) and idle, per market.
-
-        Boot is launch to ready; idle is the rest of the billed time (60 s minimum included):
-        a runner up with no job, or draining. Jobs still running at the end count as busy up to it.
-        """
-        split = {m: {"boot": 0, "busy": 0, "idle": 0} for m in ("spot", "on-demand")}
+    def billed_seconds(self):
+        """Per market, the billed seconds (per-second billing, 60 s minimum) split into boot, busy
+        (running a job) and idle: boot is launch to ready, idle the rest of the billed time (a
+        runner up with no job, or draining). Jobs still running at the end count as busy up to it."""
+        split = {m: {"billed": 0, "boot": 0, "busy": 0, "idle": 0} for m in ("spot", "on-demand")}
         for iid in sorted(self.instances):
             inst = self.instances[iid]
             end = inst.ended if inst.ended is not None else self.horizon
@@ -747,10 +745,11 @@ class Sim:
             boot = min(inst.ready_at, end) - inst.launched
             busy = inst.busy_seconds + (end - inst.job_started if inst.job is not None else 0)
             part = split[inst.market]
+            part["billed"] += billed
             part["boot"] += boot
             part["busy"] += busy
             part["idle"] += billed - boot - busy
-        return {m.replace("-", "_"): {k: round(v / 3600, 4) for k, v in p.items()} for m, p in split.items()}
+        return split
 
     # -------------------------------------------------------------- results
 
@@ -758,15 +757,15 @@ class Sim:
         cfg = self.cfg
         price = ON_DEMAND_TABLE[cfg["instance_type"]][3]
         prices = {"spot": price * (1 - cfg["spot_discount"]), "on-demand": price}
-        seconds = {"spot": 0, "on-demand": 0}
-        for iid in sorted(self.instances):
-            inst = self.instances[iid]
-            end = inst.ended if inst.ended is not None else self.horizon
-            seconds[inst.market] += max(60, end - inst.launched)  # per-second billing, 60 s minimum
+        billed = self.billed_seconds()
+        seconds = {m: part["billed"] for m, part in billed.items()}
         cost = sum(seconds[m] * prices[m] / 3600 for m in seconds)
         waits = sorted(j["started"] - j["arrival"] for j in self.jobs if j["started"] is not None)
         done = sum(1 for j in self.jobs if j["done"] is not None)
-        split = self.runner_hours()
+        split = {
+            m.replace("-", "_"): {k: round(part[k] / 3600, 4) for k in ("boot", "busy", "idle")}
+            for m, part in billed.items()
+        }
         out = {
             "policy": self.policy,
             "cost_usd": round(cost, 6),
